@@ -1,0 +1,5 @@
+import sys
+
+from lormail.cli import main
+
+sys.exit(main())

@@ -1,0 +1,139 @@
+"""The command line: parse arguments, call one function, print, exit.
+
+Command implementations are imported only when their command runs, so that
+``lormail --help`` stays fast.  Every :class:`LormailError` is caught here,
+printed one problem per line, and turned into the exit code (SPEC §6).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from lormail import __version__
+from lormail.errors import EXIT_RUNTIME, EXIT_USAGE, LormailError
+
+# command -> "module:function"; each function is (App, argparse.Namespace) -> int.
+COMMANDS: dict[str, str] = {
+    "init": "lormail.cmd_core:cmd_init",
+    "check": "lormail.cmd_core:cmd_check",
+    "plan": "lormail.cmd_core:cmd_plan",
+    "status": "lormail.cmd_core:cmd_status",
+    "preview": "lormail.cmd_core:cmd_preview",
+    "send-due": "lormail.cmd_send:cmd_send_due",
+    "run": "lormail.daemon:cmd_run",
+    "ics": "lormail.cmd_calendar:cmd_ics",
+    "credentials": "lormail.cmd_send:cmd_credentials",
+    "feed-url": "lormail.cmd_calendar:cmd_feed_url",
+    "log": "lormail.cmd_send:cmd_log",
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        # One line, exit 2, as for every other bad input.
+        self.exit(EXIT_USAGE, f"lormail: {message} (see 'lormail --help')\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="lormail",
+        description="Plans, sends and calendars the e-mails around your letters of recommendation.",
+        epilog="Exit codes: 0 success, 1 runtime failure (SMTP down, keyring locked), "
+        "2 bad input or usage.",
+    )
+    p.add_argument("--version", action="version", version=f"lormail {__version__}")
+    p.add_argument(
+        "--config",
+        metavar="PATH",
+        type=Path,
+        help="config file (default: $LORMAIL_CONFIG, else ~/.config/lormail/config.yaml)",
+    )
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    def now_opt(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument(
+            "--now", metavar="TIMESTAMP", help="evaluate as of this RFC 3339 instant"
+        )
+
+    sp = sub.add_parser("init", help="write a commented config, an example roster and templates")
+    sp.add_argument("dir", nargs="?", type=Path, default=None, metavar="DIR")
+    sp.add_argument("--force", action="store_true", help="overwrite existing files")
+
+    sub.add_parser("check", help="validate config, roster and templates")
+
+    sp = sub.add_parser("plan", help="upcoming messages")
+    sp.add_argument("--json", action="store_true", help="machine-readable output")
+    sp.add_argument("--all", action="store_true", help="also sent, skipped and expired messages")
+    now_opt(sp)
+
+    sp = sub.add_parser("status", help="recommenders × programs board and daemon health")
+    sp.add_argument("--json", action="store_true", help="machine-readable output")
+    now_opt(sp)
+
+    sp = sub.add_parser("preview", help="the full message as it would be sent")
+    sp.add_argument("key", metavar="KEY", help="a message key from 'lormail plan'")
+    now_opt(sp)
+
+    sp = sub.add_parser("send-due", help="send what is due now, once, and exit")
+    sp.add_argument("--dry-run", action="store_true", help="render and log, send nothing")
+    now_opt(sp)
+
+    sub.add_parser("run", help="the daemon: send on time, serve the calendar feed")
+
+    sp = sub.add_parser("ics", help="write the calendar (stdout without -o)")
+    sp.add_argument("-o", "--output", metavar="FILE", type=Path, default=None)
+    now_opt(sp)
+
+    sp = sub.add_parser("credentials", help="store, test or delete the SMTP secret in the keyring")
+    sp.add_argument("action", choices=["set", "test", "delete"])
+
+    sp = sub.add_parser("feed-url", help="the calendar subscription URL")
+    sp.add_argument("--rotate", action="store_true", help="make a new token (old URL stops)")
+
+    sp = sub.add_parser("log", help="what was sent, failed or skipped, with times")
+    sp.add_argument("--json", action="store_true", help="machine-readable output")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return EXIT_USAGE
+    debug: bool = args.debug
+    try:
+        from lormail.app import App, default_config_path, parse_instant
+
+        now_text = getattr(args, "now", None)
+        app = App(
+            config_path=(args.config or default_config_path()).expanduser(),
+            now_override=parse_instant(now_text) if now_text else None,
+            debug=debug,
+        )
+        module_name, func_name = COMMANDS[args.command].split(":")
+        func = getattr(importlib.import_module(module_name), func_name)
+        code: int = func(app, args)
+        return code
+    except LormailError as err:
+        if debug:
+            raise
+        for problem in err.problems:
+            print(str(problem), file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # `lormail plan | head`: not an error worth a word.
+        return 0
+    except Exception as err:  # the last line of defence: one line, no traceback
+        if debug:
+            raise
+        print(f"lormail: internal error: {type(err).__name__}: {err} "
+              "(run with --debug for details)", file=sys.stderr)
+        return EXIT_RUNTIME

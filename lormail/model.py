@@ -1,0 +1,267 @@
+"""The trusted, frozen objects everything else works on.
+
+The loaders (``roster.py``, ``config.py``) are the only code that builds these
+from user input; nothing downstream re-validates them.  All instants are
+timezone-aware; all offsets that make a nominal date are whole days.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+# The message kinds, in the order SPEC §3 lists them; that order also breaks
+# ties between messages to one recipient at the same instant.
+KINDS: tuple[str, ...] = (
+    "request",
+    "packet",
+    "reminder",
+    "thank_you",
+    "decline_thanks",
+    "outcome",
+)
+KIND_ORDER: Mapping[str, int] = {k: i for i, k in enumerate(KINDS)}
+# Kinds that never move for ``min_gap`` (but count as a previous message).
+GAP_EXEMPT: frozenset[str] = frozenset({"thank_you", "decline_thanks", "outcome"})
+
+STATUSES = ("planned", "asked", "agreed", "declined")
+OUTCOMES = (
+    "pending",
+    "interview",
+    "waitlisted",
+    "accepted",
+    "matched",
+    "rejected",
+    "withdrawn",
+)
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+# Plan statuses (SPEC §6).
+SCHEDULED = "scheduled"
+DUE = "due"
+SENT = "sent"
+DRY_RUN = "dry-run"
+FAILED = "failed"
+SKIPPED = "skipped"
+EXPIRED = "expired"
+PLAN_STATUSES = (SCHEDULED, DUE, SENT, DRY_RUN, FAILED, SKIPPED, EXPIRED)
+
+
+@dataclass(frozen=True, slots=True)
+class Material:
+    label: str
+    path: Path | None = None  # attached to the packet
+    url: str | None = None  # linked in the packet
+
+
+@dataclass(frozen=True, slots=True)
+class Applicant:
+    name: str
+    email: str
+    timezone: ZoneInfo
+    signature: str = ""
+    materials: tuple[Material, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """Timing policy: the roster's ``defaults`` merged with a recommender's overrides."""
+
+    ask_lead: int = 42  # days
+    reminders: tuple[int, ...] = (14, 7)  # days before the anchor, largest first
+    min_gap: timedelta = timedelta(days=5)
+    thank_you_delay: int = 1  # days
+    window_start: time = time(9, 0)
+    window_end: time = time(17, 0)
+    send_days: frozenset[int] = frozenset({0, 1, 2, 3, 4})  # date.weekday() numbers
+    decline_thanks: bool = True
+    notify_outcomes: frozenset[str] = frozenset({"interview", "accepted", "matched"})
+    check_in_every: int = 90  # days; 0 = never
+
+
+@dataclass(frozen=True, slots=True)
+class Program:
+    id: str
+    name: str
+    deadline: datetime  # the instant (aware); a date means 23:59:59 in `timezone`
+    deadline_is_date: bool
+    timezone: ZoneInfo
+    portal: str | None = None
+    outcome: str = "pending"
+    outcome_on: date | None = None
+
+    @property
+    def deadline_date(self) -> date:
+        """The deadline's calendar date in the program's own zone."""
+        return self.deadline.astimezone(self.timezone).date()
+
+
+@dataclass(frozen=True, slots=True)
+class Unavailable:
+    start: date  # inclusive
+    end: date  # inclusive
+    note: str = ""
+
+    def __contains__(self, day: object) -> bool:
+        return isinstance(day, date) and self.start <= day <= self.end
+
+
+@dataclass(frozen=True, slots=True)
+class Letter:
+    program: str  # a Program.id
+    letter_id: str | None = None
+    submitted_on: date | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Recommender:
+    id: str
+    name: str
+    email: str
+    timezone: ZoneInfo
+    status: str  # one of STATUSES
+    policy: Policy
+    salutation: str = ""  # the loader fills it with `name` when absent
+    title: str = ""
+    relationship: str = ""
+    ask_on: date | None = None
+    ask_by_email: bool = False
+    asked_on: date | None = None
+    agreed_on: date | None = None
+    declined_on: date | None = None
+    waived: bool | None = None
+    highlights: tuple[str, ...] = ()
+    unavailable: tuple[Unavailable, ...] = ()
+    letters: tuple[Letter, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Roster:
+    applicant: Applicant
+    defaults: Policy
+    programs: tuple[Program, ...] = ()
+    recommenders: tuple[Recommender, ...] = ()
+    path: Path | None = None
+    programs_by_id: Mapping[str, Program] = field(default_factory=dict, compare=False)
+    recommenders_by_id: Mapping[str, Recommender] = field(default_factory=dict, compare=False)
+
+    def __post_init__(self) -> None:
+        if not self.programs_by_id and self.programs:
+            object.__setattr__(self, "programs_by_id", {p.id: p for p in self.programs})
+        if not self.recommenders_by_id and self.recommenders:
+            object.__setattr__(
+                self, "recommenders_by_id", {r.id: r for r in self.recommenders}
+            )
+
+
+# --- config -----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SmtpConfig:
+    host: str = "localhost"
+    port: int = 465
+    security: str = "ssl"  # ssl | starttls | none
+    username: str = ""
+    auth: str = "password"  # password | xoauth2 | none
+    token_command: str | None = None
+    from_addr: str = ""  # the `from` key: "Name <addr>"
+    bcc_self: bool = False
+    timeout: timedelta = timedelta(seconds=30)
+    max_per_hour: int = 30
+
+
+@dataclass(frozen=True, slots=True)
+class FeedConfig:
+    enabled: bool = True
+    bind: str = "127.0.0.1"
+    port: int = 8765
+
+
+@dataclass(frozen=True, slots=True)
+class CalendarConfig:
+    file: Path | None = None
+    alarms: tuple[timedelta, ...] = (timedelta(days=7), timedelta(days=1))
+    include_messages: bool = True
+    feed: FeedConfig = FeedConfig()
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    path: Path  # the config file itself
+    roster: Path  # absolute
+    templates: Path | None = None  # absolute folder of overrides, if any
+    state_dir: Path | None = None  # absolute; None = $LORMAIL_STATE_DIR or platform dir
+    dry_run: bool = True
+    transport: str = "maildir"  # maildir | smtp
+    maildir: Path = Path("outbox")  # absolute after loading
+    smtp: SmtpConfig = SmtpConfig()
+    calendar: CalendarConfig = CalendarConfig()
+
+
+# --- state snapshot and plan -------------------------------------------------
+
+# Send-log states (SPEC §4).
+LOG_QUEUED = "queued"
+LOG_SENDING = "sending"
+LOG_SENT = "sent"
+LOG_FAILED = "failed"
+LOG_SKIPPED = "skipped"
+LOG_DRY_RUN = "dry-run"
+
+
+@dataclass(frozen=True, slots=True)
+class LogEntry:
+    """The send log's last word on one key, as the planner needs it."""
+
+    key: str
+    state: str  # one of the LOG_* states
+    at: datetime  # when it was sent (sent) or last changed
+    retry_at: datetime | None = None  # queued after a transient failure: not before this
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """What the planner may know of the past: the send log and first-seen instants.
+
+    ``first_seen`` keys: ``asked:R``, ``agreed:R``, ``declined:R`` and
+    ``outcome:P:OUTCOME``; values are the instants lormail first saw them.
+    """
+
+    log: Mapping[str, LogEntry] = field(default_factory=dict)
+    first_seen: Mapping[str, datetime] = field(default_factory=dict)
+
+
+EMPTY_SNAPSHOT = Snapshot()
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedMessage:
+    key: str
+    kind: str
+    recommender: str  # Recommender.id
+    to: str
+    send_at: datetime  # UTC; for sent messages, when it was sent
+    expires_at: datetime | None  # UTC; None = never
+    status: str  # one of PLAN_STATUSES
+    reason: str
+    # The programs the message is about: the anchor (reminder), the covered
+    # letters (thank_you), the outcomes' programs (outcome), the open letters
+    # (request, packet).  Sorted by deadline, then id.
+    programs: tuple[str, ...] = ()
+    reminder_number: int | None = None
+    final_reminder: bool = False
+    outcomes: tuple[tuple[str, str], ...] = ()  # (program id, outcome), sorted
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    now: datetime
+    messages: tuple[PlannedMessage, ...]
+    # First-seen facts the planner assumed (with `now`) because the snapshot
+    # lacked them; commands that own the state persist them.
+    observed: Mapping[str, datetime] = field(default_factory=dict)
