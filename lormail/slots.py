@@ -1,0 +1,112 @@
+"""A recipient's clock: which days are allowed, slots, and the send window.
+
+SPEC §3.0: a date is *allowed* when its weekday is a send day and it lies in
+no unavailable range; the *slot* of an allowed date is the start of the send
+window on it, in the recipient's zone.  Also the short date phrases the
+planner's reasons are written with.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+
+from lormail.model import Recommender
+
+# How far to look for an allowed day before giving up (a roster could make
+# every day unavailable for years; the search must still end).
+HORIZON_DAYS = 3 * 366
+_ONE_DAY = timedelta(days=1)
+_WEEKDAY_NAMES = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+
+
+class Clock:
+    """Send days, unavailability and the window of one recommender, in their zone."""
+
+    __slots__ = ("days", "end", "name", "start", "unavailable", "zone")
+
+    def __init__(self, rec: Recommender) -> None:
+        self.zone = rec.timezone
+        self.start = rec.policy.window_start
+        self.end = rec.policy.window_end
+        self.days = rec.policy.send_days
+        self.unavailable = rec.unavailable
+        self.name = rec.salutation or rec.name
+
+    def allowed(self, day: date) -> bool:
+        if day.weekday() not in self.days:
+            return False
+        return not any(u.start <= day <= u.end for u in self.unavailable)
+
+    def blocked(self, day: date) -> str | None:
+        """Why ``day`` is not allowed, as a phrase ("falls in Dr. X's conference, 10–17 Aug")."""
+        for u in self.unavailable:
+            if u.start <= day <= u.end:
+                what = u.note or "time away"
+                return f"falls in {self.name}'s {what}, {range_label(u.start, u.end)}"
+        if day.weekday() not in self.days:
+            return f"is a {_WEEKDAY_NAMES[day.weekday()]}, not a send day"
+        return None
+
+    def slot(self, day: date) -> datetime:
+        """The start of the window on ``day``, as a UTC instant."""
+        return datetime.combine(day, self.start, tzinfo=self.zone).astimezone(UTC)
+
+    def first_allowed(self, day: date) -> date | None:
+        """The first allowed date on or after ``day``."""
+        for _ in range(HORIZON_DAYS):
+            if self.allowed(day):
+                return day
+            day += _ONE_DAY
+        return None
+
+    def last_allowed_before(self, day: date, floor: date) -> date | None:
+        """The latest allowed date strictly before ``day`` and not before ``floor``."""
+        day -= _ONE_DAY
+        while day >= floor:
+            if self.allowed(day):
+                return day
+            day -= _ONE_DAY
+        return None
+
+    def next_in_window(self, instant: datetime) -> datetime | None:
+        """The first instant in the window at or after ``instant`` (UTC)."""
+        instant = instant.astimezone(UTC)
+        day = instant.astimezone(self.zone).date()
+        if self.allowed(day):
+            start = self.slot(day)
+            if instant <= start:
+                return start
+            end = datetime.combine(day, self.end, tzinfo=self.zone).astimezone(UTC)
+            if instant < end:
+                return instant
+        nxt = self.first_allowed(day + _ONE_DAY)
+        return None if nxt is None else self.slot(nxt)
+
+    def in_window(self, instant: datetime) -> bool:
+        return self.next_in_window(instant) == instant.astimezone(UTC)
+
+
+def day_label(day: date, current_year: int) -> str:
+    """'Thu 24 Sep', with the year when it is not ``current_year``."""
+    text = f"{day.strftime('%a')} {day.day} {day.strftime('%b')}"
+    return text if day.year == current_year else f"{text} {day.year}"
+
+
+def long_date(day: date) -> str:
+    """'Thursday, 24 September': the form people write in letters."""
+    return f"{_WEEKDAY_NAMES[day.weekday()]}, {day.day} {day.strftime('%B')}"
+
+
+def range_label(start: date, end: date) -> str:
+    """'10–17 Aug', '28 Dec – 3 Jan', '8 Aug'."""
+    if start == end:
+        return f"{start.day} {start.strftime('%b')}"
+    if (start.year, start.month) == (end.year, end.month):
+        return f"{start.day}–{end.day} {end.strftime('%b')}"
+    return f"{start.day} {start.strftime('%b')} – {end.day} {end.strftime('%b')}"
+
+
+def days_phrase(days: int) -> str:
+    if days % 7 == 0 and days >= 28:
+        return f"{days // 7} weeks"
+    return "1 day" if days == 1 else f"{days} days"
