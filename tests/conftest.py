@@ -1,0 +1,38 @@
+"""Shared test configuration.
+
+Tests marked ``real`` use an outside component (a keyring daemon, a calendar
+client, libfaketime, systemd-analyze).  Where it is missing they skip; with
+``LORMAIL_REQUIRE_REAL=1`` (as in CI) such a skip is a failure instead.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+REQUIRE_REAL = os.environ.get("LORMAIL_REQUIRE_REAL") == "1"
+
+
+def require_real(reason: str) -> None:
+    """Skip a real-component test, or fail it when real components are required."""
+    if REQUIRE_REAL:
+        pytest.fail(f"required real component missing: {reason}")
+    pytest.skip(reason)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()
+    if REQUIRE_REAL and report.skipped and item.get_closest_marker("real") is not None:
+        report.outcome = "failed"
+        report.longrepr = f"real-component test skipped under LORMAIL_REQUIRE_REAL=1: {report.longrepr}"
+
+
+@pytest.fixture
+def root() -> Path:
+    return ROOT
