@@ -1,7 +1,9 @@
 """The state database: send log, first-seen instants, calendar event stamps.
 
 SQLite in WAL mode, one short exclusive transaction per change, the file and
-its folder private to the user (0600 / 0700).  The schema carries a version so
+its folder private to the user (0600 / 0700).  The send log's transitions
+(``queued → sending → sent | failed | skipped``, and ``dry-run``) live here as
+one method each, so that every writer moves a row the same way.  The schema carries a version so
 that a newer lormail can migrate an older state.  Instants are stored as UTC
 RFC 3339 text ("2026-09-14T14:00:00Z"), which sorts as time does.
 """
@@ -10,16 +12,28 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import sqlite3
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from lormail.errors import LormailError, Problem
-from lormail.model import EMPTY_SNAPSHOT, LogEntry, Snapshot
+from lormail.model import (
+    EMPTY_SNAPSHOT,
+    LOG_DRY_RUN,
+    LOG_FAILED,
+    LOG_QUEUED,
+    LOG_SENDING,
+    LOG_SENT,
+    LOG_SKIPPED,
+    LogEntry,
+    Snapshot,
+)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 DB_NAME = "state.db"
 
 _SCHEMA = """
@@ -41,7 +55,9 @@ CREATE TABLE IF NOT EXISTS log (
     sent_at     TEXT,
     retry_at    TEXT,
     error       TEXT,
-    reply       TEXT
+    reply       TEXT,
+    -- how often a run died with this row in `sending` (SPEC §4: retried, reported)
+    interruptions INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS log_state ON log(state);
 CREATE TABLE IF NOT EXISTS first_seen (
@@ -72,6 +88,66 @@ class EventStamp:
     hash: str
     sequence: int
     stamp: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class LogRow:
+    """One key's full row in the send log, as ``lormail log`` shows it."""
+
+    key: str
+    kind: str
+    recommender: str
+    state: str
+    message_id: str | None
+    to: str | None
+    subject: str | None
+    attempts: int
+    created_at: datetime
+    updated_at: datetime
+    sent_at: datetime | None
+    retry_at: datetime | None
+    error: str | None
+    reply: str | None
+    interruptions: int
+
+
+@dataclass(frozen=True, slots=True)
+class Outbound:
+    """What the log records about a message as it is about to go (or be dry-run)."""
+
+    key: str
+    kind: str
+    recommender: str
+    message_id: str
+    to: str
+    subject: str
+
+
+_LOG_COLUMNS = (
+    "key, kind, recommender, state, message_id, to_addr, subject, attempts, created_at, "
+    "updated_at, sent_at, retry_at, error, reply, interruptions"
+)
+
+
+def _row(v: Sequence[Any]) -> LogRow:
+    """A row selected with ``_LOG_COLUMNS``, in that order."""
+    return LogRow(
+        key=v[0],
+        kind=v[1],
+        recommender=v[2],
+        state=v[3],
+        message_id=v[4],
+        to=v[5],
+        subject=v[6],
+        attempts=int(v[7]),
+        created_at=from_text(v[8]),
+        updated_at=from_text(v[9]),
+        sent_at=from_text(v[10]) if v[10] else None,
+        retry_at=from_text(v[11]) if v[11] else None,
+        error=v[12],
+        reply=v[13],
+        interruptions=int(v[14]),
+    )
 
 
 def ensure_private_dir(path: Path) -> None:
@@ -136,6 +212,9 @@ class Store:
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     conn.execute(statement)
+            columns = {r[1] for r in conn.execute("PRAGMA table_info(log)")}
+            if "interruptions" not in columns:  # schema 1 → 2
+                conn.execute("ALTER TABLE log ADD COLUMN interruptions INTEGER NOT NULL DEFAULT 0")
             row = conn.execute("SELECT value FROM meta WHERE name = 'schema'").fetchone()
             if row is None:
                 conn.execute(
@@ -150,6 +229,10 @@ class Store:
                         )
                     ],
                     exit_code=1,
+                )
+            elif int(row[0]) < SCHEMA_VERSION:
+                conn.execute(
+                    "UPDATE meta SET value = ? WHERE name = 'schema'", (str(SCHEMA_VERSION),)
                 )
 
     # --- what the planner reads ------------------------------------------
@@ -202,6 +285,145 @@ class Store:
                 "sequence = excluded.sequence, stamp = excluded.stamp",
                 [(u, s.hash, s.sequence, to_text(s.stamp)) for u, s in sorted(stamps.items())],
             )
+
+    # --- the send log ------------------------------------------------------
+
+    def message_id_secret(self) -> bytes:
+        """The random key under which Message-IDs are derived; made once per state.
+
+        A secret of the state (not, say, a hash of the applicant's address, which
+        is public in ``From``) so that nobody can test guesses of recommender or
+        program ids against a Message-ID.  Stable for the life of the state,
+        which is all that retries and threading need.
+        """
+        with self.transaction() as conn:
+            conn.execute(
+                "INSERT OR IGNORE INTO meta(name, value) VALUES ('message_id_secret', ?)",
+                (secrets.token_hex(32),),
+            )
+            row = conn.execute("SELECT value FROM meta WHERE name = 'message_id_secret'").fetchone()
+        return bytes.fromhex(str(row[0]))
+
+    def log_rows(self) -> list[LogRow]:
+        """Every row, oldest activity first (then by key)."""
+        rows = [_row(r) for r in self.conn.execute(f"SELECT {_LOG_COLUMNS} FROM log")]
+        rows.sort(key=lambda r: (r.sent_at or r.updated_at, r.key))
+        return rows
+
+    def log_row(self, key: str) -> LogRow | None:
+        found = self.conn.execute(f"SELECT {_LOG_COLUMNS} FROM log WHERE key = ?", (key,))
+        values = found.fetchone()
+        return None if values is None else _row(values)
+
+    def rows_in_state(self, state: str) -> list[LogRow]:
+        found = self.conn.execute(
+            f"SELECT {_LOG_COLUMNS} FROM log WHERE state = ? ORDER BY key", (state,)
+        )
+        return [_row(r) for r in found]
+
+    def sent_since(self, since: datetime) -> list[datetime]:
+        """When each message sent at or after ``since`` went, oldest first."""
+        return [
+            from_text(at)
+            for (at,) in self.conn.execute(
+                "SELECT sent_at FROM log WHERE state = ? AND sent_at >= ? ORDER BY sent_at",
+                (LOG_SENT, to_text(since)),
+            )
+        ]
+
+    def _upsert(self, conn: sqlite3.Connection, out: Outbound, state: str, at: datetime) -> None:
+        now = to_text(at)
+        conn.execute(
+            "INSERT INTO log(key, kind, recommender, state, message_id, to_addr, subject, "
+            "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT(key) DO UPDATE SET kind = excluded.kind, "
+            "recommender = excluded.recommender, state = excluded.state, "
+            "message_id = excluded.message_id, to_addr = excluded.to_addr, "
+            "subject = excluded.subject, updated_at = excluded.updated_at",
+            (
+                out.key,
+                out.kind,
+                out.recommender,
+                state,
+                out.message_id,
+                out.to,
+                out.subject,
+                now,
+                now,
+            ),
+        )
+
+    def mark_sending(self, out: Outbound, at: datetime) -> None:
+        """Committed before the SMTP transaction starts: a crash leaves ``sending``."""
+        with self.transaction() as conn:
+            self._upsert(conn, out, LOG_SENDING, at)
+            conn.execute(
+                "UPDATE log SET attempts = attempts + 1, retry_at = NULL WHERE key = ?",
+                (out.key,),
+            )
+
+    def mark_sent(self, key: str, at: datetime, reply: str, note: str | None = None) -> None:
+        """Committed right after the server accepted.  ``note``: e.g. a refused Bcc."""
+        with self.transaction() as conn:
+            conn.execute(
+                "UPDATE log SET state = ?, sent_at = ?, updated_at = ?, retry_at = NULL, "
+                "reply = ?, error = ? WHERE key = ?",
+                (LOG_SENT, to_text(at), to_text(at), reply, note, key),
+            )
+
+    def mark_queued(self, out: Outbound, at: datetime, retry_at: datetime, error: str) -> None:
+        """Waiting (transient failure, rate limit, outage): not before ``retry_at``."""
+        with self.transaction() as conn:
+            self._upsert(conn, out, LOG_QUEUED, at)
+            conn.execute(
+                "UPDATE log SET retry_at = ?, error = ? WHERE key = ?",
+                (to_text(retry_at), error, out.key),
+            )
+
+    def mark_failed(self, out: Outbound, at: datetime, error: str, reply: str | None) -> None:
+        """Final: a permanent refusal (5xx, with the server's reply) or an unsendable message."""
+        with self.transaction() as conn:
+            self._upsert(conn, out, LOG_FAILED, at)
+            conn.execute(
+                "UPDATE log SET retry_at = NULL, error = ?, reply = ? WHERE key = ?",
+                (error, reply, out.key),
+            )
+
+    def mark_skipped(self, out: Outbound, at: datetime, reason: str) -> None:
+        """Final: never sent (e.g. it expired while waiting to be retried)."""
+        with self.transaction() as conn:
+            self._upsert(conn, out, LOG_SKIPPED, at)
+            conn.execute(
+                "UPDATE log SET retry_at = NULL, error = ? WHERE key = ?", (reason, out.key)
+            )
+
+    def mark_dry_run(self, out: Outbound, at: datetime) -> None:
+        """Rendered and logged, not sent; does not count as sent.  Never demotes a send."""
+        with self.transaction() as conn:
+            row = conn.execute("SELECT state FROM log WHERE key = ?", (out.key,)).fetchone()
+            if row is not None and row[0] in (LOG_SENT, LOG_FAILED, LOG_SKIPPED, LOG_SENDING):
+                return
+            self._upsert(conn, out, LOG_DRY_RUN, at)
+            conn.execute("UPDATE log SET retry_at = NULL, error = NULL WHERE key = ?", (out.key,))
+
+    def note_interrupted(self, keys: list[str]) -> None:
+        """Count one more interrupted send for each key (found in ``sending``)."""
+        if not keys:
+            return
+        with self.transaction() as conn:
+            conn.executemany(
+                "UPDATE log SET interruptions = interruptions + 1 WHERE key = ? AND state = ?",
+                [(k, LOG_SENDING) for k in keys],
+            )
+
+
+def backoff(attempts: int) -> timedelta:
+    """The wait after ``attempts`` failed tries: 1 min, doubling, at most 1 h."""
+    return timedelta(minutes=min(60, 2 ** max(0, min(attempts - 1, 6))))
+
+
+# The row states a send may still follow (the others are final or dry-run).
+PENDING_STATES = frozenset({LOG_QUEUED, LOG_SENDING})
 
 
 def read_snapshot(state_dir: Path) -> Snapshot:

@@ -1,0 +1,187 @@
+"""From a planned, rendered message to the exact bytes-to-be on the wire (SPEC §3.2).
+
+Pure: a :class:`PlannedMessage`, its rendered text, the roster, the config and
+the state's Message-ID secret go in; an :class:`Outgoing` (an
+``email.message.EmailMessage`` with ``policy=SMTP`` plus its envelope) comes
+out.  The only reads are of the packet's attachments, through a function the
+caller may replace.
+
+Owned here: the From/To/Date/Subject headers, the Message-ID derived from the
+key (HMAC-SHA256 under the state's secret, so it is stable across retries and
+restarts yet says nothing about the roster), reply threading of reminders,
+attachments, the HTML alternative, the envelope (``bcc_self`` is an envelope
+recipient only), and the refusal of any header holding CR or LF.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import mimetypes
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from email import policy
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import format_datetime, parseaddr
+from pathlib import Path
+from typing import Protocol
+
+from lormail.model import LOG_SENT, Config, LogEntry, PlannedMessage, Roster
+
+
+class RenderedLike(Protocol):
+    """What :mod:`lormail.render` produces for one message."""
+
+    @property
+    def subject(self) -> str: ...
+    @property
+    def body(self) -> str: ...
+    @property
+    def html(self) -> str | None: ...
+
+
+class ComposeError(ValueError):
+    """The message cannot be built safely (a line break in a header, a bad address)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ComposeContext:
+    """Everything but the message itself that composing needs."""
+
+    roster: Roster
+    config: Config
+    secret: bytes  # Store.message_id_secret()
+    log: Mapping[str, LogEntry] = field(default_factory=dict)  # Snapshot.log, for threading
+    read_bytes: Callable[[Path], bytes] = Path.read_bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """A composed message and its SMTP envelope."""
+
+    key: str
+    message: EmailMessage
+    message_id: str
+    envelope_from: str
+    recipients: tuple[str, ...]  # the recommender first; then the applicant for bcc_self
+    subject: str
+    to: str
+
+
+def _clean(name: str, value: str) -> str:
+    # Defence in depth: the loaders already refuse control characters, but a
+    # template can still put a newline into a subject.
+    if "\r" in value or "\n" in value:
+        raise ComposeError(f"{name} contains a line break; refusing to build the header")
+    return value
+
+
+def sender(roster: Roster, config: Config) -> tuple[str, str]:
+    """The From display name and address: config ``smtp.from``, else the applicant."""
+    configured = _clean("smtp.from", config.smtp.from_addr.strip())
+    if configured:
+        name, addr = parseaddr(configured)
+        if "@" not in addr:
+            raise ComposeError(f"smtp.from: {configured!r} holds no e-mail address")
+        return name, addr
+    return roster.applicant.name, roster.applicant.email
+
+
+def message_id(key: str, secret: bytes, domain: str) -> str:
+    """The Message-ID of ``key``: a keyed hash, so the same key always gets the same id."""
+    digest = hmac.new(secret, key.encode("utf-8"), hashlib.sha256).digest()[:20]
+    token = base64.b32encode(digest).decode("ascii").lower()
+    return f"<{token}@{domain}>"
+
+
+def domain_of(addr: str) -> str:
+    return addr.rpartition("@")[2].strip().lower() or "localhost"
+
+
+def thread_parent(msg: PlannedMessage, log: Mapping[str, LogEntry]) -> str | None:
+    """The key a reminder replies to: the packet if it went, else the request if it went."""
+    if msg.kind != "reminder":
+        return None
+    for kind in ("packet", "request"):
+        parent = f"{kind}:{msg.recommender}"
+        entry = log.get(parent)
+        if entry is not None and entry.state == LOG_SENT:
+            return parent
+    return None
+
+
+def _address(name: str, addr: str) -> Address:
+    local, at, domain = addr.rpartition("@")
+    if not at or not local or not domain:
+        raise ComposeError(f"{addr!r} is not an e-mail address")
+    try:
+        return Address(display_name=name, username=local, domain=domain)
+    except (ValueError, IndexError) as err:
+        raise ComposeError(f"{addr!r}: {err}") from None
+
+
+def _attach(message: EmailMessage, path: Path, read: Callable[[Path], bytes]) -> None:
+    path = path.expanduser()
+    try:
+        data = read(path)
+    except OSError as err:
+        # `check` reports a missing file; at send time it is worth a retry, not a
+        # packet without the CV.
+        raise OSError(f"cannot attach {path}: {err.strerror or err}") from None
+    guessed, encoding = mimetypes.guess_type(path.name)
+    if guessed is None or encoding is not None:
+        guessed = "application/octet-stream"
+    maintype, _, subtype = guessed.partition("/")
+    message.add_attachment(data, maintype=maintype, subtype=subtype, filename=path.name)
+
+
+def compose(
+    msg: PlannedMessage, rendered: RenderedLike, ctx: ComposeContext, at: datetime
+) -> Outgoing:
+    """Build the message for ``msg`` as sent at ``at`` (the Date header)."""
+    roster, config = ctx.roster, ctx.config
+    from_name, from_addr = sender(roster, config)
+    recommender = roster.recommenders_by_id.get(msg.recommender)
+    to_name = recommender.name if recommender is not None else ""
+    subject = _clean("the subject", rendered.subject.strip())
+    _clean("the recipient's name", to_name)
+    _clean("the sender's name", from_name)
+    _clean("the recipient's address", msg.to)
+
+    domain = domain_of(from_addr)
+    mid = message_id(msg.key, ctx.secret, domain)
+    message = EmailMessage(policy=policy.SMTP)
+    message["From"] = _address(from_name, from_addr)
+    message["To"] = _address(to_name, msg.to)
+    message["Subject"] = subject
+    message["Date"] = format_datetime(at.astimezone(roster.applicant.timezone))
+    message["Message-ID"] = mid
+    parent = thread_parent(msg, ctx.log)
+    if parent is not None:
+        parent_id = message_id(parent, ctx.secret, domain)
+        message["In-Reply-To"] = parent_id
+        message["References"] = parent_id
+    message.set_content(rendered.body)
+    if rendered.html:
+        message.add_alternative(rendered.html, subtype="html")
+    if msg.kind == "packet":
+        for material in roster.applicant.materials:
+            if material.path is not None:
+                _attach(message, material.path, ctx.read_bytes)
+
+    recipients = [msg.to]
+    applicant = roster.applicant.email
+    if config.smtp.bcc_self and applicant.lower() != msg.to.lower():
+        recipients.append(applicant)
+    return Outgoing(
+        key=msg.key,
+        message=message,
+        message_id=mid,
+        envelope_from=from_addr,
+        recipients=tuple(recipients),
+        subject=subject,
+        to=msg.to,
+    )

@@ -1,0 +1,427 @@
+"""Delivery behind one small interface: a local Maildir, or SMTP (SPEC §4).
+
+:func:`open_transport` returns a :class:`Transport`; its :meth:`send` either
+returns the server's reply or raises :class:`TransportError`, which says
+whether the failure is ``transient`` (retry later: 4xx, connection lost,
+timeout, DNS, offline, keyring locked) or permanent (5xx, with the reply), and
+whether it is of the connection (nothing after it can go either) or of the one
+message.
+
+SMTP: one connection for a whole batch, opened on the first send; TLS always
+verified with ``ssl.create_default_context()`` (which honours
+``SSL_CERT_FILE``); STARTTLS required, never opportunistic; ``security: none``
+only to a loopback host; a timeout on every socket operation; an explicit EHLO
+name, so that no slow ``socket.getfqdn()`` runs.  Credentials come from a
+callable, so the secret is fetched only when a server asks for it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import mailbox
+import smtplib
+import socket
+import ssl
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Protocol
+
+from lormail.credentials import CredentialError, Secret
+from lormail.errors import LormailError, Problem
+from lormail.model import Config, SmtpConfig
+
+# What a failure was, for `credentials test` and the log.
+DNS = "dns"
+REFUSED = "refused"
+TLS = "tls"
+NO_STARTTLS = "no-starttls"
+AUTH = "auth"
+TIMEOUT = "timeout"
+NETWORK = "network"
+CREDENTIALS = "credentials"
+REJECTED = "rejected"  # the server's answer to this one message
+
+
+class TransportError(Exception):
+    """A failed delivery; the message never includes a secret."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        transient: bool,
+        kind: str = REJECTED,
+        reply: str | None = None,
+        connection: bool = False,
+    ) -> None:
+        super().__init__(message)
+        self.transient = transient
+        self.kind = kind
+        self.reply = reply
+        self.connection = connection  # the connection is gone: reconnect or stop
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """The server took the message.  ``refused``: envelope recipients it turned down."""
+
+    reply: str
+    refused: tuple[tuple[str, str], ...] = ()  # (address, "550 reply")
+
+
+class Transport(Protocol):
+    def send(self, msg: EmailMessage, from_addr: str, to_addrs: Sequence[str]) -> Accepted:
+        """Deliver to ``to_addrs`` (the first is the one that must accept)."""
+        ...
+
+    def reconnect(self) -> None:
+        """Drop the connection; the next send opens a new one."""
+        ...
+
+    def close(self) -> None: ...
+
+
+# --- Maildir ------------------------------------------------------------------
+
+
+class MaildirTransport:
+    """Delivers into a local Maildir, created (0700) as needed.
+
+    ``mailbox.Maildir.add`` writes into ``tmp/`` and renames into ``new/``: a
+    reader never sees half a message.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._box: mailbox.Maildir | None = None
+
+    def send(self, msg: EmailMessage, from_addr: str, to_addrs: Sequence[str]) -> Accepted:
+        try:
+            if self._box is None:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._box = mailbox.Maildir(self.path, create=True)
+            # Maildir files hold LF line ends; the SMTP policy writes CRLF.
+            name = self._box.add(msg.as_bytes(policy=msg.policy.clone(linesep="\n")))
+        except OSError as err:
+            raise TransportError(
+                f"cannot deliver into {self.path}: {err.strerror or err}",
+                transient=True,
+                kind=NETWORK,
+                connection=True,
+            ) from None
+        return Accepted(reply=f"delivered to {self.path / 'new' / name}")
+
+    def reconnect(self) -> None:
+        self._box = None
+
+    def close(self) -> None:
+        self._box = None
+
+
+# --- SMTP -----------------------------------------------------------------------
+
+
+def is_loopback(host: str) -> bool:
+    if host.lower() in ("localhost", "localhost.localdomain"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+SecretSource = Callable[[], Secret]
+
+
+def _reply_text(code: int, resp: bytes | str) -> str:
+    text = resp.decode("utf-8", "replace") if isinstance(resp, bytes) else resp
+    return f"{code} {' '.join(text.split())}".strip()
+
+
+def classify(err: BaseException, where: str, timeout: float) -> TransportError:
+    """A connection-level exception as a transient :class:`TransportError` with a clear text."""
+    if isinstance(err, TransportError):
+        return err
+    if isinstance(err, socket.gaierror):
+        return TransportError(
+            f"cannot resolve {where} (DNS or offline): {err.strerror or err}",
+            transient=True,
+            kind=DNS,
+            connection=True,
+        )
+    if isinstance(err, ConnectionRefusedError):
+        return TransportError(
+            f"connection refused by {where}", transient=True, kind=REFUSED, connection=True
+        )
+    if isinstance(err, ssl.SSLCertVerificationError):
+        return TransportError(
+            f"TLS certificate verification failed for {where}: {err.verify_message}",
+            transient=True,
+            kind=TLS,
+            connection=True,
+        )
+    if isinstance(err, ssl.SSLError):
+        return TransportError(
+            f"TLS failed with {where}: {err.reason or err}",
+            transient=True,
+            kind=TLS,
+            connection=True,
+        )
+    if isinstance(err, TimeoutError) or "timed out" in str(err):
+        return TransportError(
+            f"{where} did not answer within {timeout:g}s",
+            transient=True,
+            kind=TIMEOUT,
+            connection=True,
+        )
+    if isinstance(err, smtplib.SMTPServerDisconnected):
+        return TransportError(
+            f"{where} closed the connection", transient=True, kind=NETWORK, connection=True
+        )
+    if isinstance(err, smtplib.SMTPResponseException):
+        reply = _reply_text(err.smtp_code, err.smtp_error)
+        return TransportError(
+            f"{where} refused the session: {reply}",
+            transient=True,
+            kind=NETWORK,
+            reply=reply,
+            connection=True,
+        )
+    if isinstance(err, OSError):
+        return TransportError(
+            f"cannot reach {where}: {err.strerror or err}",
+            transient=True,
+            kind=NETWORK,
+            connection=True,
+        )
+    return TransportError(
+        f"SMTP session with {where} failed: {type(err).__name__}",
+        transient=True,
+        kind=NETWORK,
+        connection=True,
+    )
+
+
+def _ehlo_name(conn: smtplib.SMTP) -> str:
+    # An address literal of our end of the socket, as Thunderbird sends: no DNS
+    # lookup, and no machine name leaked into the recipient's Received headers.
+    with contextlib.suppress(OSError, AttributeError, IndexError, ValueError):
+        sock = conn.sock
+        addr = sock.getsockname()[0] if sock is not None else ""
+        ip = ipaddress.ip_address(addr)
+        return f"[IPv6:{ip}]" if ip.version == 6 else f"[{ip}]"
+    return "[127.0.0.1]"
+
+
+class SmtpTransport:
+    """One SMTP session for a batch: connect, STARTTLS, AUTH on first use; QUIT on close."""
+
+    def __init__(self, smtp: SmtpConfig, secret: SecretSource | None = None) -> None:
+        if smtp.security not in ("ssl", "starttls", "none"):
+            raise LormailError([Problem(f"smtp.security: unknown value {smtp.security!r}")])
+        if smtp.security == "none" and not is_loopback(smtp.host):
+            raise LormailError(
+                [
+                    Problem(
+                        f"smtp.security: none sends in the clear; it is allowed only to a "
+                        f"loopback host, not {smtp.host!r} (use ssl or starttls)"
+                    )
+                ]
+            )
+        self.smtp = smtp
+        self.secret = secret
+        self.timeout = max(0.1, smtp.timeout.total_seconds())
+        self.where = f"{smtp.host}:{smtp.port}"
+        self._conn: smtplib.SMTP | None = None
+
+    # -- the session ----------------------------------------------------------
+
+    def connect(self) -> smtplib.SMTP:
+        """Open, secure and authenticate a session; raise a connection-level TransportError."""
+        if self._conn is not None:
+            return self._conn
+        smtp = self.smtp
+        context = ssl.create_default_context()
+        conn: smtplib.SMTP | None = None
+        try:
+            # local_hostname given so that smtplib skips socket.getfqdn(); the real
+            # EHLO name is set once the socket exists.
+            if smtp.security == "ssl":
+                conn = smtplib.SMTP_SSL(
+                    smtp.host,
+                    smtp.port,
+                    local_hostname="localhost",
+                    timeout=self.timeout,
+                    context=context,
+                )
+            else:
+                conn = smtplib.SMTP(
+                    smtp.host, smtp.port, local_hostname="localhost", timeout=self.timeout
+                )
+            conn.local_hostname = _ehlo_name(conn)
+            conn.ehlo()
+            if smtp.security == "starttls":
+                if not conn.has_extn("starttls"):
+                    raise TransportError(
+                        f"{self.where} does not offer STARTTLS; refusing to send in the clear",
+                        transient=True,
+                        kind=NO_STARTTLS,
+                        connection=True,
+                    )
+                conn.starttls(context=context)
+                conn.ehlo()
+            self._authenticate(conn)
+        except BaseException as err:
+            if conn is not None:
+                with contextlib.suppress(Exception):
+                    conn.close()
+            if isinstance(err, (KeyboardInterrupt, SystemExit)):
+                raise
+            raise classify(err, self.where, self.timeout) from None
+        self._conn = conn
+        return conn
+
+    def _authenticate(self, conn: smtplib.SMTP) -> None:
+        smtp = self.smtp
+        if smtp.auth == "none":
+            return
+        if self.secret is None:
+            raise TransportError(
+                "no credential source", transient=True, kind=CREDENTIALS, connection=True
+            )
+        try:
+            secret = self.secret()
+        except CredentialError as err:
+            raise TransportError(
+                str(err), transient=True, kind=CREDENTIALS, connection=True
+            ) from None
+        try:
+            if smtp.auth == "xoauth2":
+                token = secret.reveal()
+                user = smtp.username
+
+                def xoauth2(challenge: bytes | None = None) -> str:
+                    # A second call means the server sent an error challenge; the
+                    # empty answer lets it report the failure as a 535 reply.
+                    return "" if challenge else f"user={user}\x01auth=Bearer {token}\x01\x01"
+
+                conn.auth("XOAUTH2", xoauth2, initial_response_ok=True)
+            else:
+                conn.login(smtp.username, secret.reveal())
+        except smtplib.SMTPAuthenticationError as err:
+            reply = secret.scrub(_reply_text(err.smtp_code, err.smtp_error))
+            raise TransportError(
+                f"{self.where} rejected the login for {smtp.username!r}: {reply}",
+                transient=True,
+                kind=AUTH,
+                reply=reply,
+                connection=True,
+            ) from None
+        except smtplib.SMTPNotSupportedError:
+            raise TransportError(
+                f"{self.where} offers no AUTH here; check smtp.security and smtp.auth",
+                transient=True,
+                kind=AUTH,
+                connection=True,
+            ) from None
+        except smtplib.SMTPException as err:
+            # Nothing of ours is in these, but scrub anyway: the server could echo.
+            raise TransportError(
+                secret.scrub(f"login to {self.where} failed: {err}"),
+                transient=True,
+                kind=AUTH,
+                connection=True,
+            ) from None
+
+    def send(self, msg: EmailMessage, from_addr: str, to_addrs: Sequence[str]) -> Accepted:
+        conn = self.connect()
+        try:
+            return self._transaction(conn, msg, from_addr, to_addrs)
+        except TransportError as err:
+            if err.connection:
+                self._drop()
+            raise
+        except (smtplib.SMTPException, OSError) as err:
+            self._drop()
+            raise classify(err, self.where, self.timeout) from None
+
+    def _transaction(
+        self, conn: smtplib.SMTP, msg: EmailMessage, from_addr: str, to_addrs: Sequence[str]
+    ) -> Accepted:
+        # By hand rather than send_message(): the DATA reply (with the server's
+        # queue id) is worth keeping, and a refused Bcc copy must not stop the
+        # message to the recommender, while a refused recommender must stop it.
+        data = msg.as_bytes()
+        options: list[str] = []
+        addresses = [from_addr, *to_addrs]
+        if any(not a.isascii() for a in addresses):
+            if not conn.has_extn("smtputf8"):
+                raise TransportError(
+                    f"{self.where} cannot take non-ASCII addresses (no SMTPUTF8)",
+                    transient=False,
+                )
+            options = ["SMTPUTF8", "BODY=8BITMIME"]
+        code, resp = conn.mail(from_addr, options)
+        if code != 250:
+            self._rset(conn)
+            raise _refusal("MAIL FROM", code, resp)
+        refused: list[tuple[str, str]] = []
+        for index, rcpt in enumerate(to_addrs):
+            code, resp = conn.rcpt(rcpt)
+            if code in (250, 251):
+                continue
+            if index == 0:
+                self._rset(conn)
+                raise _refusal(f"RCPT TO {rcpt}", code, resp)
+            refused.append((rcpt, _reply_text(code, resp)))
+        code, resp = conn.data(data)
+        if code != 250:
+            raise _refusal("DATA", code, resp)
+        return Accepted(reply=_reply_text(code, resp), refused=tuple(refused))
+
+    def _rset(self, conn: smtplib.SMTP) -> None:
+        try:
+            conn.rset()
+        except (smtplib.SMTPException, OSError):
+            self._drop()
+
+    def _drop(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(Exception):
+                self._conn.close()
+        self._conn = None
+
+    def reconnect(self) -> None:
+        self._drop()
+
+    def close(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(Exception):
+                self._conn.quit()
+        self._drop()
+
+
+def _refusal(stage: str, code: int, resp: bytes | str) -> TransportError:
+    reply = _reply_text(code, resp)
+    if code == 421:  # the server is closing the session
+        return TransportError(
+            f"{stage}: {reply}", transient=True, reply=reply, kind=NETWORK, connection=True
+        )
+    return TransportError(f"{stage}: {reply}", transient=400 <= code < 500, reply=reply)
+
+
+@contextlib.contextmanager
+def open_transport(config: Config, secret: SecretSource | None = None) -> Iterator[Transport]:
+    """The configured transport; closed (QUIT) on exit."""
+    transport: Transport
+    if config.transport == "smtp":
+        transport = SmtpTransport(config.smtp, secret)
+    else:
+        transport = MaildirTransport(config.maildir)
+    try:
+        yield transport
+    finally:
+        transport.close()
