@@ -270,8 +270,11 @@ class _RecommenderPlanner:
                                  f"{self._day(ref)} is free")
                 continue
             cand.time = self.clock.slot(back)
+            why = self.clock.blocked(nominal)
             cand.reason = base + (
-                f"; moved back to {self._day(back)} to stay clear of the deadline"
+                f"; {self._day(nominal)} {why}, so moved back to {self._day(back)}"
+                if why
+                else f"; moved back to {self._day(back)} to stay clear of the deadline"
             )
 
     def _thank_you(self, opened: list[Program], log: Mapping[str, LogEntry]) -> Iterable[_Candidate]:
@@ -411,7 +414,11 @@ class _RecommenderPlanner:
                 moved = self.clock.next_in_window(cand.retry_at)
                 if moved is not None:
                     cand.time = moved
-                cand.reason += f"; retrying after a temporary failure"
+                cand.reason += "; retrying after a temporary failure" + (
+                    f" ({self.snapshot.log[cand.key].error})"
+                    if self.snapshot.log[cand.key].error
+                    else ""
+                )
             if cand.time >= eff_now:
                 continue
             if cand.series is not None:
