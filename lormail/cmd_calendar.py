@@ -1,0 +1,128 @@
+"""The ``ics`` and ``feed-url`` commands, and the atomic file write they need.
+
+``lormail ics [-o FILE] [--now TS]`` plans, builds the calendar against the
+stored event stamps, writes it (stdout without ``-o``; otherwise a temp file
+in the same folder, fsync, rename) and then stores the stamps that changed,
+so the next build keeps SEQUENCE and DTSTAMP of unchanged events.
+
+``lormail feed-url [--rotate]`` prints the subscription URL, making the token
+at first use.  :func:`publish` and :func:`write_atomic` are what the daemon
+reuses on every re-plan.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import stat
+import sys
+import tempfile
+from datetime import datetime
+from pathlib import Path
+
+from lormail.app import App
+from lormail.calendar import build_calendar
+from lormail.errors import EXIT_OK, EXIT_RUNTIME, LormailError, Problem
+from lormail.feed import feed_url, load_or_create_token, rotate_token
+from lormail.model import CalendarConfig, Plan, Roster
+from lormail.store import Store
+
+
+def publish(
+    roster: Roster,
+    plan: Plan,
+    config: CalendarConfig,
+    state_dir: Path,
+    now: datetime,
+    output: Path | None = None,
+) -> bytes:
+    """Build the calendar, write it to ``output`` (if any), then store the changed stamps.
+
+    The stamps are stored after the write: if the write fails, the next build
+    still sees those events as changed and stamps them again.
+    """
+    with Store.open(state_dir) as store:
+        built = build_calendar(roster, plan, store.event_stamps(), config, now)
+        if output is not None:
+            write_atomic(output, built.data)
+        store.save_event_stamps(built.changed)
+    return built.data
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` all at once: temp file beside it, fsync, rename.
+
+    A new file is created 0600 (the calendar names people); an existing
+    file keeps its mode.
+    """
+    path = path.expanduser()
+    folder = path.parent
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    except OSError as err:
+        raise _cannot_write(path, err) from None
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        with contextlib.suppress(FileNotFoundError):
+            os.chmod(tmp, stat.S_IMODE(os.stat(path).st_mode))
+        os.replace(tmp, path)
+    except OSError as err:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise _cannot_write(path, err) from None
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    # The rename is durable only once the folder's entry is on disk.
+    with contextlib.suppress(OSError):
+        dir_fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
+def _cannot_write(path: Path, err: OSError) -> LormailError:
+    return LormailError(
+        [Problem(f"{path}: cannot write the calendar: {err.strerror or err}")],
+        exit_code=EXIT_RUNTIME,
+    )
+
+
+def cmd_ics(app: App, args: argparse.Namespace) -> int:
+    now = app.now()
+    roster = app.roster()
+    plan = app.plan(now)
+    output: Path | None = args.output
+    data = publish(roster, plan, app.config().calendar, app.state_dir(), now, output)
+    if output is None:
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+    return EXIT_OK
+
+
+def cmd_feed_url(app: App, args: argparse.Namespace) -> int:
+    feed = app.config().calendar.feed
+    state_dir = app.state_dir()
+    try:
+        token = rotate_token(state_dir) if args.rotate else load_or_create_token(state_dir)
+    except OSError as err:
+        raise LormailError(
+            [Problem(f"{state_dir}: cannot keep the feed token: {err.strerror or err}")],
+            exit_code=EXIT_RUNTIME,
+        ) from None
+    print(feed_url(feed.bind, feed.port, token))
+    if args.rotate:
+        print(
+            "the old URL no longer works; a running 'lormail run' serves the new one "
+            "once reloaded (SIGHUP)",
+            file=sys.stderr,
+        )
+    if not feed.enabled:
+        print("note: the feed is off (calendar.feed.enabled: false in the config)", file=sys.stderr)
+    return EXIT_OK
