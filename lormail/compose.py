@@ -4,7 +4,8 @@ Pure: a :class:`PlannedMessage`, its rendered text, the roster, the config and
 the state's Message-ID secret go in; an :class:`Outgoing` (an
 ``email.message.EmailMessage`` with ``policy=SMTP`` plus its envelope) comes
 out.  The only reads are of the packet's attachments, through a function the
-caller may replace.
+caller may replace.  (:func:`preview_text`, for ``lormail preview``, is the
+one impure helper: it reads the state to show the real Message-ID.)
 
 Owned here: the From/To/Date/Subject headers, the Message-ID derived from the
 key (HMAC-SHA256 under the state's secret, so it is stable across retries and
@@ -27,9 +28,12 @@ from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime, parseaddr
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from lormail.model import LOG_SENT, Config, LogEntry, PlannedMessage, Roster
+
+if TYPE_CHECKING:
+    from lormail.app import App
 
 
 class RenderedLike(Protocol):
@@ -185,3 +189,70 @@ def compose(
         subject=subject,
         to=msg.to,
     )
+
+
+def _summary(message: EmailMessage, outgoing: Outgoing, missing: list[Path]) -> str:
+    lines = [
+        f"{name}: {message[name]}"
+        for name in ("From", "To", "Subject", "Date", "Message-ID", "In-Reply-To", "References")
+        if message[name] is not None
+    ]
+    if len(outgoing.recipients) > 1:
+        lines.append(f"(a copy to {', '.join(outgoing.recipients[1:])}, envelope only)")
+    lines.append("")
+    text_part = message.get_body(preferencelist=("plain",))
+    body = text_part.get_content() if isinstance(text_part, EmailMessage) else ""
+    lines.append(body.rstrip("\n"))
+    extras = []
+    if message.get_body(preferencelist=("html",)) is not None:
+        extras.append("[an HTML alternative is included]")
+    for part in message.iter_attachments():
+        if isinstance(part, EmailMessage):
+            size = len(part.get_content()) if part.get_content_maintype() != "text" else 0
+            extras.append(
+                f"[attached: {part.get_filename()} ({part.get_content_type()}, {size} bytes)]"
+            )
+    extras += [f"[MISSING attachment: {p} — the packet cannot go until it exists]" for p in missing]
+    if extras:
+        lines += ["", *extras]
+    return "\n".join(lines) + "\n"
+
+
+def preview_text(app: App, msg: PlannedMessage, rendered: RenderedLike) -> str:
+    """The message as it would be sent, for ``lormail preview``.
+
+    Reads the state (for the Message-ID secret and threading) but never creates
+    it: with no state yet, the Message-ID shown is a stand-in.
+    """
+    import secrets as _secrets
+
+    from lormail.store import DB_NAME, Store
+
+    state_dir = app.state_dir()
+    secret: bytes | None = None
+    if (state_dir / DB_NAME).exists():
+        with Store.open(state_dir) as store:
+            secret = store.peek_message_id_secret()
+    missing: list[Path] = []
+
+    def read(path: Path) -> bytes:
+        try:
+            return path.read_bytes()
+        except OSError:
+            missing.append(path)
+            return b""
+
+    ctx = ComposeContext(
+        roster=app.roster(),
+        config=app.config(),
+        secret=secret or _secrets.token_bytes(32),
+        log=app.snapshot().log,
+        read_bytes=read,
+    )
+    outgoing = compose(msg, rendered, ctx, app.now())
+    text = _summary(outgoing.message, outgoing, missing)
+    if secret is None:
+        text = text.replace(
+            f"Message-ID: {outgoing.message_id}", "Message-ID: (made at the first send)"
+        )
+    return text

@@ -304,6 +304,13 @@ class Store:
             row = conn.execute("SELECT value FROM meta WHERE name = 'message_id_secret'").fetchone()
         return bytes.fromhex(str(row[0]))
 
+    def peek_message_id_secret(self) -> bytes | None:
+        """The Message-ID secret if one was made already (creates nothing)."""
+        row = self.conn.execute(
+            "SELECT value FROM meta WHERE name = 'message_id_secret'"
+        ).fetchone()
+        return None if row is None else bytes.fromhex(str(row[0]))
+
     def log_rows(self) -> list[LogRow]:
         """Every row, oldest activity first (then by key)."""
         rows = [_row(r) for r in self.conn.execute(f"SELECT {_LOG_COLUMNS} FROM log")]

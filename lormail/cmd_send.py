@@ -1,0 +1,235 @@
+"""The commands ``send-due``, ``log`` and ``credentials`` (SPEC §6): parse, call, print.
+
+The work is in :mod:`lormail.sending`, :mod:`lormail.store`,
+:mod:`lormail.credentials` and :mod:`lormail.transport`; this module only
+wires signals and logging for a one-shot run and turns results into lines
+and exit codes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import getpass
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from types import FrameType
+from typing import TYPE_CHECKING, Any
+
+from lormail.errors import EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, LormailError, Problem
+from lormail.output import print_json, utc_text
+
+if TYPE_CHECKING:
+    from lormail.app import App
+    from lormail.sending import SendReport
+    from lormail.store import LogRow
+
+
+def ensure_logging() -> None:
+    """One line per decision on stderr, unless someone (the daemon) configured logging."""
+    logger = logging.getLogger("lormail")
+    if logger.handlers or logging.getLogger().handlers:
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("lormail: %(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+
+
+@contextlib.contextmanager
+def stop_on_signals(stop: threading.Event) -> Iterator[None]:
+    """SIGTERM/SIGINT set ``stop``: the message in flight finishes, then the run ends."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def summary(report: SendReport) -> str:
+    if report.busy:
+        return "another lormail is sending right now; nothing done"
+    parts = [f"sent {len(report.sent)}"]
+    if report.dry_run or report.dry_runs:
+        parts.append(f"dry-run {len(report.dry_runs)} (nothing sent)")
+    if report.retrying:
+        parts.append(f"waiting to retry {len(report.retrying)}")
+    if report.deferred:
+        parts.append(f"held by max_per_hour {len(report.deferred)}")
+    if report.failed:
+        parts.append(f"failed {len(report.failed)}")
+    if report.skipped:
+        parts.append(f"skipped {len(report.skipped)}")
+    if report.recovered:
+        parts.append(f"recovered from an interrupted run {len(report.recovered)}")
+    text = ", ".join(parts)
+    if report.next_retry is not None:
+        text += f"; next try at {utc_text(report.next_retry)}"
+    if report.stopped:
+        text += "; stopped early, the rest goes on the next run"
+    return text
+
+
+def cmd_send_due(app: App, args: argparse.Namespace) -> int:
+    from lormail.sending import send_due
+
+    ensure_logging()
+    stop = threading.Event()
+    with stop_on_signals(stop):
+        report = send_due(app, now=app.now_override, dry_run=bool(args.dry_run), stop=stop)
+    print(summary(report))
+    return report.exit_code
+
+
+# --- log -------------------------------------------------------------------------
+
+
+def _entry(row: LogRow) -> dict[str, Any]:
+    return {
+        "key": row.key,
+        "kind": row.kind,
+        "recommender": row.recommender,
+        "state": row.state,
+        "to": row.to,
+        "subject": row.subject,
+        "message_id": row.message_id,
+        "attempts": row.attempts,
+        "sent_at": utc_text(row.sent_at),
+        "updated_at": utc_text(row.updated_at),
+        "retry_at": utc_text(row.retry_at),
+        "error": row.error,
+        "reply": row.reply,
+    }
+
+
+_STATE_STYLE = {
+    "sent": "green",
+    "failed": "bold red",
+    "queued": "yellow",
+    "sending": "yellow",
+    "skipped": "dim",
+    "dry-run": "cyan",
+}
+
+
+def cmd_log(app: App, args: argparse.Namespace) -> int:
+    from lormail.store import DB_NAME, Store
+
+    state_dir = app.state_dir()
+    rows: list[LogRow] = []
+    if (state_dir / DB_NAME).exists():
+        with Store.open(state_dir) as store:
+            rows = store.log_rows()
+    if args.json:
+        print_json({"entries": [_entry(r) for r in rows]})
+        return EXIT_OK
+    if not rows:
+        print("nothing sent, queued or dry-run yet")
+        return EXIT_OK
+    from rich.table import Table
+    from rich.text import Text
+
+    from lormail.output import console
+
+    table = Table(box=None, pad_edge=False, show_edge=False)
+    for column in ("when (UTC)", "state", "key", "to", "subject", "tries", "note"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        note = row.error or ""
+        if row.retry_at is not None:
+            note = f"retry at {utc_text(row.retry_at)}: {note}"
+        elif row.state == "sent":
+            note = row.reply or ""
+            if row.error:
+                note += f" ({row.error})"
+        when = utc_text(row.sent_at or row.updated_at) or ""
+        table.add_row(
+            when.replace("T", " ").rstrip("Z"),
+            Text(row.state, style=_STATE_STYLE.get(row.state, "")),
+            row.key,
+            row.to or "",
+            row.subject or "",
+            str(row.attempts),
+            note,
+        )
+    console().print(table)
+    return EXIT_OK
+
+
+# --- credentials ---------------------------------------------------------------
+
+_FAILURE_LABEL = {
+    "dns": "DNS lookup failed",
+    "refused": "connection refused",
+    "tls": "TLS verification failed",
+    "no-starttls": "STARTTLS missing",
+    "auth": "authentication rejected",
+    "timeout": "timed out",
+    "network": "connection failed",
+    "credentials": "no usable secret",
+}
+
+
+def _read_secret(prompt: str) -> str:
+    if sys.stdin.isatty():
+        return getpass.getpass(prompt)
+    return sys.stdin.readline().rstrip("\r\n")
+
+
+def cmd_credentials(app: App, args: argparse.Namespace) -> int:
+    from lormail import credentials
+
+    smtp = app.config().smtp
+    action: str = args.action
+    if action == "test":
+        return _credentials_test(app)
+    if not smtp.username:
+        raise LormailError([Problem("smtp.username is empty in the config; set it first")])
+    where = f"{credentials.SERVICE}/{smtp.username}"
+    if action == "delete":
+        if credentials.delete_password(smtp):
+            print(f"deleted the password for {where} from the keyring")
+        else:
+            print(f"no password was stored for {where}")
+        return EXIT_OK
+    if smtp.auth != "password":
+        raise LormailError(
+            [Problem(f"smtp.auth is {smtp.auth}: there is no password to store")], EXIT_USAGE
+        )
+    value = _read_secret(f"SMTP password for {smtp.username} at {smtp.host}: ")
+    if not value:
+        raise LormailError([Problem("no password given; nothing stored")], EXIT_USAGE)
+    credentials.set_password(smtp, credentials.Secret(value))
+    print(f"stored the password for {where} in the keyring")
+    return EXIT_OK
+
+
+def _credentials_test(app: App) -> int:
+    from lormail.credentials import secret_source
+    from lormail.transport import SmtpTransport, TransportError
+
+    smtp = app.config().smtp
+    transport = SmtpTransport(smtp, lambda: secret_source(smtp))
+    try:
+        transport.connect()
+    except TransportError as err:
+        label = _FAILURE_LABEL.get(err.kind, "failed")
+        print(f"lormail: SMTP test failed: {label}: {err}", file=sys.stderr)
+        return EXIT_RUNTIME
+    finally:
+        transport.close()
+    security = {"ssl": "TLS", "starttls": "STARTTLS", "none": "no TLS (loopback)"}
+    who = f", authenticated as {smtp.username}" if smtp.auth != "none" else ""
+    print(f"ok: {smtp.host}:{smtp.port} over {security.get(smtp.security, smtp.security)}{who}")
+    return EXIT_OK

@@ -1,0 +1,364 @@
+"""Real SMTP servers, rosters and configs for the sending tests.
+
+- :class:`Sink`: an aiosmtpd handler that records every message, and can be
+  scripted to answer 4xx/5xx.
+- :func:`smtp_server`: aiosmtpd on 127.0.0.1 with a free port, in this
+  process, plain / implicit TLS / STARTTLS, with AUTH PLAIN and LOGIN.
+- :func:`silent_server`: accepts TCP connections and never says a word.
+- :func:`make_roster`, :func:`make_config`, :func:`make_app`: model objects
+  built directly, so these tests need no YAML loader.
+- Run as a script (``python tests/_smtp_helpers.py send|sink SPEC.json``), it
+  is the subprocess driver for the crash and outage tests.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime, time, timedelta
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+
+if __name__ == "__main__":  # run as a script: make `lormail` importable from the checkout
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from lormail.app import App
+from lormail.model import (
+    Applicant,
+    Config,
+    Letter,
+    Material,
+    Policy,
+    Program,
+    Recommender,
+    Roster,
+    SmtpConfig,
+)
+
+CHICAGO = ZoneInfo("America/Chicago")
+NY = ZoneInfo("America/New_York")
+# A Tuesday, 10:00 in Chicago: inside every default send window.
+NOW = datetime(2026, 9, 1, 15, 0, tzinfo=UTC)
+NOW_TEXT = "2026-09-01T15:00:00Z"
+USER = "sarah@example.edu"
+PASSWORD = "s3cr3t-Pa55word-never-shown"
+
+
+def require_real(reason: str) -> None:
+    """Skip a real-component test, or fail it when ``LORMAIL_REQUIRE_REAL=1``."""
+    if os.environ.get("LORMAIL_REQUIRE_REAL") == "1":
+        pytest.fail(f"required real component missing: {reason}")
+    pytest.skip(reason)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+# --- the recording sink -----------------------------------------------------------
+
+
+@dataclass
+class Received:
+    mail_from: str
+    rcpt_tos: list[str]
+    content: bytes
+
+    @property
+    def message(self) -> EmailMessage:
+        msg = message_from_bytes(self.content, policy=policy.default)
+        assert isinstance(msg, EmailMessage)
+        return msg
+
+    @property
+    def message_id(self) -> str:
+        return str(self.message["Message-ID"])
+
+
+@dataclass
+class Sink:
+    """An aiosmtpd handler: records what it accepts; replies may be scripted.
+
+    ``data_replies``: replies for the next DATA commands (then 250);
+    ``rcpt_replies``: per address, a reply to RCPT TO.
+    """
+
+    received: list[Received] = field(default_factory=list)
+    data_replies: list[str] = field(default_factory=list)
+    rcpt_replies: dict[str, str] = field(default_factory=dict)
+    record: Path | None = None  # also append one JSON line per message (subprocess sinks)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
+    ) -> str:
+        reply = self.rcpt_replies.get(address)
+        if reply is not None:
+            return reply
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        with self.lock:
+            if self.data_replies:
+                return self.data_replies.pop(0)
+            item = Received(envelope.mail_from, list(envelope.rcpt_tos), envelope.content)
+            if self.record is not None:
+                line = json.dumps(
+                    {"message_id": item.message_id, "to": item.rcpt_tos, "from": item.mail_from}
+                )
+                # Recorded before the 250 goes out: "delivered" means "in this file".
+                with self.record.open("a") as fh:
+                    fh.write(line + "\n")
+                    fh.flush()
+            self.received.append(item)
+        return "250 2.0.0 Ok: queued"
+
+
+def authenticator(users: dict[str, str]) -> Callable[..., Any]:
+    from aiosmtpd.smtp import AuthResult, LoginPassword
+
+    def check(server: Any, session: Any, envelope: Any, mechanism: str, data: Any) -> Any:
+        if not isinstance(data, LoginPassword):
+            return AuthResult(success=False, handled=False)
+        user = data.login.decode()
+        ok = users.get(user) == data.password.decode()
+        return AuthResult(success=ok, handled=False)
+
+    return check
+
+
+@dataclass
+class Server:
+    host: str
+    port: int
+    sink: Sink
+
+
+@contextlib.contextmanager
+def smtp_server(
+    sink: Sink | None = None,
+    *,
+    security: str = "none",  # none | ssl | starttls | plain-no-starttls
+    cert: Any = None,  # a trustme LeafCert for ssl/starttls
+    users: dict[str, str] | None = None,
+) -> Iterator[Server]:
+    """aiosmtpd on 127.0.0.1 in a thread of this process."""
+    import ssl
+
+    from aiosmtpd.controller import Controller
+
+    sink = sink or Sink()
+    port = free_port()
+    kwargs: dict[str, Any] = {}
+    context = None
+    if security in ("ssl", "starttls"):
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        cert.configure_cert(context)
+    if security == "starttls":
+        kwargs.update(tls_context=context, require_starttls=True)
+    if users is not None:
+        kwargs.update(authenticator=authenticator(users), auth_require_tls=security != "none")
+        kwargs["auth_required"] = True
+    controller = Controller(
+        sink,
+        hostname="127.0.0.1",
+        port=port,
+        ssl_context=context if security == "ssl" else None,
+        server_hostname="lormail-test",
+        ready_timeout=10,
+        **kwargs,
+    )
+    controller.start()
+    try:
+        yield Server("127.0.0.1", port, sink)
+    finally:
+        controller.stop()
+
+
+@contextlib.contextmanager
+def silent_server() -> Iterator[int]:
+    """A TCP listener that accepts and then says nothing (for timeouts)."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    port: int = listener.getsockname()[1]
+    held: list[socket.socket] = []
+    done = threading.Event()
+
+    def accept() -> None:
+        listener.settimeout(0.2)
+        while not done.is_set():
+            try:
+                conn, _ = listener.accept()
+            except (TimeoutError, OSError):
+                continue
+            held.append(conn)
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield port
+    finally:
+        done.set()
+        thread.join(2)
+        for conn in held:
+            conn.close()
+        listener.close()
+
+
+# --- rosters and configs ---------------------------------------------------------
+
+
+def make_roster(
+    n: int = 3,
+    *,
+    kind: str = "request",
+    materials: tuple[Material, ...] = (),
+    names: Callable[[int], str] | None = None,
+) -> Roster:
+    """``n`` recommenders with one message each due at :data:`NOW`.
+
+    ``kind`` request: planned, asked by e-mail today; packet: agreed today.
+    """
+    deadline = datetime.combine(date(2026, 12, 1), time(23, 59, 59), tzinfo=NY)
+    prog = Program(
+        id="im",
+        name="Internal Medicine",
+        deadline=deadline,
+        deadline_is_date=True,
+        timezone=NY,
+        portal="ERAS",
+    )
+    today = NOW.astimezone(CHICAGO).date()
+    recs = []
+    for i in range(n):
+        rid = f"r{i:04d}"
+        extra: dict[str, Any] = (
+            {"status": "planned", "ask_by_email": True, "ask_on": today}
+            if kind == "request"
+            else {"status": "agreed", "asked_on": today - timedelta(days=3), "agreed_on": today}
+        )
+        recs.append(
+            Recommender(
+                id=rid,
+                name=names(i) if names else f"Dr. Rec {i}",
+                salutation=f"Dr. Rec {i}",
+                email=f"{rid}@hospital.example.org",
+                timezone=CHICAGO,
+                policy=Policy(),
+                letters=(Letter(program="im"),),
+                **extra,
+            )
+        )
+    return Roster(
+        applicant=Applicant(
+            name="Sarah Chen", email=USER, timezone=NY, signature="Sarah", materials=materials
+        ),
+        defaults=Policy(),
+        programs=(prog,),
+        recommenders=tuple(recs),
+    )
+
+
+def make_config(tmp: Path, **smtp: Any) -> Config:
+    """Config for ``tmp``: maildir unless ``transport='smtp'`` is in ``smtp``."""
+    transport = smtp.pop("transport", "smtp" if smtp else "maildir")
+    dry_run = smtp.pop("dry_run", False)
+    smtp.setdefault("from_addr", f"Sarah Chen <{USER}>")
+    smtp.setdefault("username", USER)
+    smtp.setdefault("auth", "none")
+    smtp.setdefault("security", "none")
+    smtp.setdefault("timeout", timedelta(seconds=5))
+    smtp.setdefault("max_per_hour", 0)
+    return Config(
+        path=tmp / "config.yaml",
+        roster=tmp / "roster.yaml",
+        state_dir=tmp / "state",
+        dry_run=dry_run,
+        transport=transport,
+        maildir=tmp / "outbox",
+        smtp=SmtpConfig(**smtp),
+    )
+
+
+def make_app(config: Config, roster: Roster, now: datetime | None = NOW) -> App:
+    return App(config_path=config.path, now_override=now, _config=config, _roster=roster)
+
+
+def state_secret(state_dir: Path) -> bytes:
+    from lormail.store import Store
+
+    with Store.open(state_dir) as store:
+        secret = store.peek_message_id_secret()
+    assert secret is not None
+    return secret
+
+
+def message_ids(roster: Roster, state_dir: Path, kind: str = "request") -> dict[str, str]:
+    """Message-ID → key, computed as compose does."""
+    from lormail.compose import message_id
+
+    secret = state_secret(state_dir)
+    return {
+        message_id(f"{kind}:{r.id}", secret, "example.edu"): f"{kind}:{r.id}"
+        for r in roster.recommenders
+    }
+
+
+# --- subprocess driver -------------------------------------------------------------
+
+
+def spec_app(spec: dict[str, Any]) -> App:
+    tmp = Path(spec["tmp"])
+    smtp = dict(spec.get("smtp", {}))
+    if "timeout" in smtp:
+        smtp["timeout"] = timedelta(seconds=float(smtp["timeout"]))
+    config = make_config(tmp, **smtp)
+    roster = make_roster(int(spec["n"]), kind=spec.get("kind", "request"))
+    now = datetime.fromisoformat(spec["now"]) if spec.get("now") else None
+    return make_app(config, roster, now)
+
+
+def _drive(argv: list[str]) -> int:
+    """``send SPEC.json [--dry-run]``: one send-due; ``sink SPEC.json``: serve until killed."""
+    spec = json.loads(Path(argv[1]).read_text())
+    if argv[0] == "sink":
+        sink = Sink(record=Path(spec["record"]))
+        with smtp_server(sink) as server:
+            Path(spec["port_file"]).write_text(str(server.port))
+            threading.Event().wait()
+        return 0
+    import argparse
+
+    from lormail.cmd_send import cmd_send_due
+    from lormail.errors import LormailError
+
+    app = spec_app(spec)
+    try:
+        return cmd_send_due(app, argparse.Namespace(dry_run="--dry-run" in argv))
+    except LormailError as err:
+        print(err, file=sys.stderr)
+        return err.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(_drive(sys.argv[1:]))
+
+
+def replace_smtp(config: Config, **changes: Any) -> Config:
+    return replace(config, smtp=replace(config.smtp, **changes))

@@ -1,0 +1,220 @@
+"""compose: headers, Message-IDs, threading, attachments, HTML, Bcc, header injection."""
+
+from __future__ import annotations
+
+import mailbox
+from dataclasses import replace
+from datetime import UTC, datetime
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from pathlib import Path
+
+import pytest
+from _smtp_helpers import NOW, make_app, make_config, make_roster, replace_smtp
+
+from lormail.compose import ComposeContext, ComposeError, compose, message_id
+from lormail.model import LogEntry, Material, PlannedMessage
+from lormail.render import Rendered
+
+SECRET = bytes(range(32))
+RENDERED = Rendered(subject="Would you write me a letter?", body="Dear Dr. Rec 0,\n\nHello.\n")
+
+
+def planned(kind: str = "request", rid: str = "r0000", **kw: object) -> PlannedMessage:
+    key = {"reminder": f"reminder:{rid}:im:1"}.get(kind, f"{kind}:{rid}")
+    return PlannedMessage(
+        key=key,
+        kind=kind,
+        recommender=rid,
+        to=f"{rid}@hospital.example.org",
+        send_at=NOW,
+        expires_at=None,
+        status="due",
+        reason="test",
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+def context(tmp_path: Path, **kw: object) -> ComposeContext:
+    roster = kw.pop("roster", None) or make_roster(1)
+    config = kw.pop("config", None) or make_config(tmp_path)
+    return ComposeContext(roster=roster, config=config, secret=SECRET, **kw)  # type: ignore[arg-type]
+
+
+def wire(out_message: EmailMessage) -> EmailMessage:
+    """The message as a receiver parses it."""
+    parsed = message_from_bytes(out_message.as_bytes(), policy=policy.default)
+    assert isinstance(parsed, EmailMessage)
+    return parsed
+
+
+def test_headers(tmp_path: Path) -> None:
+    out = compose(planned(), RENDERED, context(tmp_path), NOW)
+    msg = wire(out.message)
+    assert msg["From"] == "Sarah Chen <sarah@example.edu>"
+    assert msg["To"] == '"Dr. Rec 0" <r0000@hospital.example.org>'
+    assert msg["Subject"] == "Would you write me a letter?"
+    assert msg["Date"] == "Tue, 01 Sep 2026 11:00:00 -0400"  # the applicant's zone
+    assert msg["Message-ID"] == out.message_id
+    assert out.message_id.endswith("@example.edu>")
+    assert out.envelope_from == "sarah@example.edu"
+    assert out.recipients == ("r0000@hospital.example.org",)
+    assert b"\r\n" in out.message.as_bytes()  # policy SMTP: CRLF on the wire
+    assert msg.get_content_type() == "text/plain"
+    assert msg.get_content().replace("\r\n", "\n") == "Dear Dr. Rec 0,\n\nHello.\n"
+
+
+def test_message_id_is_stable_keyed_and_opaque() -> None:
+    a = message_id("reminder:johnson:im-residency:1", SECRET, "example.edu")
+    assert a == message_id("reminder:johnson:im-residency:1", SECRET, "example.edu")
+    assert a != message_id("reminder:johnson:im-residency:2", SECRET, "example.edu")
+    assert a != message_id("reminder:johnson:im-residency:1", bytes(32), "example.edu")
+    local = a[1:].split("@")[0]
+    assert "johnson" not in a and "im" not in local and "reminder" not in a
+    assert len(local) == 32 and local.isalnum()
+
+
+def test_non_ascii_display_names_are_encoded(tmp_path: Path) -> None:
+    roster = make_roster(1, names=lambda i: "Dr. Zoë Müller-Łukasiewicz")
+    config = replace_smtp(make_config(tmp_path), from_addr="Séverine Çelik <sev@example.edu>")
+    out = compose(planned(), RENDERED, context(tmp_path, roster=roster, config=config), NOW)
+    raw = out.message.as_bytes()
+    assert raw.isascii()
+    assert b"=?utf-8?" in raw
+    msg = wire(out.message)
+    assert msg["To"].addresses[0].display_name == "Dr. Zoë Müller-Łukasiewicz"
+    assert msg["To"].addresses[0].addr_spec == "r0000@hospital.example.org"
+    assert str(msg["From"]) == "Séverine Çelik <sev@example.edu>"
+    assert out.message_id.endswith("@example.edu>")
+
+
+def test_from_defaults_to_the_applicant(tmp_path: Path) -> None:
+    config = replace_smtp(make_config(tmp_path), from_addr="")
+    out = compose(planned(), RENDERED, context(tmp_path, config=config), NOW)
+    assert wire(out.message)["From"] == "Sarah Chen <sarah@example.edu>"
+
+
+@pytest.mark.parametrize(
+    ("sent", "parent"),
+    [(("packet", "request"), "packet"), (("request",), "request"), ((), None)],
+)
+def test_reminders_thread_under_what_was_sent(
+    tmp_path: Path, sent: tuple[str, ...], parent: str | None
+) -> None:
+    log = {f"{k}:r0000": LogEntry(key=f"{k}:r0000", state="sent", at=NOW) for k in sent}
+    # A packet that was only dry-run is not in the recommender's mailbox.
+    log.setdefault("packet:r0000", LogEntry(key="packet:r0000", state="dry-run", at=NOW))
+    msg = planned("reminder", reminder_number=1)
+    out = compose(msg, RENDERED, context(tmp_path, log=log), NOW)
+    headers = wire(out.message)
+    if parent is None:
+        assert headers["In-Reply-To"] is None and headers["References"] is None
+    else:
+        expected = message_id(f"{parent}:r0000", SECRET, "example.edu")
+        assert headers["In-Reply-To"] == expected
+        assert headers["References"] == expected
+
+
+def test_packet_attaches_files_and_leaves_urls_to_the_template(tmp_path: Path) -> None:
+    cv = tmp_path / "cv.pdf"
+    cv.write_bytes(b"%PDF-1.4 fake")
+    notes = tmp_path / "notes.unknownext"
+    notes.write_bytes(b"\x00\x01")
+    roster = make_roster(
+        1,
+        kind="packet",
+        materials=(
+            Material(label="CV", path=cv),
+            Material(label="Notes", path=notes),
+            Material(label="Statement", url="https://example.edu/ps.pdf"),
+        ),
+    )
+    rendered = replace(RENDERED, html="<p>Dear Dr. Rec 0,</p>")
+    out = compose(planned("packet"), rendered, context(tmp_path, roster=roster), NOW)
+    msg = wire(out.message)
+    assert msg.get_content_type() == "multipart/mixed"
+    attachments = list(msg.iter_attachments())
+    assert [(a.get_filename(), a.get_content_type()) for a in attachments] == [
+        ("cv.pdf", "application/pdf"),
+        ("notes.unknownext", "application/octet-stream"),
+    ]
+    assert attachments[0].get_content() == b"%PDF-1.4 fake"
+    body = msg.get_body(preferencelist=("plain",))
+    html = msg.get_body(preferencelist=("html",))
+    assert body is not None and html is not None
+    assert html.get_content().strip() == "<p>Dear Dr. Rec 0,</p>"
+
+
+def test_missing_attachment_is_an_error(tmp_path: Path) -> None:
+    roster = make_roster(1, kind="packet", materials=(Material("CV", path=tmp_path / "no.pdf"),))
+    with pytest.raises(OSError, match="cannot attach"):
+        compose(planned("packet"), RENDERED, context(tmp_path, roster=roster), NOW)
+
+
+def test_bcc_self_is_envelope_only(tmp_path: Path) -> None:
+    config = replace_smtp(make_config(tmp_path), bcc_self=True)
+    out = compose(planned(), RENDERED, context(tmp_path, config=config), NOW)
+    assert out.recipients == ("r0000@hospital.example.org", "sarah@example.edu")
+    raw = out.message.as_bytes()
+    assert b"Bcc" not in raw and b"bcc" not in raw.lower().split(b"\r\n\r\n")[0]
+    assert raw.count(b"sarah@example.edu") == 1  # in From only
+
+
+@pytest.mark.parametrize(
+    "subject",
+    ["Hello\r\nBcc: victim@example.com", "Hello\nX-Evil: 1", "Hello\rX-Evil: 1"],
+)
+def test_line_breaks_in_the_subject_are_refused(tmp_path: Path, subject: str) -> None:
+    with pytest.raises(ComposeError, match="line break"):
+        compose(planned(), replace(RENDERED, subject=subject), context(tmp_path), NOW)
+
+
+def test_line_breaks_in_names_are_refused(tmp_path: Path) -> None:
+    roster = make_roster(1, names=lambda i: "Dr. X\r\nBcc: victim@example.com")
+    with pytest.raises(ComposeError, match="line break"):
+        compose(planned(), RENDERED, context(tmp_path, roster=roster), NOW)
+    config = replace_smtp(make_config(tmp_path), from_addr="Me\n<me@example.edu>")
+    with pytest.raises(ComposeError, match="line break"):
+        compose(planned(), RENDERED, context(tmp_path, config=config), NOW)
+
+
+def test_an_injected_subject_is_never_sent(tmp_path: Path) -> None:
+    """End to end: the batch fails that message instead of sending it."""
+    from lormail.sending import send_due
+
+    config = make_config(tmp_path)
+    app = make_app(config, make_roster(2))
+
+    class Evil:
+        def render(self, msg: PlannedMessage, roster: object) -> Rendered:
+            if msg.recommender == "r0000":
+                return Rendered(subject="Hi\r\nBcc: victim@example.com", body="x")
+            return RENDERED
+
+    app._templates = Evil()  # type: ignore[assignment]
+    report = send_due(app, NOW)
+    assert report.failed == ("request:r0000",)
+    assert report.sent == ("request:r0001",)
+    box = mailbox.Maildir(config.maildir, create=False)
+    assert len(box) == 1
+    assert all(b"victim" not in box.get_bytes(k) for k in box)
+
+
+def test_maildir_delivers_a_parseable_message(tmp_path: Path) -> None:
+    from lormail.sending import send_due
+
+    config = make_config(tmp_path)
+    report = send_due(make_app(config, make_roster(1)), NOW)
+    assert report.sent == ("request:r0000",)
+    files = list((config.maildir / "new").iterdir())
+    assert len(files) == 1
+    assert (config.maildir / "cur").is_dir() and (config.maildir / "tmp").is_dir()
+    assert not list((config.maildir / "tmp").iterdir())
+    raw = files[0].read_bytes()
+    assert b"\r\n" not in raw  # LF line ends in a Maildir file
+    msg = message_from_bytes(raw, policy=policy.default)
+    assert msg["To"] == '"Dr. Rec 0" <r0000@hospital.example.org>'
+    assert msg["Subject"]
+    assert msg["Message-ID"].endswith("@example.edu>")
+    assert msg["Date"] == "Tue, 01 Sep 2026 11:00:00 -0400"
+    assert datetime(2026, 9, 1, tzinfo=UTC) < NOW
