@@ -223,3 +223,18 @@ def run_icaljs(ics: Path, *extra: str) -> dict[str, Any]:
     assert proc.returncode == 0, proc.stderr
     result: dict[str, Any] = json.loads(proc.stdout)
     return result
+
+
+def reroster(
+    roster: Roster,
+    programs: Sequence[Program] | None = None,
+    recommenders: Sequence[Recommender] | None = None,
+) -> Roster:
+    """``roster`` with other programs or recommenders (and its lookups rebuilt)."""
+    return Roster(
+        applicant=roster.applicant,
+        defaults=roster.defaults,
+        programs=tuple(roster.programs if programs is None else programs),
+        recommenders=tuple(roster.recommenders if recommenders is None else recommenders),
+        path=roster.path,
+    )
