@@ -37,9 +37,7 @@ def parse_instant(text: str) -> datetime:
             [Problem(f"--now: {text!r} is not an RFC 3339 timestamp, e.g. 2026-09-01T12:00:00Z")]
         ) from None
     if value.tzinfo is None:
-        raise LormailError(
-            [Problem(f"--now: {text!r} has no offset; add Z or e.g. -04:00")]
-        )
+        raise LormailError([Problem(f"--now: {text!r} has no offset; add Z or e.g. -04:00")])
     return value.astimezone(UTC)
 
 

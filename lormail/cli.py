@@ -56,9 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     def now_opt(sp: argparse.ArgumentParser) -> None:
-        sp.add_argument(
-            "--now", metavar="TIMESTAMP", help="evaluate as of this RFC 3339 instant"
-        )
+        sp.add_argument("--now", metavar="TIMESTAMP", help="evaluate as of this RFC 3339 instant")
 
     sp = sub.add_parser("init", help="write a commented config, an example roster and templates")
     sp.add_argument("dir", nargs="?", type=Path, default=None, metavar="DIR")
@@ -134,6 +132,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as err:  # the last line of defence: one line, no traceback
         if debug:
             raise
-        print(f"lormail: internal error: {type(err).__name__}: {err} "
-              "(run with --debug for details)", file=sys.stderr)
+        print(
+            f"lormail: internal error: {type(err).__name__}: {err} (run with --debug for details)",
+            file=sys.stderr,
+        )
         return EXIT_RUNTIME

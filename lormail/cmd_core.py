@@ -44,9 +44,7 @@ def _data_file(name: str) -> Path:
 def cmd_init(app: App, args: argparse.Namespace) -> int:
     target: Path = (args.dir or app.config_path.parent).expanduser()
     config_text = _data_file("config.example.yaml").read_text(encoding="utf-8")
-    config_text = config_text.replace(
-        "roster: roster.example.yaml", "roster: roster.yaml        "
-    )
+    config_text = config_text.replace("roster: roster.example.yaml", "roster: roster.yaml        ")
     files = {
         target / "config.yaml": config_text,
         target / "roster.yaml": _data_file("roster.example.yaml").read_text(encoding="utf-8"),
@@ -57,15 +55,19 @@ def cmd_init(app: App, args: argparse.Namespace) -> int:
     existing = [p for p in files if p.exists()]
     if existing and not args.force:
         raise LormailError(
-            [Problem(f"{p}: already exists; keep it, or run 'lormail init --force'")
-             for p in existing]
+            [
+                Problem(f"{p}: already exists; keep it, or run 'lormail init --force'")
+                for p in existing
+            ]
         )
     for path, text in files.items():
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")
     out = console()
-    out.print(f"Wrote {target / 'config.yaml'}, {target / 'roster.yaml'} and "
-              f"{len(files) - 2} templates in {target / 'templates'}.")
+    out.print(
+        f"Wrote {target / 'config.yaml'}, {target / 'roster.yaml'} and "
+        f"{len(files) - 2} templates in {target / 'templates'}."
+    )
     out.print("Next: edit roster.yaml, then run 'lormail check' and 'lormail plan'.")
     if args.dir is not None:
         out.print(f"(Pass '--config {target / 'config.yaml'}' or set LORMAIL_CONFIG.)")
@@ -79,8 +81,11 @@ def sample_messages(roster: Roster, rec: Recommender) -> list[PlannedMessage]:
     """One message of every kind to ``rec``, to prove every template renders for them."""
     from lormail.plan import open_letters
 
-    progs = tuple(sorted((lt.program for lt in rec.letters),
-                         key=lambda p: (roster.programs_by_id[p].deadline, p)))
+    progs = tuple(
+        sorted(
+            (lt.program for lt in rec.letters), key=lambda p: (roster.programs_by_id[p].deadline, p)
+        )
+    )
     opened = tuple(p.id for p in open_letters(roster, rec)) or progs
     now = min((roster.programs_by_id[p].deadline for p in progs), default=None)
     from datetime import UTC, datetime
@@ -92,13 +97,22 @@ def sample_messages(roster: Roster, rec: Recommender) -> list[PlannedMessage]:
         programs = opened if kind in ("request", "packet", "reminder") else progs
         if kind == "reminder":
             programs = programs[:1]
-        out.append(PlannedMessage(
-            key=f"{kind}:{rec.id}", kind=kind, recommender=rec.id, to=rec.email,
-            send_at=at, expires_at=None, status=SCHEDULED, reason="check",
-            programs=programs, reminder_number=n if kind == "reminder" else None,
-            final_reminder=kind == "reminder",
-            outcomes=tuple((p, "interview") for p in progs) if kind == "outcome" else (),
-        ))
+        out.append(
+            PlannedMessage(
+                key=f"{kind}:{rec.id}",
+                kind=kind,
+                recommender=rec.id,
+                to=rec.email,
+                send_at=at,
+                expires_at=None,
+                status=SCHEDULED,
+                reason="check",
+                programs=programs,
+                reminder_number=n if kind == "reminder" else None,
+                final_reminder=kind == "reminder",
+                outcomes=tuple((p, "interview") for p in progs) if kind == "outcome" else (),
+            )
+        )
     return out
 
 
@@ -114,9 +128,15 @@ def check_templates(roster: Roster, templates: Templates) -> list[Problem]:
                     text = str(p)
                     if text not in seen:  # one line per template fault, not per person
                         seen.add(text)
-                        problems.append(Problem(
-                            f"{p.message} (rendering {msg.kind} for {rec.id})",
-                            p.file, p.line, p.col, p.path))
+                        problems.append(
+                            Problem(
+                                f"{p.message} (rendering {msg.kind} for {rec.id})",
+                                p.file,
+                                p.line,
+                                p.col,
+                                p.path,
+                            )
+                        )
     return problems
 
 
@@ -186,17 +206,30 @@ def cmd_plan(app: App, args: argparse.Namespace) -> int:
     msgs = [m for m in plan.messages if args.all or m.status in UPCOMING]
     out = console()
     if not msgs:
-        out.print("Nothing planned." + ("" if args.all else " ('lormail plan --all' shows "
-                                                               "what was sent or skipped.)"))
+        out.print(
+            "Nothing planned."
+            + ("" if args.all else " ('lormail plan --all' shows what was sent or skipped.)")
+        )
         return EXIT_OK
-    table = Table(title=f"Plan as of {utc_text(plan.now)}", title_justify="left",
-                  show_lines=False, expand=False)
+    table = Table(
+        title=f"Plan as of {utc_text(plan.now)}",
+        title_justify="left",
+        show_lines=False,
+        expand=False,
+    )
     table.add_column("when (their time)", no_wrap=True)
     table.add_column("status")
     table.add_column("to")
     table.add_column("subject / why", overflow="fold")
-    styles = {"due": "bold yellow", "scheduled": "green", "sent": "dim", "failed": "bold red",
-              "skipped": "dim", "expired": "dim", "dry-run": "cyan"}
+    styles = {
+        "due": "bold yellow",
+        "scheduled": "green",
+        "sent": "dim",
+        "failed": "bold red",
+        "skipped": "dim",
+        "expired": "dim",
+        "dry-run": "cyan",
+    }
     for m in msgs:
         rec = roster.recommenders_by_id[m.recommender]
         subject = templates.subject(m, roster)
@@ -216,8 +249,9 @@ def cmd_plan(app: App, args: argparse.Namespace) -> int:
 def letter_state(rec: Recommender, submitted_on: date | None) -> str:
     if submitted_on is not None:
         return "submitted"
-    return {"planned": "to ask", "asked": "asked", "agreed": "agreed",
-            "declined": "declined"}[rec.status]
+    return {"planned": "to ask", "asked": "asked", "agreed": "agreed", "declined": "declined"}[
+        rec.status
+    ]
 
 
 def status_json(app: App, roster: Roster, plan: Plan) -> dict[str, Any]:
@@ -232,37 +266,54 @@ def status_json(app: App, roster: Roster, plan: Plan) -> dict[str, Any]:
     programs = []
     for prog in sorted(roster.programs, key=lambda p: (p.deadline, p.id)):
         letters = [
-            {"recommender": rec.id, "state": letter_state(rec, lt.submitted_on),
-             "submitted_on": lt.submitted_on.isoformat() if lt.submitted_on else None}
-            for rec in roster.recommenders for lt in rec.letters if lt.program == prog.id
+            {
+                "recommender": rec.id,
+                "state": letter_state(rec, lt.submitted_on),
+                "submitted_on": lt.submitted_on.isoformat() if lt.submitted_on else None,
+            }
+            for rec in roster.recommenders
+            for lt in rec.letters
+            if lt.program == prog.id
         ]
-        programs.append({
-            "id": prog.id, "name": prog.name, "portal": prog.portal,
-            "deadline": utc_text(prog.deadline), "outcome": prog.outcome,
-            "letters": letters,
-            "missing": sum(1 for lt in letters if lt["state"] != "submitted"),
-        })
+        programs.append(
+            {
+                "id": prog.id,
+                "name": prog.name,
+                "portal": prog.portal,
+                "deadline": utc_text(prog.deadline),
+                "outcome": prog.outcome,
+                "letters": letters,
+                "missing": sum(1 for lt in letters if lt["state"] != "submitted"),
+            }
+        )
     recommenders = []
     for rec in roster.recommenders:
         nxt = upcoming.get(rec.id)
-        recommenders.append({
-            "id": rec.id, "name": rec.name, "status": rec.status,
-            "letters": [
-                {"program": lt.program, "state": letter_state(rec, lt.submitted_on),
-                 "submitted_on": lt.submitted_on.isoformat() if lt.submitted_on else None,
-                 "deadline": utc_text(roster.programs_by_id[lt.program].deadline)}
-                for lt in rec.letters
-            ],
-            "next_message": None if nxt is None else {
-                "key": nxt.key, "send_at": utc_text(nxt.send_at), "status": nxt.status},
-        })
+        recommenders.append(
+            {
+                "id": rec.id,
+                "name": rec.name,
+                "status": rec.status,
+                "letters": [
+                    {
+                        "program": lt.program,
+                        "state": letter_state(rec, lt.submitted_on),
+                        "submitted_on": lt.submitted_on.isoformat() if lt.submitted_on else None,
+                        "deadline": utc_text(roster.programs_by_id[lt.program].deadline),
+                    }
+                    for lt in rec.letters
+                ],
+                "next_message": None
+                if nxt is None
+                else {"key": nxt.key, "send_at": utc_text(nxt.send_at), "status": nxt.status},
+            }
+        )
     return {
         "now": utc_text(plan.now),
         "daemon": health.as_json(),
         "programs": programs,
         "recommenders": recommenders,
-        "failed": [{"key": m.key, "at": utc_text(m.send_at), "reason": m.reason}
-                   for m in failed],
+        "failed": [{"key": m.key, "at": utc_text(m.send_at), "reason": m.reason} for m in failed],
     }
 
 
@@ -272,8 +323,9 @@ def _cell(state: str | None, submitted: date | None, prog: Program, today: date)
     if state == "submitted":
         return f"[green]✓ {submitted:%d %b}[/]" if submitted else "[green]✓[/]"
     late = prog.deadline_date < today
-    style = {"declined": "dim", "to ask": "yellow", "asked": "yellow",
-             "agreed": "cyan"}.get(state, "")
+    style = {"declined": "dim", "to ask": "yellow", "asked": "yellow", "agreed": "cyan"}.get(
+        state, ""
+    )
     if late and state != "declined":
         style = "bold red"
     return f"[{style}]{state}[/]"
@@ -312,17 +364,23 @@ def cmd_status(app: App, args: argparse.Namespace) -> int:
             local = plan.now.__class__.fromisoformat(nxt["send_at"]).astimezone(rec.timezone)
             nxt_text = f"{nxt['key'].split(':')[0]} {local:%a %d %b %H:%M}"
         table.add_row(f"{rec.name}\n[dim]{rec.status}[/]", *cells, nxt_text)
-    missing_row = [f"[bold]{p['missing']} to come[/]" if p["missing"] else "[green]all in[/]"
-                   for p in data["programs"]]
+    missing_row = [
+        f"[bold]{p['missing']} to come[/]" if p["missing"] else "[green]all in[/]"
+        for p in data["programs"]
+    ]
     table.add_row("[bold]missing[/]", *missing_row, "")
     out.print(table)
     d = data["daemon"]
     if d["running"]:
-        out.print(f"Daemon: running (pid {d['pid']}), last check {d['last_check']}, "
-                  f"next send {d['next_send'] or 'none planned'}.")
+        out.print(
+            f"Daemon: running (pid {d['pid']}), last check {d['last_check']}, "
+            f"next send {d['next_send'] or 'none planned'}."
+        )
     else:
-        out.print("Daemon: not running. Start it with 'lormail run' or "
-                  "'systemctl --user enable --now lormail'.")
+        out.print(
+            "Daemon: not running. Start it with 'lormail run' or "
+            "'systemctl --user enable --now lormail'."
+        )
     for f in data["failed"]:
         out.print(f"[bold red]failed[/] {f['key']} at {f['at']}: {f['reason']}")
     return EXIT_OK

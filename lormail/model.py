@@ -152,9 +152,7 @@ class Roster:
         if not self.programs_by_id and self.programs:
             object.__setattr__(self, "programs_by_id", {p.id: p for p in self.programs})
         if not self.recommenders_by_id and self.recommenders:
-            object.__setattr__(
-                self, "recommenders_by_id", {r.id: r for r in self.recommenders}
-            )
+            object.__setattr__(self, "recommenders_by_id", {r.id: r for r in self.recommenders})
 
 
 # --- config -----------------------------------------------------------------

@@ -37,7 +37,7 @@ from lormail.model import (
     Roster,
     Snapshot,
 )
-from lormail.slots import Clock, day_label, days_phrase, range_label
+from lormail.slots import Clock, day_label, days_phrase
 
 ONE_DAY = timedelta(days=1)
 DECLINE_THANKS_TTL = timedelta(days=30)
@@ -97,9 +97,7 @@ def ask_by_date(rec: Recommender, roster: Roster) -> date | None:
     if not progs:
         return None
     earliest = min(progs, key=_deadline_order)
-    return earliest.deadline.astimezone(rec.timezone).date() - timedelta(
-        days=rec.policy.ask_lead
-    )
+    return earliest.deadline.astimezone(rec.timezone).date() - timedelta(days=rec.policy.ask_lead)
 
 
 def _deadline_order(p: Program) -> tuple[datetime, str]:
@@ -167,8 +165,9 @@ class _RecommenderPlanner:
         rec = self.rec
         if rec.status != "planned" or not rec.ask_by_email or not rec.letters:
             return
-        progs = sorted((self.roster.programs_by_id[lt.program] for lt in rec.letters),
-                       key=_deadline_order)
+        progs = sorted(
+            (self.roster.programs_by_id[lt.program] for lt in rec.letters), key=_deadline_order
+        )
         first = progs[0]
         if rec.ask_on is not None:
             nominal = rec.ask_on
@@ -225,8 +224,8 @@ class _RecommenderPlanner:
         for prog in opened:
             yield from self._series(prog, ref, anchor_start)
             # The next open letter becomes the anchor once this deadline passes.
-            anchor_start = prog.deadline if anchor_start is None else max(
-                anchor_start, prog.deadline
+            anchor_start = (
+                prog.deadline if anchor_start is None else max(anchor_start, prog.deadline)
             )
 
     def _series(
@@ -255,8 +254,9 @@ class _RecommenderPlanner:
             )
             yield cand
             if nominal < ref:
-                self._skip(cand, f"{self._day(nominal)} is before {self.who} was asked "
-                                 f"({self._day(ref)})")
+                self._skip(
+                    cand, f"{self._day(nominal)} is before {self.who} was asked ({self._day(ref)})"
+                )
                 continue
             slot, cand.reason = self._forward(nominal, base)
             if slot is not None and slot <= guard:
@@ -266,8 +266,10 @@ class _RecommenderPlanner:
             back = self.clock.last_allowed_before(nominal, ref)
             if back is None or back < ref:
                 why = self.clock.blocked(nominal) or "too close to the deadline"
-                self._skip(cand, f"{self._day(nominal)} {why} and no earlier day after "
-                                 f"{self._day(ref)} is free")
+                self._skip(
+                    cand,
+                    f"{self._day(nominal)} {why} and no earlier day after {self._day(ref)} is free",
+                )
                 continue
             cand.time = self.clock.slot(back)
             why = self.clock.blocked(nominal)
@@ -277,7 +279,9 @@ class _RecommenderPlanner:
                 else f"; moved back to {self._day(back)} to stay clear of the deadline"
             )
 
-    def _thank_you(self, opened: list[Program], log: Mapping[str, LogEntry]) -> Iterable[_Candidate]:
+    def _thank_you(
+        self, opened: list[Program], log: Mapping[str, LogEntry]
+    ) -> Iterable[_Candidate]:
         rec = self.rec
         if opened:
             return
@@ -285,7 +289,7 @@ class _RecommenderPlanner:
         prefix = f"thank_you:{rec.id}:"
         for key, entry in log.items():
             if key.startswith(prefix) and entry.state == LOG_SENT:
-                covered.update(key[len(prefix):].split("+"))
+                covered.update(key[len(prefix) :].split("+"))
         fresh = sorted(
             (lt for lt in rec.letters if lt.submitted_on is not None and lt.program not in covered),
             key=lambda lt: lt.program,
@@ -301,8 +305,14 @@ class _RecommenderPlanner:
         )
         slot, base = self._forward(nominal, base)
         progs = tuple(lt.program for lt in fresh)
-        cand = _Candidate(f"thank_you:{rec.id}:{'+'.join(progs)}", "thank_you",
-                          slot or self.clock.slot(nominal), base, None, progs)
+        cand = _Candidate(
+            f"thank_you:{rec.id}:{'+'.join(progs)}",
+            "thank_you",
+            slot or self.clock.slot(nominal),
+            base,
+            None,
+            progs,
+        )
         if slot is None:
             self._skip(cand, "no allowed day to send it on")
         yield cand
@@ -316,8 +326,9 @@ class _RecommenderPlanner:
         base = f"{self.who} declined on {self._day(declined)}; thanks all the same"
         slot, base = self._forward(nominal, base)
         start = slot or self.clock.slot(nominal)
-        cand = _Candidate(f"decline_thanks:{rec.id}", "decline_thanks", start, base,
-                          start + DECLINE_THANKS_TTL)
+        cand = _Candidate(
+            f"decline_thanks:{rec.id}", "decline_thanks", start, base, start + DECLINE_THANKS_TTL
+        )
         if slot is None:
             self._skip(cand, "no allowed day to send it on")
         yield cand
@@ -329,7 +340,7 @@ class _RecommenderPlanner:
         covered: set[str] = set()
         for key, entry in log.items():
             if key.startswith(prefix) and entry.state == LOG_SENT:
-                covered.update(key[len(prefix):].split("+"))
+                covered.update(key[len(prefix) :].split("+"))
         by_day: dict[date, list[tuple[str, str, date]]] = {}
         for lt in rec.letters:
             prog = self.roster.programs_by_id[lt.program]
@@ -344,16 +355,20 @@ class _RecommenderPlanner:
         for day, parts in sorted(by_day.items()):
             parts.sort()
             key = prefix + "+".join(f"{p}:{o}" for p, o, _ in parts)
-            names = ", ".join(
-                f"{self.roster.programs_by_id[p].name}: {o}" for p, o, _ in parts
-            )
+            names = ", ".join(f"{self.roster.programs_by_id[p].name}: {o}" for p, o, _ in parts)
             known = min(k for _, _, k in parts)
             base = f"{names} (known since {self._day(known)})"
             slot, base = self._forward(known, base)
             start = slot or self.clock.slot(known)
-            cand = _Candidate(key, "outcome", start, base, start + OUTCOME_TTL,
-                              tuple(p for p, _, _ in parts),
-                              outcomes=tuple((p, o) for p, o, _ in parts))
+            cand = _Candidate(
+                key,
+                "outcome",
+                start,
+                base,
+                start + OUTCOME_TTL,
+                tuple(p for p, _, _ in parts),
+                outcomes=tuple((p, o) for p, o, _ in parts),
+            )
             if slot is None:
                 self._skip(cand, "no allowed day to send it on")
             yield cand
@@ -444,9 +459,7 @@ class _RecommenderPlanner:
         """Rules 4 and 5: keep ``min_gap`` between messages, then expire what is too late."""
         gap = self.policy.min_gap
         heap: list[tuple[datetime, int, str, int]] = [
-            (c.time, KIND_ORDER[c.kind], c.key, i)
-            for i, c in enumerate(cands)
-            if c.status is None
+            (c.time, KIND_ORDER[c.kind], c.key, i) for i, c in enumerate(cands) if c.status is None
         ]
         heap.extend((t, -1, "", -1) for t in sent_times)
         heapq.heapify(heap)

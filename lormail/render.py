@@ -76,8 +76,14 @@ class Templates:
             return self.env.get_template(name)
         except jinja2.TemplateSyntaxError as err:
             raise LormailError(
-                [Problem(f"template syntax: {err.message}", str(self.source_path(name)),
-                         err.lineno, 1)]
+                [
+                    Problem(
+                        f"template syntax: {err.message}",
+                        str(self.source_path(name)),
+                        err.lineno,
+                        1,
+                    )
+                ]
             ) from None
         except jinja2.TemplateNotFound:
             raise LormailError(
@@ -85,8 +91,9 @@ class Templates:
             ) from None
 
     def _has(self, name: str) -> bool:
-        return any(d is not None and (d / name).is_file()
-                   for d in (self.override_dir, self.default_dir))
+        return any(
+            d is not None and (d / name).is_file() for d in (self.override_dir, self.default_dir)
+        )
 
     def render(self, msg: PlannedMessage, roster: Roster) -> Rendered:
         ctx = context(msg, roster)
@@ -121,8 +128,12 @@ class Templates:
             return tmpl.render(ctx)
         except jinja2.UndefinedError as err:
             raise LormailError(
-                [Problem(f"{err.message} (available: {', '.join(sorted(ctx))})",
-                         str(self.source_path(name)))]
+                [
+                    Problem(
+                        f"{err.message} (available: {', '.join(sorted(ctx))})",
+                        str(self.source_path(name)),
+                    )
+                ]
             ) from None
         except jinja2.TemplateError as err:
             raise LormailError([Problem(str(err), str(self.source_path(name)))]) from None
@@ -134,10 +145,8 @@ class Templates:
 def split_subject(text: str, where: str) -> tuple[str, str]:
     first, _, body = text.partition("\n")
     if not first.startswith("Subject:"):
-        raise LormailError(
-            [Problem("the first line must be 'Subject: …'", where, 1, 1)]
-        )
-    subject = first[len("Subject:"):].strip()
+        raise LormailError([Problem("the first line must be 'Subject: …'", where, 1, 1)])
+    subject = first[len("Subject:") :].strip()
     if not subject:
         raise LormailError([Problem("the subject is empty", where, 1, 9)])
     if any(ord(c) < 32 or ord(c) == 127 for c in subject):
@@ -214,8 +223,12 @@ def context(msg: PlannedMessage, roster: Roster) -> dict[str, Any]:
             for p, o in msg.outcomes
         ],
         "materials": [
-            {"label": m.label, "url": m.url or "", "attached": m.path is not None,
-             "filename": m.path.name if m.path else ""}
+            {
+                "label": m.label,
+                "url": m.url or "",
+                "attached": m.path is not None,
+                "filename": m.path.name if m.path else "",
+            }
             for m in app.materials
         ],
         "send_date": long_date(send_day),

@@ -38,8 +38,12 @@ def program(pid: str, deadline: date | datetime, zone: ZoneInfo = NY, **kw: Any)
     else:
         instant, is_date = datetime.combine(deadline, time(23, 59, 59), tzinfo=zone), True
     return Program(
-        id=pid, name=kw.pop("name", pid.upper()), deadline=instant, deadline_is_date=is_date,
-        timezone=zone, **kw,
+        id=pid,
+        name=kw.pop("name", pid.upper()),
+        deadline=instant,
+        deadline_is_date=is_date,
+        timezone=zone,
+        **kw,
     )
 
 
@@ -47,12 +51,18 @@ def policy(**kw: Any) -> Policy:
     return replace(POLICY, **kw)
 
 
-def recommender(rid: str, status: str = "agreed", zone: ZoneInfo = CHICAGO, **kw: Any) -> Recommender:
+def recommender(
+    rid: str, status: str = "agreed", zone: ZoneInfo = CHICAGO, **kw: Any
+) -> Recommender:
     kw.setdefault("policy", POLICY)
     kw.setdefault("salutation", f"Dr. {rid.title()}")
     return Recommender(
-        id=rid, name=kw.pop("name", f"Dr. {rid.title()}"), email=f"{rid}@example.org",
-        timezone=zone, status=status, **kw,
+        id=rid,
+        name=kw.pop("name", f"Dr. {rid.title()}"),
+        email=f"{rid}@example.org",
+        timezone=zone,
+        status=status,
+        **kw,
     )
 
 

@@ -30,7 +30,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     report = outcome.get_result()
     if REQUIRE_REAL and report.skipped and item.get_closest_marker("real") is not None:
         report.outcome = "failed"
-        report.longrepr = f"real-component test skipped under LORMAIL_REQUIRE_REAL=1: {report.longrepr}"
+        report.longrepr = (
+            f"real-component test skipped under LORMAIL_REQUIRE_REAL=1: {report.longrepr}"
+        )
 
 
 @pytest.fixture

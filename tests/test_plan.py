@@ -46,18 +46,30 @@ def test_request_on_the_ask_by_date() -> None:
     (m,) = p.messages
     # 15 Oct − 42 days = Thu 3 Sep, 09:00 EDT.
     assert (m.key, m.send_at, m.expires_at, m.status) == (
-        "request:patel", utc("2026-09-03T13:00"), utc("2026-10-16T03:59:59"), "scheduled")
+        "request:patel",
+        utc("2026-09-03T13:00"),
+        utc("2026-10-16T03:59:59"),
+        "scheduled",
+    )
     assert m.reason == "6 weeks before the earliest deadline (AMCAS, Thu 15 Oct)"
     assert ask_by_date(rec, roster([AMCAS], [rec])) == date(2026, 9, 3)
 
 
 def test_request_on_ask_on_moves_off_the_weekend() -> None:
-    rec = recommender("patel", status="planned", zone=NY, ask_by_email=True,
-                      ask_on=date(2026, 9, 5), letters=(_letter("amcas"),))
+    rec = recommender(
+        "patel",
+        status="planned",
+        zone=NY,
+        ask_by_email=True,
+        ask_on=date(2026, 9, 5),
+        letters=(_letter("amcas"),),
+    )
     (m,) = plan(roster([AMCAS], [rec]), EMPTY_SNAPSHOT, utc("2026-08-01T12:00")).messages
     assert m.send_at == utc("2026-09-07T13:00")
-    assert m.reason == ("asking by e-mail on the chosen day, Sat 5 Sep; moved to Mon 7 Sep: "
-                        "Sat 5 Sep is a Saturday, not a send day")
+    assert m.reason == (
+        "asking by e-mail on the chosen day, Sat 5 Sep; moved to Mon 7 Sep: "
+        "Sat 5 Sep is a Saturday, not a send day"
+    )
 
 
 def test_planned_without_ask_by_email_sends_nothing() -> None:
@@ -89,7 +101,8 @@ def test_packet_then_two_reminders() -> None:
     msgs = by_key(p.messages)
     assert msgs["packet:johnson"].expires_at == utc("2026-09-25T03:59:59")
     assert msgs["reminder:johnson:im:1"].reason == (
-        "14 days before the Internal Medicine residency (ERAS) deadline, Thu 24 Sep")
+        "14 days before the Internal Medicine residency (ERAS) deadline, Thu 24 Sep"
+    )
     assert msgs["reminder:johnson:im:2"].final_reminder
     assert not msgs["reminder:johnson:im:1"].final_reminder
     assert p.observed == {}
@@ -114,26 +127,34 @@ def test_first_seen_date_is_taken_in_the_recipients_zone() -> None:
 
 
 def test_thank_you_covers_all_letters_once_the_last_is_in() -> None:
-    rec = recommender("garcia", letters=(
-        _letter("im", date(2026, 9, 17)), _letter("amcas", date(2026, 9, 14))))
+    rec = recommender(
+        "garcia", letters=(_letter("im", date(2026, 9, 17)), _letter("amcas", date(2026, 9, 14)))
+    )
     p = plan(roster([IM, AMCAS], [rec]), EMPTY_SNAPSHOT, utc("2026-09-15T12:00"))
-    assert summary(p.messages) == [
-        ("thank_you:garcia:amcas+im", "2026-09-18T14:00Z", "scheduled")]
+    assert summary(p.messages) == [("thank_you:garcia:amcas+im", "2026-09-18T14:00Z", "scheduled")]
     assert p.messages[0].expires_at is None
     assert p.messages[0].programs == ("amcas", "im")
 
 
 def test_no_thank_you_while_a_letter_is_open() -> None:
-    rec = recommender("garcia", asked_on=date(2026, 8, 28), agreed_on=date(2026, 9, 1),
-                      letters=(_letter("im", date(2026, 9, 17)), _letter("amcas")))
-    p = plan(roster([IM, AMCAS], [rec]), sent(("packet:garcia", utc("2026-09-01T14:00"))),
-             utc("2026-09-18T12:00"))
+    rec = recommender(
+        "garcia",
+        asked_on=date(2026, 8, 28),
+        agreed_on=date(2026, 9, 1),
+        letters=(_letter("im", date(2026, 9, 17)), _letter("amcas")),
+    )
+    p = plan(
+        roster([IM, AMCAS], [rec]),
+        sent(("packet:garcia", utc("2026-09-01T14:00"))),
+        utc("2026-09-18T12:00"),
+    )
     assert not [m for m in p.messages if m.kind == "thank_you"]
 
 
 def test_a_later_thank_you_covers_only_what_the_earlier_did_not() -> None:
-    rec = recommender("garcia", letters=(
-        _letter("im", date(2026, 9, 17)), _letter("amcas", date(2026, 10, 2))))
+    rec = recommender(
+        "garcia", letters=(_letter("im", date(2026, 9, 17)), _letter("amcas", date(2026, 10, 2)))
+    )
     snap = sent(("thank_you:garcia:im", utc("2026-09-18T14:00")))
     p = plan(roster([IM, AMCAS], [rec]), snap, utc("2026-10-01T12:00"))
     assert ("thank_you:garcia:amcas", "2026-10-05T14:00Z", "scheduled") in summary(p.messages)
@@ -142,11 +163,15 @@ def test_a_later_thank_you_covers_only_what_the_earlier_did_not() -> None:
 
 
 def test_decline_thanks_the_next_allowed_day_and_expires_after_30_days() -> None:
-    rec = recommender("nguyen", status="declined", declined_on=date(2026, 9, 18),
-                      letters=(_letter("im"),))
+    rec = recommender(
+        "nguyen", status="declined", declined_on=date(2026, 9, 18), letters=(_letter("im"),)
+    )
     (m,) = plan(roster([IM], [rec]), EMPTY_SNAPSHOT, utc("2026-09-18T20:00")).messages
     assert (m.key, m.send_at, m.expires_at) == (
-        "decline_thanks:nguyen", utc("2026-09-21T14:00"), utc("2026-10-21T14:00"))
+        "decline_thanks:nguyen",
+        utc("2026-09-21T14:00"),
+        utc("2026-10-21T14:00"),
+    )
     off = replace(rec, policy=policy(decline_thanks=False))
     assert plan(roster([IM], [off]), EMPTY_SNAPSHOT, utc("2026-09-18T20:00")).messages == ()
 
@@ -154,13 +179,17 @@ def test_decline_thanks_the_next_allowed_day_and_expires_after_30_days() -> None
 def test_outcomes_on_one_day_go_as_one_message() -> None:
     im = replace(IM, outcome="interview", outcome_on=date(2026, 9, 29))
     amcas = replace(AMCAS, outcome="accepted", outcome_on=date(2026, 9, 29))
-    rec = recommender("garcia", letters=(
-        _letter("im", date(2026, 9, 17)), _letter("amcas", date(2026, 9, 17))))
+    rec = recommender(
+        "garcia", letters=(_letter("im", date(2026, 9, 17)), _letter("amcas", date(2026, 9, 17)))
+    )
     snap = sent(("thank_you:garcia:amcas+im", utc("2026-09-18T14:00")))
     p = plan(roster([im, amcas], [rec]), snap, utc("2026-09-20T12:00"))
     m = by_key(p.messages)["outcome:garcia:amcas:accepted+im:interview"]
     assert (m.send_at, m.expires_at, m.status) == (
-        utc("2026-09-29T14:00"), utc("2026-12-28T14:00"), "scheduled")
+        utc("2026-09-29T14:00"),
+        utc("2026-12-28T14:00"),
+        "scheduled",
+    )
     assert m.outcomes == (("amcas", "accepted"), ("im", "interview"))
 
 
@@ -168,9 +197,14 @@ def test_outcomes_on_different_days_and_unnotified_outcomes() -> None:
     im = replace(IM, outcome="interview", outcome_on=date(2026, 9, 29))
     amcas = replace(AMCAS, outcome="rejected", outcome_on=date(2026, 9, 29))
     other = program("other", date(2026, 9, 20), outcome="matched", outcome_on=date(2026, 9, 30))
-    rec = recommender("garcia", letters=(
-        _letter("im", date(2026, 9, 17)), _letter("amcas", date(2026, 9, 17)),
-        _letter("other", date(2026, 9, 17))))
+    rec = recommender(
+        "garcia",
+        letters=(
+            _letter("im", date(2026, 9, 17)),
+            _letter("amcas", date(2026, 9, 17)),
+            _letter("other", date(2026, 9, 17)),
+        ),
+    )
     p = plan(roster([im, amcas, other], [rec]), EMPTY_SNAPSHOT, utc("2026-09-20T12:00"))
     keys = [m.key for m in p.messages if m.kind == "outcome"]
     assert keys == ["outcome:garcia:im:interview", "outcome:garcia:other:matched"]
@@ -190,8 +224,13 @@ def test_outcome_without_outcome_on_is_first_seen_now() -> None:
 
 def test_recipient_in_kolkata_gets_09_00_ist_and_the_deadline_date_in_their_zone() -> None:
     ucl = program("ucl", date(2026, 9, 24), zone=LONDON)  # 22:59:59Z: Fri 25 Sep in Kolkata
-    rec = recommender("patel", zone=KOLKATA, asked_on=date(2026, 9, 3),
-                      agreed_on=date(2026, 9, 4), letters=(_letter("ucl"),))
+    rec = recommender(
+        "patel",
+        zone=KOLKATA,
+        asked_on=date(2026, 9, 3),
+        agreed_on=date(2026, 9, 4),
+        letters=(_letter("ucl"),),
+    )
     p = plan(roster([ucl], [rec]), EMPTY_SNAPSHOT, utc("2026-09-03T00:00"))
     assert summary(p.messages) == [
         ("packet:patel", "2026-09-04T03:30Z", "scheduled"),
@@ -201,8 +240,9 @@ def test_recipient_in_kolkata_gets_09_00_ist_and_the_deadline_date_in_their_zone
 
 
 def test_recipient_in_london() -> None:
-    rec = recommender("okafor", status="asked", zone=LONDON, asked_on=date(2026, 9, 1),
-                      letters=(_letter("im"),))
+    rec = recommender(
+        "okafor", status="asked", zone=LONDON, asked_on=date(2026, 9, 1), letters=(_letter("im"),)
+    )
     p = plan(roster([IM], [rec]), EMPTY_SNAPSHOT, utc("2026-09-01T00:00"))
     # IM closes 03:59:59Z on 25 Sep: already Fri 25 Sep in London.
     assert summary(p.messages) == [
@@ -213,8 +253,9 @@ def test_recipient_in_london() -> None:
 
 def test_reminders_across_the_end_of_us_daylight_time() -> None:
     fall = program("fall", date(2026, 11, 12))
-    rec = recommender("kim", status="asked", zone=NY, asked_on=date(2026, 10, 1),
-                      letters=(_letter("fall"),))
+    rec = recommender(
+        "kim", status="asked", zone=NY, asked_on=date(2026, 10, 1), letters=(_letter("fall"),)
+    )
     p = plan(roster([fall], [rec]), EMPTY_SNAPSHOT, utc("2026-10-01T12:00"))
     assert summary(p.messages) == [
         ("reminder:kim:fall:1", "2026-10-29T13:00Z", "scheduled"),  # 09:00 EDT
@@ -226,9 +267,13 @@ def test_reminders_across_the_end_of_us_daylight_time() -> None:
 
 
 def test_a_vacation_pushes_a_reminder_back_before_the_deadline() -> None:
-    rec = recommender("johnson", status="asked", asked_on=date(2026, 9, 1),
-                      letters=(_letter("im"),),
-                      unavailable=(Unavailable(date(2026, 9, 16), date(2026, 9, 25), "conference"),))
+    rec = recommender(
+        "johnson",
+        status="asked",
+        asked_on=date(2026, 9, 1),
+        letters=(_letter("im"),),
+        unavailable=(Unavailable(date(2026, 9, 16), date(2026, 9, 25), "conference"),),
+    )
     p = plan(roster([IM], [rec]), EMPTY_SNAPSHOT, utc("2026-09-01T12:00"))
     assert summary(p.messages) == [
         ("reminder:johnson:im:1", "2026-09-10T14:00Z", "scheduled"),
@@ -242,14 +287,19 @@ def test_a_vacation_pushes_a_reminder_back_before_the_deadline() -> None:
 
 
 def test_no_free_day_after_the_ask_skips_the_reminder_with_the_reason() -> None:
-    rec = recommender("johnson", status="asked", asked_on=date(2026, 9, 1),
-                      letters=(_letter("im"),),
-                      unavailable=(Unavailable(date(2026, 9, 1), date(2026, 9, 25), "conference"),))
+    rec = recommender(
+        "johnson",
+        status="asked",
+        asked_on=date(2026, 9, 1),
+        letters=(_letter("im"),),
+        unavailable=(Unavailable(date(2026, 9, 1), date(2026, 9, 25), "conference"),),
+    )
     p = plan(roster([IM], [rec]), EMPTY_SNAPSHOT, utc("2026-09-01T12:00"))
     assert [m.status for m in p.messages] == ["skipped", "skipped"]
     assert p.messages[0].reason.startswith(
         "skipped: Thu 10 Sep falls in Dr. Johnson's conference, 1–25 Sep and no earlier day "
-        "after Tue 1 Sep is free")
+        "after Tue 1 Sep is free"
+    )
 
 
 def test_a_late_agreement_makes_the_first_reminder_pointless() -> None:
@@ -262,13 +312,16 @@ def test_a_late_agreement_makes_the_first_reminder_pointless() -> None:
         ("reminder:johnson:im:2", "2026-09-21T14:00Z", "scheduled"),
     ]
     assert by_key(p.messages)["reminder:johnson:im:1"].reason.startswith(
-        "skipped: Thu 10 Sep is before Dr. Johnson was asked (Tue 15 Sep)")
+        "skipped: Thu 10 Sep is before Dr. Johnson was asked (Tue 15 Sep)"
+    )
 
 
 def test_editing_the_deadline_after_a_reminder_does_not_restart_the_series() -> None:
     later = replace(IM, deadline=datetime(2026, 10, 24, 23, 59, 59, tzinfo=NY))
-    snap = sent(("packet:johnson", utc("2026-09-01T14:00")),
-                ("reminder:johnson:im:1", utc("2026-09-10T14:00")))
+    snap = sent(
+        ("packet:johnson", utc("2026-09-01T14:00")),
+        ("reminder:johnson:im:1", utc("2026-09-10T14:00")),
+    )
     p = plan(roster([later], [johnson()]), snap, utc("2026-09-20T12:00"))  # type: ignore[list-item]
     assert summary(p.messages) == [
         ("packet:johnson", "2026-09-01T14:00Z", "sent"),
@@ -283,7 +336,9 @@ def test_catch_up_after_two_weeks_off_sends_only_the_latest_reminder_now() -> No
     p = plan(roster([IM], [johnson()]), snap, now)  # type: ignore[list-item]
     msgs = by_key(p.messages)
     assert (msgs["reminder:johnson:im:1"].status, msgs["reminder:johnson:im:2"].status) == (
-        "skipped", "due")
+        "skipped",
+        "due",
+    )
     assert msgs["reminder:johnson:im:2"].send_at == now
     assert msgs["reminder:johnson:im:1"].reason.startswith("skipped: superseded by reminder 2")
     assert "overdue since Thu 17 Sep" in msgs["reminder:johnson:im:2"].reason
@@ -305,8 +360,11 @@ def test_overdue_past_the_deadline_expires() -> None:
 
 
 def test_gap_pushing_a_reminder_within_a_day_of_the_deadline_skips_it() -> None:
-    rec = johnson(asked_on=None, agreed_on=date(2026, 9, 21),
-                  policy=policy(min_gap=timedelta(days=3), reminders=(2,)))
+    rec = johnson(
+        asked_on=None,
+        agreed_on=date(2026, 9, 21),
+        policy=policy(min_gap=timedelta(days=3), reminders=(2,)),
+    )
     p = plan(roster([IM], [rec]), EMPTY_SNAPSHOT, utc("2026-09-20T12:00"))  # type: ignore[list-item]
     m = by_key(p.messages)["reminder:johnson:im:1"]
     assert m.status == "skipped"
@@ -350,8 +408,10 @@ def test_overdue_now_inside_the_window_is_due_now() -> None:
 
 def test_the_next_open_deadline_starts_its_own_series() -> None:
     rec = johnson(letters=(_letter("im", date(2026, 9, 20)), _letter("amcas")))
-    snap = sent(("packet:johnson", utc("2026-09-01T14:00")),
-                ("reminder:johnson:im:1", utc("2026-09-10T14:00")))
+    snap = sent(
+        ("packet:johnson", utc("2026-09-01T14:00")),
+        ("reminder:johnson:im:1", utc("2026-09-10T14:00")),
+    )
     p = plan(roster([IM, AMCAS], [rec]), snap, utc("2026-09-21T12:00"))  # type: ignore[list-item]
     assert [(k, s, st) for k, s, st in summary(p.messages) if st != "sent"] == [
         ("reminder:johnson:amcas:1", "2026-10-01T14:00Z", "scheduled"),
@@ -361,22 +421,34 @@ def test_the_next_open_deadline_starts_its_own_series() -> None:
 
 def test_log_states_failed_dry_run_and_retry() -> None:
     now = utc("2026-09-10T15:30")
-    snap = Snapshot(log={
-        "packet:johnson": LogEntry("packet:johnson", "failed", utc("2026-09-01T14:00"),
-                                   error="550 mailbox unavailable"),
-        "reminder:johnson:im:1": LogEntry("reminder:johnson:im:1", "dry-run",
-                                          utc("2026-09-10T14:00")),
-    })
+    snap = Snapshot(
+        log={
+            "packet:johnson": LogEntry(
+                "packet:johnson", "failed", utc("2026-09-01T14:00"), error="550 mailbox unavailable"
+            ),
+            "reminder:johnson:im:1": LogEntry(
+                "reminder:johnson:im:1", "dry-run", utc("2026-09-10T14:00")
+            ),
+        }
+    )
     msgs = by_key(plan(roster([IM], [johnson()]), snap, now).messages)  # type: ignore[list-item]
     assert msgs["packet:johnson"].status == "failed"
     assert msgs["packet:johnson"].reason.startswith("failed: 550 mailbox unavailable")
     assert (msgs["reminder:johnson:im:1"].status, msgs["reminder:johnson:im:1"].send_at) == (
-        "dry-run", now)
-    retry = Snapshot(log={
-        "packet:johnson": LogEntry("packet:johnson", "sent", utc("2026-09-01T14:00")),
-        "reminder:johnson:im:1": LogEntry("reminder:johnson:im:1", "queued", now,
-                                          retry_at=now + timedelta(minutes=4),
-                                          error="451 try later"),
-    })
+        "dry-run",
+        now,
+    )
+    retry = Snapshot(
+        log={
+            "packet:johnson": LogEntry("packet:johnson", "sent", utc("2026-09-01T14:00")),
+            "reminder:johnson:im:1": LogEntry(
+                "reminder:johnson:im:1",
+                "queued",
+                now,
+                retry_at=now + timedelta(minutes=4),
+                error="451 try later",
+            ),
+        }
+    )
     m = by_key(plan(roster([IM], [johnson()]), retry, now).messages)["reminder:johnson:im:1"]  # type: ignore[list-item]
     assert (m.status, m.send_at) == ("scheduled", now + timedelta(minutes=4))
