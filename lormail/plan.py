@@ -272,10 +272,10 @@ class _RecommenderPlanner:
                 )
                 continue
             cand.time = self.clock.slot(back)
-            why = self.clock.blocked(nominal)
+            blocked = self.clock.blocked(nominal)
             cand.reason = base + (
-                f"; {self._day(nominal)} {why}, so moved back to {self._day(back)}"
-                if why
+                f"; {self._day(nominal)} {blocked}, so moved back to {self._day(back)}"
+                if blocked
                 else f"; moved back to {self._day(back)} to stay clear of the deadline"
             )
 
@@ -352,7 +352,7 @@ class _RecommenderPlanner:
             known = prog.outcome_on or self._seen(f"outcome:{part}")
             day = self.clock.first_allowed(known) or known
             by_day.setdefault(day, []).append((prog.id, prog.outcome, known))
-        for day, parts in sorted(by_day.items()):
+        for _day, parts in sorted(by_day.items()):
             parts.sort()
             key = prefix + "+".join(f"{p}:{o}" for p, o, _ in parts)
             names = ", ".join(f"{self.roster.programs_by_id[p].name}: {o}" for p, o, _ in parts)
