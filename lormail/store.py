@@ -329,11 +329,11 @@ class Store:
         return [_row(r) for r in found]
 
     def sent_since(self, since: datetime) -> list[datetime]:
-        """When each message sent at or after ``since`` went, oldest first."""
+        """When each message sent after ``since`` went, oldest first."""
         return [
             from_text(at)
             for (at,) in self.conn.execute(
-                "SELECT sent_at FROM log WHERE state = ? AND sent_at >= ? ORDER BY sent_at",
+                "SELECT sent_at FROM log WHERE state = ? AND sent_at > ? ORDER BY sent_at",
                 (LOG_SENT, to_text(since)),
             )
         ]

@@ -94,14 +94,38 @@ class Sink:
     """An aiosmtpd handler: records what it accepts; replies may be scripted.
 
     ``data_replies``: replies for the next DATA commands (then 250);
-    ``rcpt_replies``: per address, a reply to RCPT TO.
+    ``script``: a reply for the Nth DATA command (1-based, counting all);
+    ``rcpt_replies``: per address, a reply to RCPT TO;
+    ``xoauth2_token``: accept AUTH XOAUTH2 with this bearer token.
     """
 
     received: list[Received] = field(default_factory=list)
     data_replies: list[str] = field(default_factory=list)
+    script: dict[int, str] = field(default_factory=dict)
     rcpt_replies: dict[str, str] = field(default_factory=dict)
     record: Path | None = None  # also append one JSON line per message (subprocess sinks)
+    xoauth2_token: str | None = None
+    ehlo: list[str] = field(default_factory=list)  # the EHLO names, one per EHLO
+    data_count: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    async def handle_EHLO(
+        self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
+    ) -> list[str]:
+        session.host_name = hostname
+        self.ehlo.append(hostname)
+        return responses
+
+    async def auth_XOAUTH2(self, server: Any, args: list[str]) -> Any:
+        import base64
+
+        from aiosmtpd.smtp import AuthResult
+
+        if self.xoauth2_token is None or len(args) < 2:
+            return AuthResult(success=False, handled=False)
+        blob = base64.b64decode(args[1]).decode()
+        ok = blob == f"user={USER}\x01auth=Bearer {self.xoauth2_token}\x01\x01"
+        return AuthResult(success=ok, handled=False)
 
     async def handle_RCPT(
         self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
@@ -114,6 +138,9 @@ class Sink:
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         with self.lock:
+            self.data_count += 1
+            if self.data_count in self.script:
+                return self.script[self.data_count]
             if self.data_replies:
                 return self.data_replies.pop(0)
             item = Received(envelope.mail_from, list(envelope.rcpt_tos), envelope.content)
@@ -156,6 +183,7 @@ def smtp_server(
     security: str = "none",  # none | ssl | starttls | plain-no-starttls
     cert: Any = None,  # a trustme LeafCert for ssl/starttls
     users: dict[str, str] | None = None,
+    exclude_auth: tuple[str, ...] = (),
 ) -> Iterator[Server]:
     """aiosmtpd on 127.0.0.1 in a thread of this process."""
     import ssl
@@ -172,8 +200,10 @@ def smtp_server(
     if security == "starttls":
         kwargs.update(tls_context=context, require_starttls=True)
     if users is not None:
-        kwargs.update(authenticator=authenticator(users), auth_require_tls=security != "none")
+        # aiosmtpd sees implicit TLS as plain text; it would then hide AUTH.
+        kwargs.update(authenticator=authenticator(users), auth_require_tls=security == "starttls")
         kwargs["auth_required"] = True
+        kwargs["auth_exclude_mechanism"] = list(exclude_auth)
     controller = Controller(
         sink,
         hostname="127.0.0.1",
