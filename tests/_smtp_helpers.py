@@ -106,6 +106,7 @@ class Sink:
     record: Path | None = None  # also append one JSON line per message (subprocess sinks)
     xoauth2_token: str | None = None
     ehlo: list[str] = field(default_factory=list)  # the EHLO names, one per EHLO
+    delay: float = 0.0  # seconds each DATA waits before it is recorded and answered
     data_count: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -137,6 +138,10 @@ class Sink:
         return "250 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        if self.delay:
+            import asyncio
+
+            await asyncio.sleep(self.delay)
         with self.lock:
             self.data_count += 1
             if self.data_count in self.script:
@@ -184,14 +189,15 @@ def smtp_server(
     cert: Any = None,  # a trustme LeafCert for ssl/starttls
     users: dict[str, str] | None = None,
     exclude_auth: tuple[str, ...] = (),
+    port: int | None = None,
 ) -> Iterator[Server]:
-    """aiosmtpd on 127.0.0.1 in a thread of this process."""
+    """aiosmtpd on 127.0.0.1 (a free port unless given) in a thread of this process."""
     import ssl
 
     from aiosmtpd.controller import Controller
 
     sink = sink or Sink()
-    port = free_port()
+    port = port or free_port()
     kwargs: dict[str, Any] = {}
     context = None
     if security in ("ssl", "starttls"):
@@ -368,8 +374,8 @@ def _drive(argv: list[str]) -> int:
     """``send SPEC.json [--dry-run]``: one send-due; ``sink SPEC.json``: serve until killed."""
     spec = json.loads(Path(argv[1]).read_text())
     if argv[0] == "sink":
-        sink = Sink(record=Path(spec["record"]))
-        with smtp_server(sink) as server:
+        sink = Sink(record=Path(spec["record"]), delay=float(spec.get("delay", 0)))
+        with smtp_server(sink, port=spec.get("port")) as server:
             Path(spec["port_file"]).write_text(str(server.port))
             threading.Event().wait()
         return 0
@@ -390,5 +396,60 @@ if __name__ == "__main__":
     sys.exit(_drive(sys.argv[1:]))
 
 
+import keyring.backend  # noqa: E402  (after the sys.path fix above)
+
+
+class FileKeyring(keyring.backend.KeyringBackend):
+    """A keyring backend for subprocess tests without a desktop keyring: a JSON file
+    named by ``$LORMAIL_TEST_KEYRING``.  Chosen only through ``PYTHON_KEYRING_BACKEND``
+    (``_smtp_helpers.FileKeyring``), as lormail requires of any such backend."""
+
+    priority = 1  # type: ignore[assignment]
+
+    def _load(self) -> dict[str, str]:
+        path = Path(os.environ["LORMAIL_TEST_KEYRING"])
+        return dict(json.loads(path.read_text())) if path.exists() else {}
+
+    def get_password(self, service: str, username: str) -> str | None:
+        return self._load().get(f"{service}/{username}")
+
+    def set_password(self, service: str, username: str, password: str) -> None:
+        data = self._load()
+        data[f"{service}/{username}"] = password
+        Path(os.environ["LORMAIL_TEST_KEYRING"]).write_text(json.dumps(data))
+
+    def delete_password(self, service: str, username: str) -> None:
+        import keyring.errors
+
+        data = self._load()
+        if data.pop(f"{service}/{username}", None) is None:
+            raise keyring.errors.PasswordDeleteError("no such password")
+        Path(os.environ["LORMAIL_TEST_KEYRING"]).write_text(json.dumps(data))
+
+
 def replace_smtp(config: Config, **changes: Any) -> Config:
     return replace(config, smtp=replace(config.smtp, **changes))
+
+
+HELPERS = Path(__file__).resolve()
+
+
+def write_spec(tmp: Path, name: str = "spec.json", **spec: Any) -> Path:
+    spec.setdefault("tmp", str(tmp))
+    path = tmp / name
+    path.write_text(json.dumps(spec))
+    return path
+
+
+def driver(action: str, spec: Path, *extra: str) -> list[str]:
+    """argv that runs this module as the send-due (or sink) subprocess."""
+    return [sys.executable, str(HELPERS), action, str(spec), *extra]
+
+
+def subprocess_env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(HELPERS.parent.parent), str(HELPERS.parent), env.get("PYTHONPATH", "")]
+    )
+    env.update(extra)
+    return env
