@@ -197,7 +197,7 @@ def test_an_injected_subject_is_never_sent(tmp_path: Path) -> None:
     assert report.sent == ("request:r0001",)
     box = mailbox.Maildir(config.maildir, create=False)
     assert len(box) == 1
-    assert all(b"victim" not in box.get_bytes(k) for k in box)
+    assert all(b"victim" not in box.get_bytes(k) for k in box.iterkeys())
 
 
 def test_maildir_delivers_a_parseable_message(tmp_path: Path) -> None:
