@@ -205,8 +205,9 @@ class _Zones:
         lines: list[str] = []
         for key in sorted(self.years):
             lo, hi = self.years[key]
-            # A year of margin each side: alarms and rules around the edges.
-            lines.extend(vtimezone_lines(key, lo - 1, hi + 1))
+            # A year past the last event: the yearly rules are then seen to
+            # recur, whatever the last event's month.
+            lines.extend(vtimezone_lines(key, lo, hi + 1))
         return lines
 
 

@@ -43,10 +43,8 @@ def _offset(zone: ZoneInfo, ts: int) -> timedelta:
     return off if off is not None else timedelta(0)
 
 
-def _transitions(zone: ZoneInfo, first_year: int, last_year: int) -> list[_Transition]:
-    """Every change of UTC offset (or DST flag/name) from 1 Jan first_year to 31 Dec last_year."""
-    start = int(datetime(first_year, 1, 1, tzinfo=UTC).timestamp())
-    end = int(datetime(last_year + 1, 1, 1, tzinfo=UTC).timestamp())
+def _transitions(zone: ZoneInfo, start: int, end: int) -> list[_Transition]:
+    """Every change of UTC offset (or DST flag or name) between two POSIX times."""
     out: list[_Transition] = []
 
     def state(ts: int) -> tuple[timedelta, timedelta | None, str | None]:
@@ -158,8 +156,12 @@ def _component(group: _Group, open_ended: bool) -> list[str]:
         byday = sorted(group.options, key=lambda o: (o.startswith("-"), o))[0]
         rule = f"RRULE:FREQ=YEARLY;BYMONTH={first.local.month};BYDAY={byday}"
         if not open_ended:
+            # Any UNTIL between the last onset and the next year's gives the
+            # same onsets; a day after the last one is right both for readers
+            # that compare it with the onset's UTC instant (as RFC 5545 says)
+            # and for those that compare it with the wall-clock time.
             last = group.members[-1]
-            until = datetime.fromtimestamp(last.at, UTC).strftime("%Y%m%dT%H%M%SZ")
+            until = datetime.fromtimestamp(last.at + 86400, UTC).strftime("%Y%m%dT%H%M%SZ")
             rule += f";UNTIL={until}"
         lines.append(rule)
     lines += [
@@ -172,39 +174,46 @@ def _component(group: _Group, open_ended: bool) -> list[str]:
     return lines
 
 
+def _base(zone: ZoneInfo, ts: int, since_1970: bool) -> list[str]:
+    start = datetime.fromtimestamp(ts, zone)
+    off = start.utcoffset() or timedelta(0)
+    kind = "DAYLIGHT" if start.dst() else "STANDARD"
+    onset = "19700101T000000" if since_1970 else _fmt_local(start.replace(tzinfo=None))
+    lines = [
+        f"BEGIN:{kind}",
+        f"DTSTART:{onset}",
+        f"TZOFFSETFROM:{_fmt_offset(off)}",
+        f"TZOFFSETTO:{_fmt_offset(off)}",
+    ]
+    if start.tzname():
+        lines.append(f"TZNAME:{_escape(start.tzname() or '')}")
+    lines.append(f"END:{kind}")
+    return lines
+
+
 @lru_cache(maxsize=256)
 def vtimezone_lines(key: str, first_year: int, last_year: int) -> tuple[str, ...]:
     """The unfolded content lines of a VTIMEZONE for zone ``key``.
 
     It is right for every instant from 1 Jan ``first_year`` to 31 Dec
     ``last_year``; the rules still in force at the end continue without
-    ``UNTIL``, so recurring events past the span keep the current rules.
-    Callers should pass one year of margin on each side of their events.
+    ``UNTIL``, so times past the span keep the current rules.
     """
     zone = ZoneInfo(key)
     lines = ["BEGIN:VTIMEZONE", f"TZID:{key}"]
-    transitions = _transitions(zone, first_year, last_year)
-    base_ts = int(datetime(first_year, 1, 1, tzinfo=UTC).timestamp())
-    if not transitions or transitions[0].local.year > first_year:
-        # The offset in force at the start of the span, for zones with no
-        # yearly changes (Asia/Kolkata) or whose rules changed inside it.
-        start = datetime.fromtimestamp(base_ts, zone)
-        off = start.utcoffset() or timedelta(0)
-        kind = "DAYLIGHT" if start.dst() else "STANDARD"
-        onset = (
-            "19700101T000000"
-            if not transitions
-            else _fmt_local((datetime.fromtimestamp(base_ts, UTC) + off).replace(tzinfo=None))
-        )
-        lines += [
-            f"BEGIN:{kind}",
-            f"DTSTART:{onset}",
-            f"TZOFFSETFROM:{_fmt_offset(off)}",
-            f"TZOFFSETTO:{_fmt_offset(off)}",
-        ]
-        if start.tzname():
-            lines.append(f"TZNAME:{_escape(start.tzname() or '')}")
-        lines.append(f"END:{kind}")
+    # Scan from a year early, so that the rules in force on 1 Jan first_year
+    # have an onset before it (in Sydney the first change of a year is April's).
+    # Two days' slack covers every zone's offset from UTC.
+    span_start = int(datetime(first_year, 1, 1, tzinfo=UTC).timestamp()) - 2 * 86400
+    transitions = _transitions(
+        zone,
+        int(datetime(first_year - 1, 1, 1, tzinfo=UTC).timestamp()),
+        int(datetime(last_year + 1, 1, 1, tzinfo=UTC).timestamp()),
+    )
+    if not transitions or transitions[0].at > span_start:
+        # No change before the span: the offset in force at its start, from
+        # then on (from 1970 for a zone without changes, like Asia/Kolkata).
+        lines += _base(zone, span_start, since_1970=not transitions)
     groups = _group(transitions)
     for group in groups:
         open_ended = group.members[-1].local.year >= last_year
