@@ -242,7 +242,11 @@ def _from_marked(err: yaml.MarkedYAMLError, file: str) -> LormailError:
 
 def _from_reader(err: yaml.reader.ReaderError, text: str, file: str) -> LormailError:
     char = err.character if isinstance(err.character, int) else ord(str(err.character)[:1] or "?")
-    position = max(0, min(int(err.position), len(text)))
+    position = int(err.position)
+    if _Loader is not yaml.SafeLoader:
+        # libyaml counts bytes of the UTF-8 encoding; the pure reader counts characters.
+        position = len(text.encode("utf-8", "surrogatepass")[:position].decode("utf-8", "ignore"))
+    position = max(0, min(position, len(text)))
     line = text.count("\n", 0, position) + 1
     col = position - (text.rfind("\n", 0, position) + 1) + 1
     return _error(file, line, col, f"character U+{char:04X} is not allowed ({err.reason})")
