@@ -356,6 +356,75 @@ def message_ids(roster: Roster, state_dir: Path, kind: str = "request") -> dict[
     }
 
 
+# --- YAML files for the real command line -----------------------------------------
+
+
+def write_setup(
+    tmp: Path,
+    n: int = 3,
+    *,
+    smtp: dict[str, Any] | None = None,
+    dry_run: bool = False,
+    name: str = "config.yaml",
+) -> Path:
+    """A ``roster.yaml`` like :func:`make_roster`'s (requests due at :data:`NOW`) and a
+    config; SMTP when ``smtp`` is given (keys as in config.yaml), else the Maildir."""
+    lines = [
+        "applicant:",
+        "  name: Sarah Chen",
+        f"  email: {USER}",
+        "  timezone: America/New_York",
+        "  signature: Sarah",
+        "programs:",
+        "  - id: im",
+        "    name: Internal Medicine",
+        "    portal: ERAS",
+        "    deadline: 2026-12-01",
+        "    timezone: America/New_York",
+        "recommenders:" + ("" if n else " []"),
+    ]
+    for i in range(n):
+        rid = f"r{i:04d}"
+        lines += [
+            f"  - id: {rid}",
+            f"    name: Dr. Rec {i}",
+            f"    salutation: Dr. Rec {i}",
+            f"    email: {rid}@hospital.example.org",
+            "    timezone: America/Chicago",
+            "    status: planned",
+            "    ask_by_email: true",
+            "    ask_on: 2026-09-01",
+            "    letters: [{program: im}]",
+        ]
+    (tmp / "roster.yaml").write_text("\n".join(lines) + "\n")
+    config = [
+        "roster: roster.yaml",
+        "state_dir: state",
+        f"dry_run: {'true' if dry_run else 'false'}",
+        f"transport: {'smtp' if smtp is not None else 'maildir'}",
+        "maildir: outbox",
+    ]
+    if smtp is not None:
+        fields = {
+            "security": "none",
+            "auth": "none",
+            "username": USER,
+            "from": f"Sarah Chen <{USER}>",
+            "max_per_hour": 100000,  # the default 30 would hold back most test batches
+            **smtp,
+        }
+        config.append("smtp:")
+        config += [f"  {key}: {json.dumps(value)}" for key, value in fields.items()]
+    path = tmp / name
+    path.write_text("\n".join(config) + "\n")
+    return path
+
+
+def lormail(config: Path, *args: str) -> list[str]:
+    """argv of the real command line, ``python -m lormail --config CONFIG ARGS``."""
+    return [sys.executable, "-m", "lormail", "--config", str(config), *args]
+
+
 # --- subprocess driver -------------------------------------------------------------
 
 

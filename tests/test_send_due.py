@@ -23,11 +23,13 @@ from _smtp_helpers import (
     Sink,
     driver,
     free_port,
+    lormail,
     make_app,
     make_config,
     make_roster,
     smtp_server,
     subprocess_env,
+    write_setup,
     write_spec,
 )
 
@@ -53,14 +55,16 @@ def smtp_app(tmp_path: Path, port: int, n: int = 3, **smtp: Any) -> App:
 # --- outage ------------------------------------------------------------------------
 
 
+def run(argv: list[str], **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        argv, capture_output=True, text=True, env=subprocess_env(**env), timeout=120
+    )
+
+
 def test_outage_loses_nothing_and_sends_everything_once_when_back(tmp_path: Path) -> None:
     port = free_port()  # nothing listens here yet
-    spec = write_spec(
-        tmp_path, n=5, now=NOW_TEXT, smtp={"host": "127.0.0.1", "port": port, "timeout": 5}
-    )
-    down = subprocess.run(
-        driver("send", spec), capture_output=True, text=True, env=subprocess_env(), timeout=60
-    )
+    config = write_setup(tmp_path, 5, smtp={"host": "127.0.0.1", "port": port, "timeout": "5s"})
+    down = run(lormail(config, "send-due", "--now", NOW_TEXT))
     assert down.returncode == 1, down.stderr
     assert f"connection refused by 127.0.0.1:{port}" in down.stderr
     assert "Traceback" not in down.stderr
@@ -73,50 +77,17 @@ def test_outage_loses_nothing_and_sends_everything_once_when_back(tmp_path: Path
     }
 
     # Still down a minute later: the wait doubles, still nothing lost.
-    later = write_spec(
-        tmp_path,
-        "later.json",
-        n=5,
-        now="2026-09-01T15:01:00Z",
-        smtp={"host": "127.0.0.1", "port": port, "timeout": 5},
-    )
-    again = subprocess.run(
-        driver("send", later), capture_output=True, text=True, env=subprocess_env(), timeout=60
-    )
+    again = run(lormail(config, "send-due", "--now", "2026-09-01T15:01:00Z"))
     assert again.returncode == 1
     assert rows(app)["request:r0000"].retry_at == NOW + timedelta(minutes=3)
 
     with smtp_server(port=port) as server:
-        too_early = write_spec(
-            tmp_path,
-            "early.json",
-            n=5,
-            now="2026-09-01T15:02:00Z",
-            smtp={"host": "127.0.0.1", "port": port},
-        )
-        early = subprocess.run(
-            driver("send", too_early),
-            capture_output=True,
-            text=True,
-            env=subprocess_env(),
-            timeout=60,
-        )
+        early = run(lormail(config, "send-due", "--now", "2026-09-01T15:02:00Z"))
         assert early.returncode == 0 and not server.sink.received
-        back = write_spec(
-            tmp_path,
-            "back.json",
-            n=5,
-            now="2026-09-01T15:03:00Z",
-            smtp={"host": "127.0.0.1", "port": port},
-        )
-        up = subprocess.run(
-            driver("send", back), capture_output=True, text=True, env=subprocess_env(), timeout=60
-        )
+        up = run(lormail(config, "send-due", "--now", "2026-09-01T15:03:00Z"))
         assert up.returncode == 0, up.stderr
         assert up.stdout.startswith("sent 5")
-        once_more = subprocess.run(
-            driver("send", back), capture_output=True, text=True, env=subprocess_env(), timeout=60
-        )
+        once_more = run(lormail(config, "send-due", "--now", "2026-09-01T15:03:00Z"))
         assert once_more.returncode == 0 and once_more.stdout.startswith("sent 0")
     recipients = sorted(r.rcpt_tos[0] for r in server.sink.received)
     assert recipients == [f"r{i:04d}@hospital.example.org" for i in range(5)]
@@ -193,9 +164,9 @@ def test_sigterm_in_the_command_finishes_the_message_in_flight(tmp_path: Path) -
     sink = subprocess.Popen(driver("sink", sink_spec), env=subprocess_env())
     try:
         port = _wait_for_port(tmp_path / "port")
-        spec = write_spec(tmp_path, n=10, now=NOW_TEXT, smtp={"host": "127.0.0.1", "port": port})
+        config = write_setup(tmp_path, 10, smtp={"host": "127.0.0.1", "port": port})
         sender = subprocess.Popen(
-            driver("send", spec),
+            lormail(config, "send-due", "--now", NOW_TEXT),
             env=subprocess_env(),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -309,13 +280,11 @@ def test_the_password_never_leaks(tmp_path: Path) -> None:
         LORMAIL_TEST_KEYRING=str(keyring_file),
     )
     with smtp_server(users={USER: "the-right-one"}) as server:
-        spec = write_spec(
-            tmp_path,
-            n=2,
-            now=NOW_TEXT,
-            smtp={"host": "127.0.0.1", "port": server.port, "auth": "password"},
+        config = write_setup(
+            tmp_path, 2, smtp={"host": "127.0.0.1", "port": server.port, "auth": "password"}
         )
-        done = subprocess.run(driver("send", spec), capture_output=True, env=env, timeout=60)
+        argv = lormail(config, "send-due", "--now", NOW_TEXT)
+        done = subprocess.run(argv, capture_output=True, env=env, timeout=60)
     assert done.returncode == 1
     assert b"rejected the login for 'sarah@example.edu': 535" in done.stderr
     needle = PASSWORD.encode()
@@ -345,13 +314,29 @@ def _wait_for(ready: Any, timeout: float = 20.0) -> None:
         time.sleep(0.01)
 
 
-def test_the_subprocess_driver_sees_the_same_state(tmp_path: Path) -> None:
-    """Sanity: the driver's App and this test's agree on the state dir."""
-    spec = write_spec(tmp_path, n=1, now=NOW_TEXT)
-    done = subprocess.run(
-        driver("send", spec), capture_output=True, text=True, env=subprocess_env(), timeout=60
-    )
+def test_python_dash_m_lormail_send_due(tmp_path: Path) -> None:
+    """The real command line, on files: its state is the one these tests read."""
+    config = write_setup(tmp_path, 1)
+    done = run(lormail(config, "send-due", "--now", NOW_TEXT))
     assert done.returncode == 0, done.stderr
+    assert done.stdout == "sent 1\n"
+    assert done.stderr.startswith("lormail: sent request:r0000 to r0000@hospital.example.org")
     app = make_app(make_config(tmp_path), make_roster(1))
     assert rows(app)["request:r0000"].state == "sent"
     assert os.stat(app.state_dir()).st_mode & 0o777 == 0o700
+    listed = run(lormail(config, "log", "--json"))
+    (entry,) = json.loads(listed.stdout)["entries"]
+    assert entry["state"] == "sent" and entry["sent_at"] == NOW_TEXT
+
+
+def test_dry_run_flag_and_config(tmp_path: Path) -> None:
+    config = write_setup(tmp_path, 2, dry_run=True)
+    dry = run(lormail(config, "send-due", "--now", NOW_TEXT))
+    assert dry.returncode == 0
+    assert dry.stdout == "sent 0, dry-run 2 (nothing sent)\n"
+    assert not (tmp_path / "outbox").exists()
+    config = write_setup(tmp_path, 2, dry_run=False)
+    flag = run(lormail(config, "send-due", "--dry-run", "--now", NOW_TEXT))
+    assert flag.stdout == "sent 0, dry-run 0 (nothing sent)\n"  # already dry-run
+    real = run(lormail(config, "send-due", "--now", NOW_TEXT))
+    assert real.stdout == "sent 2\n"
