@@ -24,7 +24,9 @@ def utc_text(instant: datetime | None) -> str | None:
 
 
 def print_json(obj: Any) -> None:
-    sys.stdout.write(json.dumps(obj, ensure_ascii=False, indent=1) + "\n")
+    """Indented for a person at a terminal; compact (and C-encoded, so fast) for a pipe."""
+    indent = 1 if sys.stdout.isatty() else None
+    sys.stdout.write(json.dumps(obj, ensure_ascii=False, indent=indent) + "\n")
 
 
 def console(stderr: bool = False) -> Console:

@@ -13,7 +13,8 @@ from __future__ import annotations
 import heapq
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, tzinfo
+from functools import lru_cache
 
 from lormail.model import (
     DRY_RUN,
@@ -98,6 +99,12 @@ def ask_by_date(rec: Recommender, roster: Roster) -> date | None:
         return None
     earliest = min(progs, key=_deadline_order)
     return earliest.deadline.astimezone(rec.timezone).date() - timedelta(days=rec.policy.ask_lead)
+
+
+@lru_cache(maxsize=16384)
+def _date_in(instant: datetime, zone: tzinfo) -> date:
+    """The date of ``instant`` in ``zone`` (deadlines repeat across recommenders)."""
+    return instant.astimezone(zone).date()
 
 
 def _deadline_order(p: Program) -> tuple[datetime, str]:
@@ -232,7 +239,7 @@ class _RecommenderPlanner:
         self, prog: Program, ref: date, anchor_start: datetime | None
     ) -> Iterable[_Candidate]:
         rec = self.rec
-        deadline_day = self._local_date(prog.deadline)
+        deadline_day = _date_in(prog.deadline, self.rec.timezone)
         guard = prog.deadline - ONE_DAY
         offsets = self.policy.reminders
         for number, offset in enumerate(offsets, start=1):
@@ -517,8 +524,8 @@ class _RecommenderPlanner:
             kind=c.kind,
             recommender=self.rec.id,
             to=self.rec.email,
-            send_at=c.time.astimezone(UTC),
-            expires_at=c.expires.astimezone(UTC) if c.expires else None,
+            send_at=_utc(c.time),
+            expires_at=_utc(c.expires) if c.expires else None,
             status=c.status or SKIPPED,
             reason=c.reason + (" (final reminder)" if c.final else ""),
             programs=c.programs,
@@ -552,6 +559,10 @@ class _RecommenderPlanner:
                 status=status,
                 reason=reason,
             )
+
+
+def _utc(instant: datetime) -> datetime:
+    return instant if instant.tzinfo is UTC else instant.astimezone(UTC)
 
 
 def _gap_phrase(gap: timedelta) -> str:

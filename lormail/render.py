@@ -9,13 +9,16 @@ date written the way people write them, in the recipient's zone.
 from __future__ import annotations
 
 import importlib.resources
-from collections.abc import Mapping
+import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import jinja2
+import jinja2.meta
 
 from lormail.errors import LormailError, Problem
 from lormail.model import KINDS, PlannedMessage, Program, Recommender, Roster
@@ -61,15 +64,27 @@ class Templates:
             keep_trailing_newline=True,
             trim_blocks=True,
             lstrip_blocks=True,
-            autoescape=jinja2.select_autoescape(enabled_extensions=("html.j2",)),
+            # Only HTML templates are escaped; a subject or a text body never is.
+            autoescape=jinja2.select_autoescape(
+                enabled_extensions=("html.j2",), default_for_string=False
+            ),
         )
-        self._subjects: dict[str, jinja2.Template] = {}
+        self._subjects: dict[str, tuple[jinja2.Template, tuple[str, ...]]] = {}
+        self._paths: dict[str, Path] = {}
 
     def source_path(self, name: str) -> Path:
-        for folder in (self.override_dir, self.default_dir):
-            if folder is not None and (folder / name).is_file():
-                return folder / name
-        return self.default_dir / name
+        path = self._paths.get(name)
+        if path is None:
+            path = next(
+                (
+                    folder / name
+                    for folder in (self.override_dir, self.default_dir)
+                    if folder is not None and (folder / name).is_file()
+                ),
+                self.default_dir / name,
+            )
+            self._paths[name] = path
+        return path
 
     def _template(self, name: str) -> jinja2.Template:
         try:
@@ -106,19 +121,31 @@ class Templates:
         return Rendered(subject=subject, body=body, html=html)
 
     def subject(self, msg: PlannedMessage, roster: Roster) -> str:
-        """Only the subject: renders the first line alone, which is much cheaper."""
-        tmpl = self._subjects.get(msg.kind)
-        if tmpl is None:
+        """Only the subject: renders the first line alone, with only what it uses."""
+        cached = self._subjects.get(msg.kind)
+        if cached is None:
             name = f"{msg.kind}.txt.j2"
             source = self.source_path(name).read_text(encoding="utf-8")
             first = source.split("\n", 1)[0]
             try:
-                tmpl = self.env.from_string(first)
+                names = tuple(jinja2.meta.find_undeclared_variables(self.env.parse(first)))
+                cached = (self.env.from_string(first), names)
             except jinja2.TemplateSyntaxError:
                 return self.render(msg, roster).subject
-            self._subjects[msg.kind] = tmpl
-        line = self._render_tmpl(tmpl, context(msg, roster), f"{msg.kind}.txt.j2")
-        return split_subject(line, str(self.source_path(f"{msg.kind}.txt.j2")))[0]
+            self._subjects[msg.kind] = cached
+        tmpl, names = cached
+        where = f"{msg.kind}.txt.j2"
+        ctx = context(msg, roster, names)
+        for name in names:
+            if name not in ctx and name in self.env.globals:
+                ctx[name] = self.env.globals[name]
+        try:
+            # A shared context skips merging the globals per call: a subject is
+            # rendered for every message of `plan --json`.
+            line = self.env.concat(tmpl.root_render_func(tmpl.new_context(ctx, shared=True)))
+        except jinja2.TemplateError:
+            line = self._render_tmpl(tmpl, ctx, where)  # for the error's own words
+        return split_subject(line, str(self.source_path(where)))[0]
 
     def _call(self, name: str, ctx: dict[str, Any]) -> str:
         return self._render_tmpl(self._template(name), ctx, name)
@@ -142,6 +169,9 @@ class Templates:
         return KINDS
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
 def split_subject(text: str, where: str) -> tuple[str, str]:
     first, _, body = text.partition("\n")
     if not first.startswith("Subject:"):
@@ -149,7 +179,7 @@ def split_subject(text: str, where: str) -> tuple[str, str]:
     subject = first[len("Subject:") :].strip()
     if not subject:
         raise LormailError([Problem("the subject is empty", where, 1, 9)])
-    if any(ord(c) < 32 or ord(c) == 127 for c in subject):
+    if _CONTROL.search(subject):
         raise LormailError([Problem("the subject holds a control character", where, 1, 9)])
     return subject, body.lstrip("\n")
 
@@ -179,29 +209,47 @@ def _letter(prog: Program, rec: Recommender, today: date, letter_id: str | None)
     }
 
 
-def context(msg: PlannedMessage, roster: Roster) -> dict[str, Any]:
-    """The template context for one message (SPEC §3.1)."""
-    rec = roster.recommenders_by_id[msg.recommender]
-    app = roster.applicant
-    send_day = msg.send_at.astimezone(rec.timezone).date()
-    letter_ids = {lt.program: lt.letter_id for lt in rec.letters}
-    progs = roster.programs_by_id
+CONTEXT_NAMES = (
+    "applicant",
+    "recommender",
+    "letters",
+    "submitted",
+    "program",
+    "deadline",
+    "days_left",
+    "reminder_number",
+    "final_reminder",
+    "outcomes",
+    "materials",
+    "send_date",
+)
 
-    def view(pid: str) -> dict[str, Any]:
-        return _letter(progs[pid], rec, send_day, letter_ids.get(pid))
 
-    letters = [view(p.id) for p in open_letters(roster, rec)]
-    covered = msg.programs if msg.kind in ("thank_you", "outcome") else ()
-    submitted = [view(pid) for pid in covered]
-    anchor = view(msg.programs[0]) if msg.programs else (letters[0] if letters else None)
-    return {
-        "applicant": {
+class _Context:
+    """Builds each context entry on demand: a subject needs only a few of them."""
+
+    def __init__(self, msg: PlannedMessage, roster: Roster) -> None:
+        self.msg = msg
+        self.roster = roster
+        self.rec = roster.recommenders_by_id[msg.recommender]
+        self.send_day = msg.send_at.astimezone(self.rec.timezone).date()
+
+    def view(self, pid: str) -> dict[str, Any]:
+        letter_id = next((lt.letter_id for lt in self.rec.letters if lt.program == pid), None)
+        return _letter(self.roster.programs_by_id[pid], self.rec, self.send_day, letter_id)
+
+    def applicant(self) -> dict[str, Any]:
+        app = self.roster.applicant
+        return {
             "name": app.name,
             "first_name": app.name.split()[0] if app.name.split() else app.name,
             "email": app.email,
             "signature": (app.signature or app.name).rstrip("\n"),
-        },
-        "recommender": {
+        }
+
+    def recommender(self) -> dict[str, Any]:
+        rec = self.rec
+        return {
             "id": rec.id,
             "name": rec.name,
             "salutation": rec.salutation or rec.name,
@@ -210,29 +258,72 @@ def context(msg: PlannedMessage, roster: Roster) -> dict[str, Any]:
             "email": rec.email,
             "highlights": list(rec.highlights),
             "waived": rec.waived,
-        },
-        "letters": letters,
-        "submitted": submitted,
-        "program": anchor,
-        "deadline": anchor["deadline"] if anchor else "",
-        "days_left": anchor["days_left"] if anchor else None,
-        "reminder_number": msg.reminder_number,
-        "final_reminder": msg.final_reminder,
-        "outcomes": [
+        }
+
+    @cached_property
+    def _letters(self) -> list[dict[str, Any]]:
+        return [self.view(p.id) for p in open_letters(self.roster, self.rec)]
+
+    def letters(self) -> list[dict[str, Any]]:
+        return self._letters
+
+    def submitted(self) -> list[dict[str, Any]]:
+        covered = self.msg.programs if self.msg.kind in ("thank_you", "outcome") else ()
+        return [self.view(pid) for pid in covered]
+
+    @cached_property
+    def _anchor(self) -> dict[str, Any] | None:
+        if self.msg.programs:
+            return self.view(self.msg.programs[0])
+        return self._letters[0] if self._letters else None
+
+    def program(self) -> dict[str, Any] | None:
+        return self._anchor
+
+    def deadline(self) -> str:
+        return self._anchor["deadline"] if self._anchor else ""
+
+    def days_left(self) -> int | None:
+        return self._anchor["days_left"] if self._anchor else None
+
+    def reminder_number(self) -> int | None:
+        return self.msg.reminder_number
+
+    def final_reminder(self) -> bool:
+        return self.msg.final_reminder
+
+    def outcomes(self) -> list[dict[str, Any]]:
+        progs = self.roster.programs_by_id
+        return [
             {"program": progs[p].name, "outcome": o, "phrase": OUTCOME_PHRASES.get(o, o)}
-            for p, o in msg.outcomes
-        ],
-        "materials": [
+            for p, o in self.msg.outcomes
+        ]
+
+    def materials(self) -> list[dict[str, Any]]:
+        return [
             {
                 "label": m.label,
                 "url": m.url or "",
                 "attached": m.path is not None,
                 "filename": m.path.name if m.path else "",
             }
-            for m in app.materials
-        ],
-        "send_date": long_date(send_day),
-    }
+            for m in self.roster.applicant.materials
+        ]
+
+    def send_date(self) -> str:
+        return long_date(self.send_day)
+
+
+def context(
+    msg: PlannedMessage, roster: Roster, names: Iterable[str] = CONTEXT_NAMES
+) -> dict[str, Any]:
+    """The template context for one message (SPEC §3.1), or just the entries ``names``."""
+    builder = _Context(msg, roster)
+    out: dict[str, Any] = {}
+    for name in names:
+        if name in CONTEXT_NAMES:
+            out[name] = getattr(builder, name)()
+    return out
 
 
 def format_instant(instant: datetime) -> str:

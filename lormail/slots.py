@@ -9,6 +9,7 @@ planner's reasons are written with.
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
+from functools import lru_cache
 
 from lormail.model import Recommender
 
@@ -86,17 +87,20 @@ class Clock:
         return self.next_in_window(instant) == instant.astimezone(UTC)
 
 
+@lru_cache(maxsize=8192)
 def day_label(day: date, current_year: int) -> str:
     """'Thu 24 Sep', with the year when it is not ``current_year``."""
     text = f"{day.strftime('%a')} {day.day} {day.strftime('%b')}"
     return text if day.year == current_year else f"{text} {day.year}"
 
 
+@lru_cache(maxsize=8192)
 def long_date(day: date) -> str:
     """'Thursday, 24 September': the form people write in letters."""
     return f"{_WEEKDAY_NAMES[day.weekday()]}, {day.day} {day.strftime('%B')}"
 
 
+@lru_cache(maxsize=8192)
 def range_label(start: date, end: date) -> str:
     """'10–17 Aug', '28 Dec – 3 Jan', '8 Aug'."""
     if start == end:
