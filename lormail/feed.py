@@ -129,7 +129,10 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
 
     def _get(self) -> None:
-        path = self.path.split("?", 1)[0]  # a query string is ignored, never decoded
+        # The target exactly as sent (self.path has "//" collapsed), without a
+        # query string, never percent-decoded: only the one exact path matches.
+        words = self.requestline.split()
+        path = words[1].split("?", 1)[0] if len(words) > 1 else ""
         if path == "/healthz":
             self._send(200, "application/json", self.server.health.to_json(), None)
             log.debug("%s /healthz 200", self.command)
@@ -261,7 +264,9 @@ class FeedServer:
             return
         self._thread = threading.Thread(
             target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.2},
+            # A long poll: a laptop daemon should not wake needlessly;
+            # stop() does not wait for it.
+            kwargs={"poll_interval": 5.0},
             name="lormail-feed",
             daemon=True,
         )
@@ -285,11 +290,23 @@ class FeedServer:
         self._server.token_bytes = token.encode()
 
     def stop(self) -> None:
+        """Stop serving; returns at once even while clients are connected."""
         if self._thread is not None:
-            self._server.shutdown()
+            stopper = threading.Thread(target=self._server.shutdown, daemon=True)
+            stopper.start()
+            # serve_forever notices the request only when its select() wakes;
+            # a connection of our own wakes it now instead of a poll later.
+            while stopper.is_alive():
+                self._wake()
+                stopper.join(0.05)
             self._thread.join()
             self._thread = None
         self._server.server_close()
+
+    def _wake(self) -> None:
+        host = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(self.bind, self.bind)
+        with contextlib.suppress(OSError), socket.create_connection((host, self.port), 0.5):
+            pass
 
     def __enter__(self) -> FeedServer:
         self.start()
