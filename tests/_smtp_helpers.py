@@ -7,8 +7,10 @@
 - :func:`silent_server`: accepts TCP connections and never says a word.
 - :func:`make_roster`, :func:`make_config`, :func:`make_app`: model objects
   built directly, so these tests need no YAML loader.
-- Run as a script (``python tests/_smtp_helpers.py send|sink SPEC.json``), it
-  is the subprocess driver for the crash and outage tests.
+- :func:`write_setup` and :func:`lormail`: YAML files and the argv of the
+  real command line, for the subprocess tests.
+- Run as a script (``python tests/_smtp_helpers.py sink SPEC.json``), it is a
+  recording sink in its own process, which a killed sender cannot take down.
 """
 
 from __future__ import annotations
@@ -428,37 +430,39 @@ def lormail(config: Path, *args: str) -> list[str]:
 # --- subprocess driver -------------------------------------------------------------
 
 
-def spec_app(spec: dict[str, Any]) -> App:
-    tmp = Path(spec["tmp"])
-    smtp = dict(spec.get("smtp", {}))
-    if "timeout" in smtp:
-        smtp["timeout"] = timedelta(seconds=float(smtp["timeout"]))
-    config = make_config(tmp, **smtp)
-    roster = make_roster(int(spec["n"]), kind=spec.get("kind", "request"))
-    now = datetime.fromisoformat(spec["now"]) if spec.get("now") else None
-    return make_app(config, roster, now)
+def run_steps(steps_file: Path, results_file: Path) -> None:
+    """Run commands one after another (inside a dbus session) and record what each did.
+
+    ``steps_file``: a JSON list of ``{"name", "argv", "input"}``; results: a JSON
+    object name → ``{"rc", "stdout", "stderr"}``.
+    """
+    import subprocess
+
+    results = {}
+    for step in json.loads(steps_file.read_text()):
+        done = subprocess.run(
+            step["argv"], input=step.get("input"), capture_output=True, text=True, timeout=60
+        )
+        results[step["name"]] = {
+            "rc": done.returncode,
+            "stdout": done.stdout,
+            "stderr": done.stderr,
+        }
+    results_file.write_text(json.dumps(results))
 
 
 def _drive(argv: list[str]) -> int:
-    """``send SPEC.json [--dry-run]``: one send-due; ``sink SPEC.json``: serve until killed."""
-    spec = json.loads(Path(argv[1]).read_text())
-    if argv[0] == "sink":
-        sink = Sink(record=Path(spec["record"]), delay=float(spec.get("delay", 0)))
-        with smtp_server(sink, port=spec.get("port")) as server:
-            Path(spec["port_file"]).write_text(str(server.port))
-            threading.Event().wait()
+    """``sink SPEC.json``: a recording sink in its own process, serving until killed;
+    ``steps STEPS.json RESULTS.json``: :func:`run_steps`."""
+    if argv[0] == "steps":
+        run_steps(Path(argv[1]), Path(argv[2]))
         return 0
-    import argparse
-
-    from lormail.cmd_send import cmd_send_due
-    from lormail.errors import LormailError
-
-    app = spec_app(spec)
-    try:
-        return cmd_send_due(app, argparse.Namespace(dry_run="--dry-run" in argv))
-    except LormailError as err:
-        print(err, file=sys.stderr)
-        return err.exit_code
+    spec = json.loads(Path(argv[1]).read_text())
+    sink = Sink(record=Path(spec["record"]), delay=float(spec.get("delay", 0)))
+    with smtp_server(sink, port=spec.get("port")) as server:
+        Path(spec["port_file"]).write_text(str(server.port))
+        threading.Event().wait()
+    return 0
 
 
 if __name__ == "__main__":
@@ -511,7 +515,7 @@ def write_spec(tmp: Path, name: str = "spec.json", **spec: Any) -> Path:
 
 
 def driver(action: str, spec: Path, *extra: str) -> list[str]:
-    """argv that runs this module as the send-due (or sink) subprocess."""
+    """argv that runs this module as a subprocess (``sink``)."""
     return [sys.executable, str(HELPERS), action, str(spec), *extra]
 
 
