@@ -57,7 +57,7 @@ def shown(text: str, limit: int = 60) -> str:
 
 def did_you_mean(word: str, options: Iterable[str]) -> str:
     """`` (did you mean 'x'?)`` for the closest option, or ``''``."""
-    choices = list(options)
+    choices = sorted(options)  # sets too: the same hint on every run
     lowered = {o.lower(): o for o in choices}
     if word.lower() in lowered:
         return f" (did you mean '{lowered[word.lower()]}'?)"
@@ -115,8 +115,12 @@ class Source:
         if not isinstance(node, MapNode):
             if is_null(node) and not required:
                 return {}
-            what = "a mapping" if is_null(node) else describe(node)
-            self.add(node, path, f"expected keys and values (key: value), not {what}")
+            if is_null(node):
+                needed = ", ".join(required)
+                self.add(node, path, f"is empty; it needs keys and values ({needed})")
+            else:
+                what = describe(node)
+                self.add(node, path, f"expected keys and values (key: value), not {what}")
             return None
         out: dict[str, Node] = {}
         for key, value in node.items:

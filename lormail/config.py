@@ -28,15 +28,15 @@ from lormail.yamlsrc import MapNode, Node, SeqNode, display_name, parse, read_te
 
 __all__ = ["from_address_problem", "is_loopback", "load_config", "parse_config"]
 
-_ROOT = (
+_ROOT = frozenset((
     "roster", "templates", "state_dir", "dry_run", "transport", "maildir", "smtp", "calendar",
-)  # fmt: skip
-_SMTP = (
+))  # fmt: skip
+_SMTP = frozenset((
     "host", "port", "security", "username", "auth", "token_command", "from", "bcc_self",
     "timeout", "max_per_hour",
-)  # fmt: skip
-_CALENDAR = ("file", "alarms", "include_messages", "feed")
-_FEED = ("enabled", "bind", "port")
+))  # fmt: skip
+_CALENDAR = frozenset(("file", "alarms", "include_messages", "feed"))
+_FEED = frozenset(("enabled", "bind", "port"))
 _HOST = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?\.?")
 _DEFAULT_PORTS = {"ssl": 465, "starttls": 587, "none": 25}
 _PASSWORD = (

@@ -56,17 +56,17 @@ __all__ = [
     "roster_warnings",
 ]
 
-_ROOT = ("applicant", "defaults", "programs", "recommenders")
-_APPLICANT = ("name", "email", "timezone", "signature", "materials")
-_MATERIAL = ("label", "path", "url")
-_PROGRAM = ("id", "name", "portal", "deadline", "timezone", "outcome", "outcome_on")
-_RECOMMENDER = (
+_ROOT = frozenset(("applicant", "defaults", "programs", "recommenders"))
+_APPLICANT = frozenset(("name", "email", "timezone", "signature", "materials"))
+_MATERIAL = frozenset(("label", "path", "url"))
+_PROGRAM = frozenset(("id", "name", "portal", "deadline", "timezone", "outcome", "outcome_on"))
+_RECOMMENDER = frozenset((
     "id", "name", "salutation", "email", "title", "relationship", "timezone", "status",
     "ask_on", "ask_by_email", "asked_on", "agreed_on", "declined_on", "waived",
     "highlights", "unavailable", "letters", *POLICY_KEYS,
-)  # fmt: skip
-_LETTER = ("program", "letter_id", "submitted_on")
-_UNAVAILABLE = ("from", "to", "note")
+))  # fmt: skip
+_LETTER = frozenset(("program", "letter_id", "submitted_on"))
+_UNAVAILABLE = frozenset(("from", "to", "note"))
 
 # Ids go into message keys such as reminder:R:P:N and thank_you:R:P1+P2.
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
@@ -167,7 +167,11 @@ class _RosterReader:
 
     def applicant(self, node: Node | None) -> Applicant:
         src = self.src
-        f = (src.fields(node, "applicant", _APPLICANT, ("name", "email")) if node else None) or {}
+        # A missing or empty applicant was reported with the top-level keys.
+        f: dict[str, Node] | None = None
+        if node is not None and not F.is_null(node):
+            f = src.fields(node, "applicant", _APPLICANT, ("name", "email"))
+        f = f or {}
         email = src.email(f["email"], "applicant.email") if "email" in f else None
         zone = src.zone(f["timezone"], "applicant.timezone") if "timezone" in f else None
         signature = (

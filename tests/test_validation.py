@@ -181,6 +181,27 @@ ROSTER_CASES = [
         ["roster.yaml:1:1: missing key 'applicant'"],
     ),
     (
+        "empty-applicant",
+        ROSTER[: ROSTER.index("defaults:")],
+        "applicant:\n",
+        ["roster.yaml:1:11: applicant: needs a value"],
+    ),
+    (
+        "applicant-as-text",
+        ROSTER[: ROSTER.index("defaults:")],
+        "applicant: Sarah Chen\n",
+        ["roster.yaml:1:12: applicant: expected keys and values (key: value), not 'Sarah Chen'"],
+    ),
+    (
+        "empty-unavailable-entry",
+        "    status: agreed",
+        "    status: agreed\n    unavailable:\n      -\n        note: x",
+        [
+            "roster.yaml:22:9: recommenders[0].unavailable[0]: missing key 'from'",
+            "roster.yaml:22:9: recommenders[0].unavailable[0]: missing key 'to'",
+        ],
+    ),
+    (
         "null-required",
         "  name: Sarah Chen",
         "  name:",
