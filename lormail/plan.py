@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from functools import lru_cache
 
@@ -64,7 +64,6 @@ class _Candidate:
     eff_now: datetime | None = None  # reminder: not before its anchor starts
     outcomes: tuple[tuple[str, str], ...] = ()
     status: str | None = None  # set once final
-    notes: list[str] = field(default_factory=list)
     retry_at: datetime | None = None
     dry_run: bool = False
     gap_moved: bool = False

@@ -12,8 +12,8 @@ import importlib.resources
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import date, datetime
-from functools import cached_property
+from datetime import date, datetime, tzinfo
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +64,7 @@ class Templates:
             keep_trailing_newline=True,
             trim_blocks=True,
             lstrip_blocks=True,
+            auto_reload=False,  # a reload makes a new Templates; no stat per render
             # Only HTML templates are escaped; a subject or a text body never is.
             autoescape=jinja2.select_autoescape(
                 enabled_extensions=("html.j2",), default_for_string=False
@@ -71,6 +72,10 @@ class Templates:
         )
         self._subjects: dict[str, tuple[jinja2.Template, tuple[str, ...]]] = {}
         self._paths: dict[str, Path] = {}
+        self._present: dict[str, bool] = {}
+        self._globals: dict[str, Any] = dict(self.env.globals)
+        self._shared_for: Roster | None = None
+        self._shared_cache: dict[tuple[str, date], dict[str, Any]] = {}
 
     def source_path(self, name: str) -> Path:
         path = self._paths.get(name)
@@ -106,12 +111,24 @@ class Templates:
             ) from None
 
     def _has(self, name: str) -> bool:
-        return any(
-            d is not None and (d / name).is_file() for d in (self.override_dir, self.default_dir)
-        )
+        found = self._present.get(name)
+        if found is None:
+            found = any(
+                d is not None and (d / name).is_file()
+                for d in (self.override_dir, self.default_dir)
+            )
+            self._present[name] = found
+        return found
+
+    def _shared(self, roster: Roster) -> dict[tuple[str, date], dict[str, Any]]:
+        """The cache of per-recommender context entries, kept for one roster at a time."""
+        if self._shared_for is not roster or len(self._shared_cache) > 8192:
+            self._shared_for = roster
+            self._shared_cache = {}
+        return self._shared_cache
 
     def render(self, msg: PlannedMessage, roster: Roster) -> Rendered:
-        ctx = context(msg, roster)
+        ctx = context(msg, roster, shared=self._shared(roster))
         name = f"{msg.kind}.txt.j2"
         text = self._call(name, ctx)
         subject, body = split_subject(text, str(self.source_path(name)))
@@ -135,16 +152,8 @@ class Templates:
             self._subjects[msg.kind] = cached
         tmpl, names = cached
         where = f"{msg.kind}.txt.j2"
-        ctx = context(msg, roster, names)
-        for name in names:
-            if name not in ctx and name in self.env.globals:
-                ctx[name] = self.env.globals[name]
-        try:
-            # A shared context skips merging the globals per call: a subject is
-            # rendered for every message of `plan --json`.
-            line = self.env.concat(tmpl.root_render_func(tmpl.new_context(ctx, shared=True)))
-        except jinja2.TemplateError:
-            line = self._render_tmpl(tmpl, ctx, where)  # for the error's own words
+        ctx = context(msg, roster, names, self._shared(roster))
+        line = self._render_tmpl(tmpl, ctx, where)
         return split_subject(line, str(self.source_path(where)))[0]
 
     def _call(self, name: str, ctx: dict[str, Any]) -> str:
@@ -152,21 +161,32 @@ class Templates:
 
     def _render_tmpl(self, tmpl: jinja2.Template, ctx: dict[str, Any], name: str) -> str:
         try:
-            return tmpl.render(ctx)
-        except jinja2.UndefinedError as err:
-            raise LormailError(
-                [
-                    Problem(
-                        f"{err.message} (available: {', '.join(sorted(ctx))})",
-                        str(self.source_path(name)),
-                    )
-                ]
-            ) from None
+            # A shared context with the globals merged in once is much cheaper
+            # than Template.render's per-call ChainMap; `check` renders 12,000.
+            fresh = tmpl.new_context({**self._globals, **ctx}, shared=True)
+            return self.env.concat(tmpl.root_render_func(fresh))
         except jinja2.TemplateError as err:
-            raise LormailError([Problem(str(err), str(self.source_path(name)))]) from None
+            where = str(self.source_path(name))
+            line = _error_line(err, tmpl)
+            message = err.message or type(err).__name__
+            if isinstance(err, jinja2.UndefinedError):
+                message += f" (available: {', '.join(sorted(ctx))})"
+            raise LormailError([Problem(message, where, line, 1 if line else None)]) from None
 
     def kinds(self) -> tuple[str, ...]:
         return KINDS
+
+
+def _error_line(err: BaseException, tmpl: jinja2.Template) -> int | None:
+    """The template line a rendering error happened on, from its traceback."""
+    tb = err.__traceback__
+    found = None
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == (tmpl.filename or "<template>"):
+            found = tmpl.get_corresponding_lineno(tb.tb_lineno)
+        tb = tb.tb_next
+    lineno = getattr(err, "lineno", None)
+    return found if found is not None else (lineno if isinstance(lineno, int) else None)
 
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -187,22 +207,29 @@ def split_subject(text: str, where: str) -> tuple[str, str]:
 # --- the context -------------------------------------------------------------
 
 
-def _deadline_text(prog: Program, rec: Recommender) -> str:
-    """A date deadline as the program states it; a timed one in the recipient's zone."""
-    if prog.deadline_is_date:
-        return long_date(prog.deadline_date)
-    local = prog.deadline.astimezone(rec.timezone)
+@lru_cache(maxsize=16384)
+def _deadline_text(deadline: datetime, own_zone: tzinfo | None, zone: tzinfo) -> tuple[str, date]:
+    """How to write a deadline, and its date, for a recipient in ``zone``.
+
+    A date deadline (``own_zone`` given) is written as the program states it;
+    a timed one in the recipient's zone.  Deadlines repeat across
+    recommenders: cached.
+    """
+    local = deadline.astimezone(zone)
+    if own_zone is not None:  # a date deadline: its own date, in its own zone
+        return long_date(deadline.astimezone(own_zone).date()), local.date()
     clock = local.strftime("%I:%M %p").lstrip("0")
-    return f"{long_date(local.date())}, {clock} {local.tzname()}"
+    return f"{long_date(local.date())}, {clock} {local.tzname()}", local.date()
 
 
 def _letter(prog: Program, rec: Recommender, today: date, letter_id: str | None) -> dict[str, Any]:
-    due = prog.deadline.astimezone(rec.timezone).date()
+    own_zone = prog.timezone if prog.deadline_is_date else None
+    text, due = _deadline_text(prog.deadline, own_zone, rec.timezone)
     return {
         "id": prog.id,
         "program": prog.name,
         "portal": prog.portal or "",
-        "deadline": _deadline_text(prog, rec),
+        "deadline": text,
         "days_left": (due - today).days,
         "letter_id": letter_id or "",
         "outcome": prog.outcome,
@@ -314,14 +341,35 @@ class _Context:
         return long_date(self.send_day)
 
 
+# Entries that depend only on the recommender and the day, not on the message.
+_SHARED = frozenset({"applicant", "recommender", "letters", "materials", "send_date"})
+
+
 def context(
-    msg: PlannedMessage, roster: Roster, names: Iterable[str] = CONTEXT_NAMES
+    msg: PlannedMessage,
+    roster: Roster,
+    names: Iterable[str] = CONTEXT_NAMES,
+    shared: dict[tuple[str, date], dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """The template context for one message (SPEC §3.1), or just the entries ``names``."""
+    """The template context for one message (SPEC §3.1), or just the entries ``names``.
+
+    ``shared`` (one dict per roster) keeps the entries that several messages
+    to one recommender on one day have in common.
+    """
     builder = _Context(msg, roster)
+    common: dict[str, Any] = {}
+    if shared is not None:
+        common = shared.setdefault((msg.recommender, builder.send_day), {})
     out: dict[str, Any] = {}
     for name in names:
-        if name in CONTEXT_NAMES:
+        if name not in CONTEXT_NAMES:
+            continue
+        if name in _SHARED:
+            value = common.get(name)
+            if value is None:
+                value = common[name] = getattr(builder, name)()
+            out[name] = value
+        else:
             out[name] = getattr(builder, name)()
     return out
 

@@ -36,7 +36,7 @@ class Clock:
     def allowed(self, day: date) -> bool:
         if day.weekday() not in self.days:
             return False
-        return not any(u.start <= day <= u.end for u in self.unavailable)
+        return not self.unavailable or not any(u.start <= day <= u.end for u in self.unavailable)
 
     def blocked(self, day: date) -> str | None:
         """Why ``day`` is not allowed, as a phrase ("falls in Dr. X's conference, 10–17 Aug")."""
