@@ -1,0 +1,213 @@
+"""The command line as a user meets it: real subprocesses on the example files."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+
+EXAMPLE = ROOT / "config.example.yaml"
+NOW = "2026-11-22T12:00:00Z"
+
+
+def run(
+    *args: str, state: Path, cwd: Path = ROOT, stdin: str = ""
+) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, LORMAIL_STATE_DIR=str(state), NO_COLOR="")
+    env.pop("LORMAIL_CONFIG", None)
+    return subprocess.run(
+        [sys.executable, "-m", "lormail", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        input=stdin,
+        timeout=120,
+    )
+
+
+@pytest.fixture
+def state(tmp_path: Path) -> Path:
+    return tmp_path / "state"
+
+
+def test_help_lists_every_command(state: Path) -> None:
+    res = run("--help", state=state)
+    assert res.returncode == 0
+    for command in (
+        "init",
+        "check",
+        "plan",
+        "status",
+        "preview",
+        "send-due",
+        "run",
+        "ics",
+        "credentials",
+        "feed-url",
+        "log",
+    ):
+        assert command in res.stdout
+
+
+def test_no_command_and_unknown_command_are_usage_errors(state: Path) -> None:
+    assert run(state=state).returncode == 2
+    res = run("frobnicate", state=state)
+    assert res.returncode == 2
+    assert res.stderr.count("\n") == 1 and "invalid choice: 'frobnicate'" in res.stderr
+
+
+def test_check_on_the_example(state: Path) -> None:
+    res = run("--config", str(EXAMPLE), "check", state=state)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout == (
+        "roster.example.yaml: ok — 6 recommenders, 4 programs, 9 letters; "
+        "every template renders for every recommender\n"
+    )
+
+
+def test_plan_json_on_the_example(state: Path) -> None:
+    res = run("--config", str(EXAMPLE), "plan", "--json", "--now", NOW, state=state)
+    assert res.returncode == 0, res.stderr
+    data = json.loads(res.stdout)
+    assert data["now"] == NOW
+    msgs = data["messages"]
+    assert [(m["send_at"], m["key"]) for m in msgs] == sorted(
+        (m["send_at"], m["key"]) for m in msgs
+    )
+    assert {m["status"] for m in msgs} <= {"scheduled", "due"}
+    assert set(msgs[0]) == {
+        "key",
+        "kind",
+        "recommender",
+        "to",
+        "subject",
+        "send_at",
+        "expires_at",
+        "status",
+        "reason",
+    }
+    by_key = {m["key"]: m for m in msgs}
+    # Dr. Patel in Kolkata: asked by e-mail on Mon 30 Nov at 09:00 IST.
+    request = by_key["request:patel"]
+    assert (request["send_at"], request["to"], request["subject"]) == (
+        "2026-11-30T03:30:00Z",
+        "anil.patel@aiims.example.in",
+        "Would you write me a letter of recommendation?",
+    )
+    assert request["expires_at"] == "2027-01-16T04:59:59Z"
+    # Every kind of the table is planned for the example.
+    assert {m["kind"] for m in msgs} == {
+        "request",
+        "packet",
+        "reminder",
+        "thank_you",
+        "decline_thanks",
+        "outcome",
+    }
+    # Byte for byte the same on a second run.
+    again = run("--config", str(EXAMPLE), "plan", "--json", "--now", NOW, state=state)
+    assert again.stdout == res.stdout
+
+
+def test_plan_all_shows_skipped_and_expired(state: Path) -> None:
+    res = run(
+        "--config",
+        str(EXAMPLE),
+        "plan",
+        "--json",
+        "--all",
+        "--now",
+        "2027-01-20T12:00:00Z",
+        state=state,
+    )
+    statuses = {m["status"] for m in json.loads(res.stdout)["messages"]}
+    assert {"expired", "scheduled"} <= statuses
+
+
+def test_plan_for_people_is_colourless_when_piped(state: Path) -> None:
+    res = run("--config", str(EXAMPLE), "plan", "--now", NOW, state=state)
+    assert res.returncode == 0, res.stderr
+    assert "\x1b[" not in res.stdout
+    assert "Would you write me a letter of recommendation?" in res.stdout
+    assert "request:patel" in res.stdout
+
+
+def test_status_board_and_json(state: Path) -> None:
+    res = run("--config", str(EXAMPLE), "status", "--now", NOW, state=state)
+    assert res.returncode == 0, res.stderr
+    assert "Dr. Emily Johnson" in res.stdout and "missing" in res.stdout
+    assert "Daemon: not running" in res.stdout
+    data = json.loads(
+        run("--config", str(EXAMPLE), "status", "--json", "--now", NOW, state=state).stdout
+    )
+    assert data["daemon"]["running"] is False
+    mph = next(p for p in data["programs"] if p["id"] == "mph")
+    assert (mph["missing"], mph["deadline"]) == (1, "2026-12-02T04:59:00Z")
+    garcia = next(r for r in data["recommenders"] if r["id"] == "garcia")
+    assert [lt["state"] for lt in garcia["letters"]] == ["submitted", "submitted"]
+    assert garcia["next_message"]["key"] == "outcome:garcia:stanford-phd:interview"
+
+
+def test_preview_shows_the_whole_message_and_suggests_near_keys(state: Path) -> None:
+    res = run("--config", str(EXAMPLE), "preview", "packet:johnson", "--now", NOW, state=state)
+    assert res.returncode == 0, res.stderr
+    assert "Dear Dr. Johnson," in res.stdout
+    assert "the heart-failure readmission study" in res.stdout
+    assert "Subject: Thank you — everything for my letters in one place\n" in res.stdout
+    assert 'To: "Dr. Emily Johnson" <ejohnson@hospital.example.org>\n' in res.stdout
+    bad = run("--config", str(EXAMPLE), "preview", "packet:jonson", "--now", NOW, state=state)
+    assert bad.returncode == 2
+    assert bad.stderr == "no message with key 'packet:jonson' (did you mean 'packet:johnson'?)\n"
+
+
+def test_init_writes_files_that_check_accepts_and_never_overwrites(
+    tmp_path: Path, state: Path
+) -> None:
+    target = tmp_path / "conf"
+    res = run("init", str(target), state=state)
+    assert res.returncode == 0, res.stderr
+    assert (target / "config.yaml").is_file() and (target / "roster.yaml").is_file()
+    assert len(list((target / "templates").glob("*.txt.j2"))) == 6
+    ok = run("--config", str(target / "config.yaml"), "check", state=state)
+    assert ok.returncode == 0, ok.stderr
+    again = run("init", str(target), state=state)
+    assert again.returncode == 2
+    assert again.stderr.splitlines()[0] == (
+        f"{target / 'config.yaml'}: already exists; keep it, or run 'lormail init --force'"
+    )
+
+
+def test_bad_now_and_missing_config_are_one_line_errors(tmp_path: Path, state: Path) -> None:
+    res = run("--config", str(EXAMPLE), "plan", "--now", "yesterday", state=state)
+    assert (res.returncode, res.stderr) == (
+        2,
+        "--now: 'yesterday' is not an RFC 3339 timestamp, e.g. 2026-09-01T12:00:00Z\n",
+    )
+    missing = run("--config", str(tmp_path / "nope.yaml"), "plan", state=state)
+    assert missing.returncode == 2
+    assert missing.stderr.count("\n") == 1 and "nope.yaml" in missing.stderr
+    assert "Traceback" not in missing.stderr
+
+
+def test_a_broken_roster_is_reported_by_line_with_no_traceback(tmp_path: Path, state: Path) -> None:
+    (tmp_path / "config.yaml").write_text("roster: roster.yaml\n")
+    (tmp_path / "roster.yaml").write_text(
+        "applicant:\n  name: Sarah\n  email: sarah@example.edu\n  timezone: America/New_York\n"
+        "defaults:\n  send_window: 9:00-17:00\n"
+        "recommenders:\n  - id: x\n    name: X\n    emial: x@example.org\n"
+    )
+    res = run("--config", str(tmp_path / "config.yaml"), "check", state=state, cwd=tmp_path)
+    assert res.returncode == 2
+    assert "Traceback" not in res.stderr
+    lines = res.stderr.splitlines()
+    assert all(line.startswith("roster.yaml:") for line in lines), lines
+    assert any(
+        line.startswith("roster.yaml:10:5: recommenders[0]: unknown key 'emial'") for line in lines
+    ), lines
