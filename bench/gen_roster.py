@@ -163,7 +163,12 @@ def _recommender(
     if rng.random() < 0.8:
         lines.append(f"    timezone: {rng.choice(ZONES)}")
     lines.append(f"    status: {status}")
+    pool = programs if status == "agreed" else [p for p in programs if p[1] >= today]
+    chosen = rng.sample(pool, min(letters, len(pool)))
+    chosen.sort(key=lambda p: (p[1], p[0]))
     asked = today - timedelta(days=rng.randint(5, 60))
+    if chosen:  # people are asked well before their first deadline
+        asked = min(asked, chosen[0][1] - timedelta(days=rng.randint(28, 70)))
     if status == "planned":
         if rng.random() < 0.5:
             lines.append("    ask_by_email: true")
@@ -192,9 +197,6 @@ def _recommender(
         lines.append('    send_window: "08:00-12:00"')
     elif override < 0.15:
         lines.append("    send_days: [mon, wed, fri]")
-    pool = programs if status == "agreed" else [p for p in programs if p[1] >= today]
-    chosen = rng.sample(pool, min(letters, len(pool)))
-    chosen.sort(key=lambda p: (p[1], p[0]))
     if chosen:
         lines.append("    letters:")
     for pid, deadline, _ in chosen:
