@@ -44,6 +44,7 @@ FEED_NAME = "lormail.ics"
 TOKEN_FILE = "feed-token"
 CLIENT_TIMEOUT = 10.0  # seconds a client may stay silent mid-request
 MAX_CLIENTS = 64
+IDLE_POLL = 3600.0  # seconds serve_forever's select() sleeps; stop() wakes it sooner
 # The standard library accepts request lines up to 64 KiB; a feed URL is
 # under 100 bytes, so anything near this is garbage.
 MAX_REQUEST_LINE = 2048
@@ -264,9 +265,9 @@ class FeedServer:
             return
         self._thread = threading.Thread(
             target=self._server.serve_forever,
-            # A long poll: a laptop daemon should not wake needlessly;
-            # stop() does not wait for it.
-            kwargs={"poll_interval": 5.0},
+            # Idle, the loop sleeps in select() for an hour: the daemon's
+            # budget is two wake-ups a minute.  stop() does not wait for it.
+            kwargs={"poll_interval": IDLE_POLL},
             name="lormail-feed",
             daemon=True,
         )
