@@ -42,8 +42,18 @@ def wall(cmd: list[str], repeat: int, env: dict[str, str] | None = None) -> floa
 def generate(folder: Path, recommenders: int, letters: int) -> Path:
     out = folder / f"r{recommenders}x{letters}" / "roster.yaml"
     subprocess.run(
-        [PY, str(HERE / "gen_roster.py"), "--recommenders", str(recommenders),
-         "--letters", str(letters), "--seed", "1", "-o", str(out)],
+        [
+            PY,
+            str(HERE / "gen_roster.py"),
+            "--recommenders",
+            str(recommenders),
+            "--letters",
+            str(letters),
+            "--seed",
+            "1",
+            "-o",
+            str(out),
+        ],
         check=True,
     )
     return out.parent / "config.yaml"
@@ -69,26 +79,42 @@ def main() -> None:
         for recs in (200, 2000):
             cfg = generate(Path(tmp), recs, 5)
             roster = cfg.parent / "roster.yaml"
-            parse = wall([PY, "-c", "import sys, yaml; yaml.load(open(sys.argv[1], 'rb'), "
-                          "Loader=yaml.CSafeLoader)", str(roster)], n)
-            t_plan = wall([*lormail, "--config", str(cfg), "plan", "--json",
-                           "--now", "2026-11-23T15:00:00Z"], n, env)
+            parse = wall(
+                [
+                    PY,
+                    "-c",
+                    "import sys, yaml; yaml.load(open(sys.argv[1], 'rb'), Loader=yaml.CSafeLoader)",
+                    str(roster),
+                ],
+                n,
+            )
+            t_plan = wall(
+                [*lormail, "--config", str(cfg), "plan", "--json", "--now", "2026-11-23T15:00:00Z"],
+                n,
+                env,
+            )
             t_check = wall([*lormail, "--config", str(cfg), "check"], n, env)
             letters = recs * 5
-            rows.append((f"plan --json, {letters:,} letters", t_plan,
-                         "yaml.load(CSafeLoader) alone", parse))
-            rows.append((f"check, {letters:,} letters", t_check,
-                         "yaml.load(CSafeLoader) alone", parse))
+            rows.append(
+                (f"plan --json, {letters:,} letters", t_plan, "yaml.load(CSafeLoader) alone", parse)
+            )
+            rows.append(
+                (f"check, {letters:,} letters", t_check, "yaml.load(CSafeLoader) alone", parse)
+            )
             results[letters] = (t_plan, t_check)
 
     print(f"{'measurement':34} {'wall':>8}   {'baseline':30} {'wall':>8}  ratio")
     for name, t, bname, b in rows:
         print(f"{name:34} {t:7.3f}s   {bname:30} {b:7.3f}s  {t / b:5.2f}×")
     (p1, c1), (p10, c10) = results[1000], results[10000]
-    print(f"\ngrowth 1,000 → 10,000 letters: plan {p10 / p1:.1f}×, check {c10 / c1:.1f}× "
-          f"(10× is linear; fixed start-up costs make it less)")
-    print(f"targets: --help ≤ 0.15 s ({t_help:.3f}), plan ≤ 1.0 s ({p10:.3f}), "
-          f"check ≤ 1.5 s ({c10:.3f})")
+    print(
+        f"\ngrowth 1,000 → 10,000 letters: plan {p10 / p1:.1f}×, check {c10 / c1:.1f}× "
+        f"(10× is linear; fixed start-up costs make it less)"
+    )
+    print(
+        f"targets: --help ≤ 0.15 s ({t_help:.3f}), plan ≤ 1.0 s ({p10:.3f}), "
+        f"check ≤ 1.5 s ({c10:.3f})"
+    )
 
 
 if __name__ == "__main__":
