@@ -83,10 +83,13 @@ def baseline(config: str) -> None:  # runs in a child process
     for p in roster.programs:
         start = p.deadline_date if p.deadline_is_date else p.deadline.astimezone(p.timezone)
         end = p.deadline_date + timedelta(days=1) if p.deadline_is_date else None
-        lines = [f"{r.name}: {r.status}" for r in roster.recommenders for lt in r.letters
-                 if lt.program == p.id]
-        ev = event(f"deadline-{p.id}@lormail", f"Deadline: {p.name}", start, end,
-                   "\n".join(lines))
+        lines = [
+            f"{r.name}: {r.status}"
+            for r in roster.recommenders
+            for lt in r.letters
+            if lt.program == p.id
+        ]
+        ev = event(f"deadline-{p.id}@lormail", f"Deadline: {p.name}", start, end, "\n".join(lines))
         for alarm in cal_config.alarms:
             a = icalendar.Alarm()
             a.add("action", "DISPLAY")
@@ -97,17 +100,38 @@ def baseline(config: str) -> None:  # runs in a child process
     for r in roster.recommenders:
         day = ask_by_date(r, roster) if r.status == "planned" else None
         if day is not None:
-            cal.add_component(event(f"ask-{r.id}@lormail", f"Ask {r.salutation} for a letter",
-                                    day, day + timedelta(days=1), r.name))
+            cal.add_component(
+                event(
+                    f"ask-{r.id}@lormail",
+                    f"Ask {r.salutation} for a letter",
+                    day,
+                    day + timedelta(days=1),
+                    r.name,
+                )
+            )
         for u in r.unavailable:
-            cal.add_component(event(f"away-{r.id}-{u.start}@lormail", f"{r.salutation} away",
-                                    u.start, u.end + timedelta(days=1), u.note))
+            cal.add_component(
+                event(
+                    f"away-{r.id}-{u.start}@lormail",
+                    f"{r.salutation} away",
+                    u.start,
+                    u.end + timedelta(days=1),
+                    u.note,
+                )
+            )
     for m in plan.messages:
         if m.status in ("scheduled", "due"):
             zone = roster.recommenders_by_id[m.recommender].timezone
             start = m.send_at.astimezone(zone)
-            cal.add_component(event(message_uid(m.key), f"{m.kind} to {m.recommender}", start,
-                                    start + timedelta(minutes=15), m.reason))
+            cal.add_component(
+                event(
+                    message_uid(m.key),
+                    f"{m.kind} to {m.recommender}",
+                    start,
+                    start + timedelta(minutes=15),
+                    m.reason,
+                )
+            )
     cal.add_missing_timezones()
     data = cal.to_ical()
     sys.stdout.buffer.write(data)
@@ -157,8 +181,18 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="lormail-bench-ics-") as tmp:
         roster = Path(tmp) / "roster.yaml"
         subprocess.run(
-            [PY, str(HERE / "gen_roster.py"), "--recommenders", str(args.recommenders),
-             "--letters", str(args.letters), "--seed", "1", "-o", str(roster)],
+            [
+                PY,
+                str(HERE / "gen_roster.py"),
+                "--recommenders",
+                str(args.recommenders),
+                "--letters",
+                str(args.letters),
+                "--seed",
+                "1",
+                "-o",
+                str(roster),
+            ],
             check=True,
         )
         cfg = str(roster.parent / "config.yaml")
@@ -169,22 +203,32 @@ def main() -> None:
         fresh = [run(ics, env) for _ in range(1) if not _wipe(state)]
         fresh_wall, fresh_rss = fresh[0]
         steady_wall, steady_rss = median_run(ics, env, args.repeat)
-        base_wall, base_rss = median_run([PY, __file__, "--baseline-child", cfg], env,
-                                         max(1, args.repeat // 2))
+        base_wall, base_rss = median_run(
+            [PY, __file__, "--baseline-child", cfg], env, max(1, args.repeat // 2)
+        )
         size = out.stat().st_size
         events = out.read_bytes().count(b"BEGIN:VEVENT")
-        proc = subprocess.run([PY, __file__, "--phases-child", cfg], env=env,
-                              capture_output=True, text=True, check=True)
+        proc = subprocess.run(
+            [PY, __file__, "--phases-child", cfg],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
 
     n = args.recommenders * args.letters
-    print(f"lormail ics, {args.recommenders:,} recommenders × {args.letters} letters "
-          f"({n:,} letters, {events:,} events, {size / 1e6:.1f} MB), median of {args.repeat}:")
+    print(
+        f"lormail ics, {args.recommenders:,} recommenders × {args.letters} letters "
+        f"({n:,} letters, {events:,} events, {size / 1e6:.1f} MB), median of {args.repeat}:"
+    )
     print(f"{'measurement':40} {'wall':>8} {'peak RSS':>10}")
     print(f"{'lormail ics (stamps stored)':40} {steady_wall:7.3f}s {steady_rss:8.0f} MB")
     print(f"{'lormail ics (fresh state)':40} {fresh_wall:7.3f}s {fresh_rss:8.0f} MB")
     print(f"{'baseline: icalendar object model':40} {base_wall:7.3f}s {base_rss:8.0f} MB")
-    print(f"ratio baseline / lormail: {base_wall / steady_wall:.1f}× time, "
-          f"{base_rss / steady_rss:.1f}× memory")
+    print(
+        f"ratio baseline / lormail: {base_wall / steady_wall:.1f}× time, "
+        f"{base_rss / steady_rss:.1f}× memory"
+    )
     print(f"target: whole process ≤ 1.5 s ({steady_wall:.3f} s)")
     print("in process: " + proc.stderr.strip())
 

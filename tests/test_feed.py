@@ -399,3 +399,17 @@ def test_tokens_differ() -> None:
     from lormail.feed import new_token
 
     assert len({new_token() for _ in range(100)}) == 100
+
+
+def test_keep_alive_replies_do_not_wait_for_delayed_acks(server: FeedServer) -> None:
+    # A reply split into packets under Nagle's algorithm costs a keep-alive
+    # client the peer's delayed ACK, 40 ms, on every request.
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
+    samples = []
+    for _ in range(15):
+        started = time.perf_counter()
+        conn.request("GET", PATH)
+        conn.getresponse().read()
+        samples.append(time.perf_counter() - started)
+    conn.close()
+    assert sorted(samples)[len(samples) // 2] < 0.02
