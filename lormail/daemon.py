@@ -1,0 +1,535 @@
+"""``lormail run``: the daemon — wiring only (SPEC §7).
+
+Owns *when* things run, never *what* is sent: the planner decides, the send
+log (``send_due``) guarantees each key goes once, and this module only wakes
+the process at the right moments and keeps the last good inputs in force.
+
+- **One worker.**  An APScheduler ``BackgroundScheduler`` whose only executor
+  runs jobs inline on the scheduler's own thread, so every check, send and
+  re-plan is serial: two wake-ups can never race.  A ``date`` job (``wake``)
+  fires at the next instant the plan can change (the next send, retry or
+  deadline); an ``interval`` job (``tick``) looks every 60 s whether the wall
+  clock has reached it — after a suspend, monotonic waits lag but the tick
+  sees the jump within a minute.  ``misfire_grace_time=None`` and
+  ``coalesce=True``: a missed run is run once, late, never dropped.
+- **A cheap idle tick.**  A tick that finds nothing due only rewrites the
+  heartbeat; planning 10,000 letters every minute would cost more CPU than a
+  laptop daemon may spend idle.  ``send_due`` runs when the plan says
+  something is due, a retry or deadline comes, a first-seen fact is new,
+  the inputs change, at start, and at least hourly.
+- **Reloads.**  The watcher thread (and ``SIGHUP``) loads and validates the
+  files; a good set replaces the old one whole, a bad one is logged one
+  problem per line and changes nothing.  Then the worker re-plans.
+- **Signals.**  TERM/INT/HUP are blocked in every thread and taken by the
+  main thread with ``sigwait``: no handler runs at a random point of another
+  thread's work.  TERM/INT ask ``send_due`` to stop after the message in
+  flight; the process then exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gc
+import hashlib
+import logging
+import os
+import signal
+import sys
+import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar
+
+from lormail.app import App, utc_now
+from lormail.errors import EXIT_OK, EXIT_RUNTIME, LormailError, Problem
+from lormail.health import Health, write_health
+from lormail.inputs import Inputs, load_inputs
+from lormail.model import DUE, SCHEDULED, Plan
+
+if TYPE_CHECKING:
+    from lormail.feed import FeedServer
+    from lormail.sending import SendReport
+    from lormail.watch import Watcher
+
+log = logging.getLogger("lormail.daemon")
+
+TICK_SECONDS = 60  # the longest a fallen-due message waits after a suspend
+FULL_CHECK_EVERY = timedelta(hours=1)  # send_due runs at least this often
+BUSY_RETRY = timedelta(seconds=60)  # another sender held the lock, or a check failed
+MAX_PLAN_LINES = 50  # per re-plan; the rest is summed up in one line
+SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+
+def _z(instant: datetime | None) -> str | None:
+    return None if instant is None else instant.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _problem_lines(err: LormailError) -> list[str]:
+    return [str(p) for p in err.problems]
+
+
+@dataclass
+class _Planned:
+    """What the worker last planned, and when it must look again."""
+
+    plan: Plan
+    wake: datetime  # the next instant the plan can change
+    next_send: datetime | None
+    digest: bytes  # of the inputs and every message's key, status and time
+
+
+class Daemon:
+    """The running daemon; :func:`cmd_run` builds one, starts it and waits for a signal."""
+
+    def __init__(self, config_path: Path, inputs: Inputs, state_dir: Path) -> None:
+        self.config_path = config_path
+        self.state_dir = state_dir
+        self.inputs = inputs.pinned(state_dir)
+        self.started_at = utc_now()
+        self.stopping = threading.Event()
+        self._reload_lock = threading.Lock()
+        self._health_lock = threading.Lock()
+        self._planned: _Planned | None = None
+        self._published: bytes | None = None  # digest of the plan last published
+        self._last_full = datetime.min.replace(tzinfo=UTC)
+        self._last_error: str | None = None
+        self._generation = 0  # bumped by every accepted reload
+        self.feed: FeedServer | None = None
+        self.watcher: Watcher | None = None
+        from apscheduler.executors.debug import DebugExecutor
+        from apscheduler.schedulers.background import BackgroundScheduler
+
+        # DebugExecutor runs each job on the scheduler's thread: that thread is
+        # the one worker, and an idle tick wakes one thread, not two.
+        self.scheduler = BackgroundScheduler(
+            timezone=UTC,
+            executors={"default": DebugExecutor()},
+            job_defaults={"misfire_grace_time": None, "coalesce": True, "max_instances": 1},
+        )
+
+    # -- life cycle ------------------------------------------------------------
+
+    def start(self) -> None:
+        """First plan and calendar, then the feed, the scheduler and the watcher."""
+        from apscheduler.triggers.interval import IntervalTrigger
+
+        self._start_feed()
+        self.scheduler.add_job(
+            self._tick, IntervalTrigger(seconds=TICK_SECONDS, timezone=UTC), id="tick"
+        )
+        self._wake_now("start")
+        self.scheduler.start()
+        self._start_watcher()
+
+    def request_reload(self, why: str) -> None:
+        """Reload on a thread of its own (the caller may be the signal loop)."""
+        threading.Thread(target=self.reload, args=(why,), name="lormail-reload").start()
+
+    def shutdown(self) -> None:
+        """Finish the message in flight, stop everything, leave a 'not running' heartbeat."""
+        self.stopping.set()
+        if self.watcher is not None:
+            self.watcher.stop()
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=True)  # waits for a send_due in progress
+        if self.feed is not None:
+            self.feed.set_health("stopping", self._last_check(), None)
+            self.feed.stop()
+        self._write_health(running=False)
+        log.info("stopped")
+
+    # -- reloading ---------------------------------------------------------------
+
+    def reload(self, why: str) -> None:
+        """Load the files again; switch to them if they are good and differ."""
+        if self.stopping.is_set():
+            return
+        with self._reload_lock:
+            current = self.inputs
+            try:
+                fresh = load_inputs(self.config_path, current)
+            except LormailError as err:
+                lines = _problem_lines(err)
+                for line in lines:
+                    log.error("rejected edit: %s", line)
+                log.warning(
+                    "rejected edit (%s): keeping the last good roster, config and templates", why
+                )
+                self._last_error = f"rejected edit: {lines[0]}" if lines else "rejected edit"
+                self._write_health(running=True)
+                return
+            if fresh is None:
+                log.debug("%s: nothing changed", why)
+                self._refresh_token()
+                return
+            moved = fresh.config_digest != current.config_digest and (
+                fresh.app().state_dir() != self.state_dir
+            )
+            if moved:
+                log.warning("state_dir changed in the config: restart 'lormail run' to use it")
+            self._apply(current, fresh.pinned(self.state_dir), why)
+        self._wake_now("reload")
+
+    def _apply(self, old: Inputs, new: Inputs, why: str) -> None:
+        changed = [
+            name
+            for name, a, b in (
+                (new.config.path.name, old.config_digest, new.config_digest),
+                (new.config.roster.name, old.roster_digest, new.roster_digest),
+                ("templates", old.templates_digest, new.templates_digest),
+            )
+            if a != b
+        ]
+        self.inputs = new
+        self._generation += 1
+        self._last_error = None
+        roster = new.roster
+        log.info(
+            "reloaded %s (%s): %d recommenders, %d programs",
+            ", ".join(changed),
+            why,
+            len(roster.recommenders),
+            len(roster.programs),
+        )
+        if new.config.calendar.feed != old.config.calendar.feed:
+            self._restart_feed()
+        elif self.feed is not None:
+            self._refresh_token()
+        # A new roster is many objects that live long and make no cycles:
+        # keep the collector from rescanning them on every re-plan.
+        gc.collect()
+        gc.freeze()
+
+    # -- the worker's jobs (all on the scheduler thread) ---------------------------
+
+    def _wake_now(self, why: str) -> None:
+        from apscheduler.triggers.date import DateTrigger
+
+        if self.stopping.is_set():
+            return
+        self.scheduler.add_job(
+            self._check,
+            DateTrigger(run_date=datetime.now(UTC), timezone=UTC),
+            args=(why,),
+            id="now",
+            replace_existing=True,
+        )
+
+    def _tick(self) -> None:
+        """Every minute: a check if the wall clock reached the next wake-up, else a heartbeat."""
+        planned = self._planned
+        now = datetime.now(UTC)
+        if planned is None or now >= planned.wake or now - self._last_full >= FULL_CHECK_EVERY:
+            self._check("tick")
+        else:
+            self._write_health(running=True, now=now)
+
+    def _check(self, why: str) -> None:
+        """Plan; if anything is due (or at start), send through the send log and plan again.
+
+        After a reload the new calendar is published before sending, so an
+        edit shows at once even when a long batch follows.
+        """
+        if self.stopping.is_set():
+            return
+        try:
+            generation = self._generation
+            inputs = self.inputs
+            planned, due = self._plan(inputs, None)
+            must_send = why == "start" or due or bool(planned.plan.observed)
+            if must_send and why in ("start", "reload"):
+                self._commit(inputs, planned)
+            if must_send:
+                report = self._send(inputs)
+                planned, _ = self._plan(inputs, report)
+            self._commit(inputs, planned)
+            if self._generation != generation:
+                self._wake_now("reload")
+        except LormailError as err:
+            self._failed(" ".join(_problem_lines(err)))
+        except Exception as err:  # keep the daemon up; the next tick tries again
+            if logging.getLogger("lormail").isEnabledFor(logging.DEBUG):
+                log.exception("check failed")
+            self._failed(f"{type(err).__name__}: {err}")
+
+    def _failed(self, text: str) -> None:
+        log.error("check failed: %s", text)
+        self._last_error = text
+        if self._planned is not None:
+            self._planned.wake = min(self._planned.wake, utc_now() + BUSY_RETRY)
+        self._write_health(running=True)
+
+    def _send(self, inputs: Inputs) -> SendReport:
+        from lormail.sending import send_due
+
+        report = send_due(inputs.app(), stop=self.stopping)
+        if report.busy:
+            log.info("another lormail is sending; looking again in a minute")
+        if report.errors:
+            self._last_error = report.errors[0]
+        elif report.sent or report.failed or report.skipped:
+            self._last_error = None
+        return report
+
+    def _plan(self, inputs: Inputs, report: SendReport | None) -> tuple[_Planned, bool]:
+        """The plan as of now, when to look again, and whether anything is due now."""
+        from lormail.plan import plan as make_plan
+        from lormail.sending import pick
+        from lormail.store import read_snapshot
+
+        now = utc_now()
+        new = make_plan(inputs.roster, read_snapshot(self.state_dir), now)
+        due = bool(pick(new.messages, inputs.config.dry_run))
+        times = [now + FULL_CHECK_EVERY]
+        times += [m.send_at for m in new.messages if m.status == SCHEDULED and m.send_at > now]
+        # When a deadline passes, the next letter's reminders start.
+        times += [p.deadline for p in inputs.roster.programs if p.deadline > now]
+        retry = report.next_retry if report is not None else None
+        if retry is not None:
+            times.append(retry if retry > now else now + BUSY_RETRY)
+        if due or (report is not None and report.busy):
+            # Still due after sending: held back, stopped, or another sender had the lock.
+            times.append(now + BUSY_RETRY)
+        self._last_full = now
+        # Never sooner than a second: a wake-up that finds nothing must not spin.
+        wake = max(min(times), now + timedelta(seconds=1))
+        planned = _Planned(new, wake, next_send(new), _digest(inputs, new))
+        return planned, due
+
+    def _commit(self, inputs: Inputs, planned: _Planned) -> None:
+        """Make ``planned`` current: log what changed, schedule, heartbeat, publish."""
+        previous = self._planned
+        self._planned = planned
+        self._log_changes(previous.plan if previous else None, planned.plan)
+        self._schedule(planned.wake)
+        self._write_health(running=True, now=planned.plan.now)
+        if planned.digest != self._published:
+            self._publish(inputs, planned.plan, planned.plan.now)
+            self._published = planned.digest
+        _release_memory()
+
+    def _schedule(self, wake: datetime) -> None:
+        from apscheduler.triggers.date import DateTrigger
+
+        if self.stopping.is_set():
+            return
+        self.scheduler.add_job(
+            self._check,
+            DateTrigger(run_date=wake, timezone=UTC),
+            args=("scheduled",),
+            id="wake",
+            replace_existing=True,
+        )
+
+    def _publish(self, inputs: Inputs, plan: Plan, now: datetime) -> None:
+        from lormail.cmd_calendar import publish
+
+        calendar = inputs.config.calendar
+        if self.feed is None and calendar.file is None:
+            return
+        data = publish(inputs.roster, plan, calendar, self.state_dir, now, output=calendar.file)
+        if self.feed is not None:
+            self.feed.update(data)
+        log.debug("calendar published (%d bytes)", len(data))
+
+    # -- feed, watcher, health ---------------------------------------------------
+
+    def _start_feed(self) -> None:
+        from lormail.feed import FeedServer, load_or_create_token
+
+        feed = self.inputs.config.calendar.feed
+        if not feed.enabled:
+            self.feed = None
+            return
+        token = load_or_create_token(self.state_dir)
+        try:
+            server = FeedServer(feed.bind, feed.port, token)
+        except OSError as err:
+            raise LormailError(
+                [Problem(f"calendar.feed: cannot listen on {feed.bind}:{feed.port}: {err}")],
+                exit_code=EXIT_RUNTIME,
+            ) from None
+        server.start()
+        self.feed = server
+        self._published = None
+
+    def _restart_feed(self) -> None:
+        if self.feed is not None:
+            self.feed.stop()
+            self.feed = None
+        try:
+            self._start_feed()
+        except LormailError as err:
+            self._last_error = " ".join(_problem_lines(err))
+            log.error("%s", self._last_error)
+
+    def _refresh_token(self) -> None:
+        """Pick up a token rotated by ``lormail feed-url --rotate``."""
+        from lormail.feed import read_token
+
+        token = read_token(self.state_dir)
+        if token is not None and self.feed is not None:
+            self.feed.set_token(token)
+
+    def _start_watcher(self) -> None:
+        from lormail.watch import Interest, Watcher
+
+        config = self.inputs.config
+        folders = [config.templates] if config.templates is not None else []
+        interest = Interest([self.config_path, config.roster], folders)
+        self.watcher = Watcher(interest, lambda: self.reload("file changed"))
+        self.watcher.start()
+
+    def _last_check(self) -> datetime | None:
+        return self._planned.plan.now if self._planned is not None else None
+
+    def _write_health(self, running: bool, now: datetime | None = None) -> None:
+        planned = self._planned
+        next_at = planned.next_send if planned is not None and running else None
+        checked = now or self._last_check()
+        with self._health_lock, contextlib.suppress(OSError):
+            write_health(
+                self.state_dir,
+                Health(
+                    running=running,
+                    pid=os.getpid(),
+                    started_at=_z(self.started_at),
+                    last_check=_z(checked),
+                    next_send=_z(next_at),
+                    last_error=self._last_error,
+                ),
+            )
+        if self.feed is not None and running:
+            status = "ok" if self._last_error is None else f"error: {self._last_error}"
+            self.feed.set_health(status, checked, next_at)
+
+    # -- logging the plan ----------------------------------------------------------
+
+    def _log_changes(self, old: Plan | None, new: Plan) -> None:
+        """One line per message that is newly planned, moved, cancelled or skipped."""
+        upcoming = [m for m in new.messages if m.status in (SCHEDULED, DUE)]
+        if old is None:
+            head = upcoming[0] if upcoming else None
+            log.info(
+                "planned %d message(s)%s",
+                len(upcoming),
+                f"; next {head.key} at {_z(head.send_at)}" if head else "",
+            )
+            return
+        before = {m.key: m for m in old.messages}
+        lines: list[str] = []
+        now_keys = set()
+        for m in new.messages:
+            now_keys.add(m.key)
+            was = before.get(m.key)
+            if m.status in (SCHEDULED, DUE):
+                if was is None or was.send_at != m.send_at or was.status not in (SCHEDULED, DUE):
+                    lines.append(f"planned {m.key} at {_z(m.send_at)}: {m.reason}")
+            elif was is not None and was.status in (SCHEDULED, DUE) and m.status != "sent":
+                lines.append(f"{m.status} {m.key}: {m.reason}")
+        for key, was in before.items():
+            if key not in now_keys and was.status in (SCHEDULED, DUE):
+                lines.append(f"cancelled {key}: no longer in the plan")
+        for line in lines[:MAX_PLAN_LINES]:
+            log.info("%s", line)
+        if len(lines) > MAX_PLAN_LINES:
+            log.info("... and %d more plan change(s)", len(lines) - MAX_PLAN_LINES)
+
+
+def next_send(plan: Plan) -> datetime | None:
+    """The send_at of the next message the plan still has to send."""
+    times = [m.send_at for m in plan.messages if m.status in (SCHEDULED, DUE)]
+    return min(times) if times else None
+
+
+def _digest(inputs: Inputs, plan: Plan) -> bytes:
+    h = hashlib.sha256(inputs.digest.encode())
+    for m in plan.messages:
+        h.update(f"{m.key}\0{m.status}\0{m.send_at.timestamp()}\n".encode())
+    return h.digest()
+
+
+def _release_memory() -> None:
+    """Hand freed heap back to the OS after a re-plan's temporaries (glibc only)."""
+    if not sys.platform.startswith("linux"):
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+# --- the command -------------------------------------------------------------------
+
+
+class _Formatter(logging.Formatter):
+    """Journald's ``<N>`` priority prefix instead of a timestamp under systemd."""
+
+    PRIORITY: ClassVar[dict[int, int]] = {
+        logging.DEBUG: 7,
+        logging.INFO: 6,
+        logging.WARNING: 4,
+        logging.ERROR: 3,
+    }
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        return f"<{self.PRIORITY.get(record.levelno, 2)}>{text}"
+
+
+def _under_journald() -> bool:
+    """Is stderr the journal stream systemd set up (not just an inherited variable)?"""
+    value = os.environ.get("JOURNAL_STREAM", "")
+    try:
+        dev, ino = (int(x) for x in value.split(":"))
+        st = os.fstat(sys.stderr.fileno())
+    except (ValueError, OSError):
+        return False
+    return (st.st_dev, st.st_ino) == (dev, ino)
+
+
+def configure_logging(debug: bool) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if _under_journald():
+        handler.setFormatter(_Formatter("%(message)s"))
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    root = logging.getLogger("lormail")
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG if debug else logging.INFO)
+    root.propagate = False
+    # APScheduler logs every job it adds and runs at INFO: noise, not decisions.
+    logging.getLogger("apscheduler").setLevel(logging.DEBUG if debug else logging.WARNING)
+    logging.getLogger("apscheduler").addHandler(handler)
+
+
+def cmd_run(app: App, args: argparse.Namespace) -> int:
+    """Run until SIGTERM/SIGINT; exit 2 at once if the files are bad at start."""
+    configure_logging(app.debug)
+    inputs = load_inputs(app.config_path)  # LormailError → exit 2 in cli.py
+    assert inputs is not None
+    state_dir = inputs.app().state_dir()
+    # Block the signals before any thread starts, so all threads inherit the
+    # mask and only the sigwait below ever sees them.
+    old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
+    daemon = Daemon(app.config_path, inputs, state_dir)
+    try:
+        mode = "dry run" if inputs.config.dry_run else inputs.config.transport
+        log.info("lormail run: %s, state in %s (%s)", inputs.config.roster.name, state_dir, mode)
+        daemon.start()
+        while True:
+            signum = signal.sigwait(SIGNALS)
+            if signum == signal.SIGHUP:
+                log.info("SIGHUP: reloading")
+                daemon.request_reload("SIGHUP")
+                continue
+            log.info(
+                "%s: finishing the message in flight, then stopping", signal.Signals(signum).name
+            )
+            break
+    finally:
+        daemon.shutdown()
+        signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+    return EXIT_OK
