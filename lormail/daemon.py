@@ -51,7 +51,7 @@ from lormail.model import DUE, SCHEDULED, Plan
 if TYPE_CHECKING:
     from lormail.feed import FeedServer
     from lormail.sending import SendReport
-    from lormail.watch import Watcher
+    from lormail.watch import Interest, Watcher
 
 log = logging.getLogger("lormail.daemon")
 
@@ -193,6 +193,11 @@ class Daemon:
             len(roster.recommenders),
             len(roster.programs),
         )
+        if self.watcher is not None and (new.config.roster, new.config.templates) != (
+            old.config.roster,
+            old.config.templates,
+        ):
+            self.watcher.set_interest(self._interest())
         if new.config.calendar.feed != old.config.calendar.feed:
             self._restart_feed()
         elif self.feed is not None:
@@ -373,13 +378,17 @@ class Daemon:
         if token is not None and self.feed is not None:
             self.feed.set_token(token)
 
-    def _start_watcher(self) -> None:
-        from lormail.watch import Interest, Watcher
+    def _interest(self) -> Interest:
+        from lormail.watch import Interest
 
         config = self.inputs.config
         folders = [config.templates] if config.templates is not None else []
-        interest = Interest([self.config_path, config.roster], folders)
-        self.watcher = Watcher(interest, lambda: self.reload("file changed"))
+        return Interest([self.config_path, config.roster], folders)
+
+    def _start_watcher(self) -> None:
+        from lormail.watch import Watcher
+
+        self.watcher = Watcher(self._interest(), lambda: self.reload("file changed"))
         self.watcher.start()
 
     def _last_check(self) -> datetime | None:

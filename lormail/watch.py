@@ -116,6 +116,7 @@ class Watcher:
             backend = "inotify" if sys.platform.startswith("linux") else "watchfiles"
         self.backend = backend
         self._stop = threading.Event()
+        self._restart = threading.Event()  # watchfiles: watch other folders
         self._thread: threading.Thread | None = None
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)
@@ -131,6 +132,14 @@ class Watcher:
         target = self._run_inotify if self._inotify is not None else self._run_watchfiles
         self._thread = threading.Thread(target=target, name="lormail-watch", daemon=True)
         self._thread.start()
+
+    def set_interest(self, interest: Interest) -> None:
+        """Follow other files from now on (the config moved the roster or templates)."""
+        self.interest = interest
+        if self._inotify is not None:
+            self._inotify.watch(interest.watched_dirs())
+        else:
+            self._restart.set()
 
     def stop(self) -> None:
         self._stop.set()
@@ -188,24 +197,36 @@ class Watcher:
     def _run_watchfiles(self) -> None:
         import watchfiles
 
-        dirs = [d for d in self.interest.watched_dirs() if os.path.isdir(d)]
-
         def wanted(_change: object, path: str) -> bool:
             return self.interest(_norm(Path(path)))
 
-        for _changes in watchfiles.watch(
-            *dirs,
-            watch_filter=wanted,
-            debounce=max(1, int(self.debounce * 1000) * 5),
-            step=POLL_STEP_MS,
-            stop_event=self._stop,
-            rust_timeout=0,  # 0: no timeout; stop_event is checked every step
-            recursive=False,
-            raise_interrupt=False,
-        ):
-            if self._stop.is_set():
-                return
-            self._fire()
+        stop_or_restart = _Either(self._stop, self._restart)
+        while not self._stop.is_set():
+            self._restart.clear()
+            dirs = [d for d in self.interest.watched_dirs() if os.path.isdir(d)]
+            for _changes in watchfiles.watch(
+                *dirs,
+                watch_filter=wanted,
+                debounce=max(1, int(self.debounce * 1000) * 5),
+                step=POLL_STEP_MS,
+                stop_event=stop_or_restart,
+                rust_timeout=0,  # 0: no timeout; stop_event is checked every step
+                recursive=False,
+                raise_interrupt=False,
+            ):
+                if self._stop.is_set():
+                    return
+                self._fire()
+
+
+class _Either:
+    """Set when either event is (watchfiles asks only for ``is_set()``)."""
+
+    def __init__(self, a: threading.Event, b: threading.Event) -> None:
+        self.a, self.b = a, b
+
+    def is_set(self) -> bool:
+        return self.a.is_set() or self.b.is_set()
 
 
 class _Inotify:
@@ -221,19 +242,24 @@ class _Inotify:
         self.fd: int = fd
         self._dirs: dict[int, str] = {}
         self._missing: set[str] = set()
+        self._lock = threading.Lock()  # watch() may come from a reload thread
 
     def watch(self, dirs: Iterable[str]) -> None:
         """Add (or refresh) a watch per folder; a missing folder is skipped quietly."""
-        for d in dirs:
-            wd = self._libc.inotify_add_watch(self.fd, os.fsencode(d), _MASK)
-            if wd < 0:
-                if d not in self._missing:
-                    self._missing.add(d)
-                    err = ctypes.get_errno()
-                    log.debug("not watching %s: %s", d, os.strerror(err))
-                continue
-            self._missing.discard(d)
-            self._dirs[wd] = d
+        with self._lock:
+            for d in dirs:
+                self._add(d)
+
+    def _add(self, d: str) -> None:
+        wd = self._libc.inotify_add_watch(self.fd, os.fsencode(d), _MASK)
+        if wd < 0:
+            if d not in self._missing:
+                self._missing.add(d)
+                err = ctypes.get_errno()
+                log.debug("not watching %s: %s", d, os.strerror(err))
+            return
+        self._missing.discard(d)
+        self._dirs[wd] = d
 
     def read(self) -> list[tuple[str, int]]:
         """The pending events as (path, mask); the path is the folder's for its own events."""
@@ -249,9 +275,10 @@ class _Inotify:
                 offset += _EVENT.size
                 raw = data[offset : offset + length].rstrip(b"\0")
                 offset += length
-                folder = self._dirs.get(wd)
-                if mask & _IN_IGNORED:
-                    self._dirs.pop(wd, None)
+                with self._lock:
+                    folder = self._dirs.get(wd)
+                    if mask & _IN_IGNORED:
+                        self._dirs.pop(wd, None)
                 if folder is None:
                     if mask & _IN_Q_OVERFLOW:
                         out.append(("", mask))

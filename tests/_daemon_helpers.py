@@ -63,10 +63,13 @@ class Sink:
     """Records accepted messages; ``delay`` seconds per DATA slow a batch down."""
 
     delay: float = 0.0
+    started: int = 0  # DATA commands begun (a message in flight counts)
     got: list[Got] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        with self.lock:
+            self.started += 1
         if self.delay:
             import asyncio
 
@@ -137,10 +140,7 @@ def write_setup(
         '  from: "Sarah Chen <sarah.chen@example.edu>"\n'
         "  timeout: 10s\n"
         "  max_per_hour: 100000\n"
-        "calendar:\n"
-        + ("  file: deadlines.ics\n" if calendar_file else "")
-        + feed
-        + extra
+        "calendar:\n" + ("  file: deadlines.ics\n" if calendar_file else "") + feed + extra
     )
     path = folder / "config.yaml"
     path.write_text(config, encoding="utf-8")
