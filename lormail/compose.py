@@ -17,16 +17,17 @@ recipient only), and the refusal of any header holding CR or LF.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import mimetypes
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from email import policy
+from email import policy, quoprimime
 from email.headerregistry import Address
 from email.message import EmailMessage
-from email.utils import format_datetime, parseaddr
+from email.utils import format_datetime, formataddr, parseaddr
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -68,6 +69,7 @@ class Outgoing:
 
     key: str
     message: EmailMessage
+    data: bytes  # the message as it goes on the wire (CRLF)
     message_id: str
     envelope_from: str
     recipients: tuple[str, ...]  # the recommender first; then the applicant for bcc_self
@@ -85,13 +87,19 @@ def _clean(name: str, value: str) -> str:
 
 def sender(roster: Roster, config: Config) -> tuple[str, str]:
     """The From display name and address: config ``smtp.from``, else the applicant."""
-    configured = _clean("smtp.from", config.smtp.from_addr.strip())
+    return _sender(config.smtp.from_addr, roster.applicant.name, roster.applicant.email)
+
+
+@functools.lru_cache(maxsize=8)
+def _sender(configured: str, name: str, email: str) -> tuple[str, str]:
+    # Cached: the same for every message of a batch, and parseaddr is not cheap.
+    configured = _clean("smtp.from", configured.strip())
     if configured:
         name, addr = parseaddr(configured)
         if "@" not in addr:
             raise ComposeError(f"smtp.from: {configured!r} holds no e-mail address")
         return name, addr
-    return roster.applicant.name, roster.applicant.email
+    return name, email
 
 
 def message_id(key: str, secret: bytes, domain: str) -> str:
@@ -127,6 +135,58 @@ def _address(name: str, addr: str) -> Address:
         raise ComposeError(f"{addr!r}: {err}") from None
 
 
+def _mailbox(name: str, addr: str) -> str | Address:
+    local, at, domain = addr.rpartition("@")
+    if name.isascii() and addr.isascii() and local and at and domain:
+        # The loaders validated the address; formataddr quotes the name as needed.
+        return formataddr((name, addr))
+    return _address(name, addr)
+
+
+# The SMTP policy's line length: a shorter ASCII header is written exactly as given.
+_FAST_LIMIT = policy.SMTP.max_line_length or 78
+
+
+def _put(message: EmailMessage, name: str, value: str | Address) -> None:
+    """Set a header; short ASCII text skips the header registry's parse.
+
+    The registry parses every value it is given, which made composing cost
+    more than sending.  The SMTP policy writes a short ASCII value out exactly
+    as given, so only non-ASCII or long values (which need encoded words or
+    folding) go through it.  Every value was checked for CR/LF already.
+    """
+    if isinstance(value, str) and value.isascii() and len(name) + 2 + len(value) <= _FAST_LIMIT:
+        message.set_raw(name, value)
+    else:
+        message[name] = value
+
+
+@functools.cache
+def _plain_utf8() -> object:
+    # Parsed once and shared: header objects are immutable, and the generator
+    # reads the content type of every message it writes.
+    return policy.SMTP.header_factory("Content-Type", 'text/plain; charset="utf-8"')
+
+
+def _set_text(message: EmailMessage, text: str) -> None:
+    """The plain-text body, as ``set_content`` would write it, without its header parses.
+
+    7bit when the text is ASCII in short lines, else quoted-printable UTF-8
+    (readable in any client, safe through any relay).
+    """
+    lines = text.encode("utf-8").splitlines()
+    body = b"\n".join(lines) + b"\n"
+    if body.isascii() and all(len(line) <= _FAST_LIMIT for line in lines):
+        cte, payload = "7bit", body.decode("ascii")
+    else:
+        cte = "quoted-printable"
+        payload = quoprimime.body_encode(body.decode("latin-1"), _FAST_LIMIT)
+    message.set_raw("Content-Type", _plain_utf8())
+    message.set_raw("Content-Transfer-Encoding", cte)
+    message.set_raw("MIME-Version", "1.0")
+    message.set_payload(payload)
+
+
 def _attach(message: EmailMessage, path: Path, read: Callable[[Path], bytes]) -> None:
     path = path.expanduser()
     try:
@@ -158,17 +218,17 @@ def compose(
     domain = domain_of(from_addr)
     mid = message_id(msg.key, ctx.secret, domain)
     message = EmailMessage(policy=policy.SMTP)
-    message["From"] = _address(from_name, from_addr)
-    message["To"] = _address(to_name, msg.to)
-    message["Subject"] = subject
-    message["Date"] = format_datetime(at.astimezone(roster.applicant.timezone))
-    message["Message-ID"] = mid
+    _put(message, "From", _mailbox(from_name, from_addr))
+    _put(message, "To", _mailbox(to_name, msg.to))
+    _put(message, "Subject", subject)
+    _put(message, "Date", format_datetime(at.astimezone(roster.applicant.timezone)))
+    _put(message, "Message-ID", mid)
     parent = thread_parent(msg, ctx.log)
     if parent is not None:
         parent_id = message_id(parent, ctx.secret, domain)
-        message["In-Reply-To"] = parent_id
-        message["References"] = parent_id
-    message.set_content(rendered.body)
+        _put(message, "In-Reply-To", parent_id)
+        _put(message, "References", parent_id)
+    _set_text(message, rendered.body)
     if rendered.html:
         message.add_alternative(rendered.html, subtype="html")
     if msg.kind == "packet":
@@ -183,6 +243,7 @@ def compose(
     return Outgoing(
         key=msg.key,
         message=message,
+        data=message.as_bytes(),
         message_id=mid,
         envelope_from=from_addr,
         recipients=tuple(recipients),

@@ -55,6 +55,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("lormail.send")
 
 MAX_INTERRUPTIONS = 3  # a key found in `sending` this often is failed, not resent
+# Every log commit survives a crash of lormail at once; one survives a crash of
+# the machine (power cut) at most this many seconds later (Store.group_commit).
+DURABLE_WITHIN = 0.1
 LOCK_NAME = "send.lock"
 
 
@@ -218,8 +221,7 @@ class Batch:
         from lormail.compose import ComposeError, compose, domain_of, message_id, sender
 
         try:
-            rendered = self.render(msg)
-            return compose(msg, rendered, ctx, self.clock())
+            return compose(msg, self.render(msg), ctx, self.clock())
         except ComposeError as err:
             # Unsafe or unaddressable: retrying would not change it.
             _, from_addr = sender(self.roster, self.config)
@@ -282,29 +284,44 @@ class Batch:
         log.info("holding %d message(s) until %s (smtp.max_per_hour)", len(held), free_at)
         return todo[:budget]
 
+    def _prepared(
+        self, todo: Sequence[PlannedMessage], ctx: ComposeContext
+    ) -> Iterator[tuple[PlannedMessage, Outgoing]]:
+        for msg in todo:
+            outgoing = self.compose(msg, ctx)
+            if outgoing is not None:
+                yield msg, outgoing
+
+    def _stopping(self) -> bool:
+        return self.stop is not None and self.stop.is_set()
+
     def _send_all(
         self, transport: Transport, todo: Sequence[PlannedMessage], ctx: ComposeContext
     ) -> None:
+        """Send in order.  One commit per message: its ``sent`` row together with the
+        next one's ``sending`` row, so both rules hold (``sending`` before a transaction
+        starts, ``sent`` right after the server accepts) at half the commits.  The next
+        message is composed before this one goes, so nothing delays that commit."""
+
+        queue = _Lookahead(self._prepared(todo, ctx))
+        with self.store.group_commit(DURABLE_WITHIN):
+            self._send_queue(transport, queue)
+
+    def _send_queue(self, transport: Transport, queue: _Lookahead) -> None:
         from lormail.transport import TransportError
 
-        reconnects = 1
-        delivered = 0
-        index = 0
-        while index < len(todo):
-            if self.stop is not None and self.stop.is_set():
-                self.tally.stopped = True
-                log.info("stopping: %d due message(s) left for the next run", len(todo) - index)
-                return
-            msg = todo[index]
-            outgoing = self.compose(msg, ctx)
-            if outgoing is None:
-                index += 1
-                continue
+        current = None if self._stopping() else queue.take()
+        if current is not None:
+            self.store.mark_sending(_outbound(*current), self.clock())
+        reconnects, delivered = 1, 0
+        while current is not None:
+            msg, outgoing = current
             out = _outbound(msg, outgoing)
-            self.store.mark_sending(out, self.clock())
+            if not self._stopping():
+                queue.prepare()
             try:
                 accepted = transport.send(
-                    outgoing.message, outgoing.envelope_from, outgoing.recipients
+                    outgoing.data, outgoing.envelope_from, outgoing.recipients
                 )
             except TransportError as err:
                 if err.connection and err.transient and delivered and reconnects:
@@ -313,33 +330,40 @@ class Batch:
                     reconnects -= 1
                     log.warning("connection lost (%s); reconnecting once", err)
                     transport.reconnect()
+                    self.store.mark_sending(out, self.clock())
                     continue
-                if not err.transient:
-                    self._fail(out, str(err), err.reply)
-                elif err.connection:
+                if err.connection and err.transient:
                     retry_at = self._retry(msg, out, str(err))
-                    self._queue_rest(todo[index + 1 :], ctx, retry_at, str(err))
+                    self._queue_rest(queue.rest(), retry_at, str(err))
                     return
-                else:
+                if err.transient:
                     self._retry(msg, out, str(err))
-                index += 1
+                else:
+                    self._fail(out, str(err), err.reply)
+                current = None if self._stopping() else queue.take()
+                if current is not None:
+                    self.store.mark_sending(_outbound(*current), self.clock())
                 continue
-            self._sent(msg, out, accepted.reply, accepted.refused)
+            current = None if self._stopping() else queue.take()
+            upcoming = None if current is None else _outbound(*current)
+            self._sent(out, accepted.reply, accepted.refused, upcoming)
             delivered += 1
-            index += 1
+        if self._stopping():
+            log.info("stopping: the rest of the due messages wait for the next run")
+            self.tally.stopped = True
 
     def _sent(
         self,
-        msg: PlannedMessage,
         out: Outbound,
         reply: str,
         refused: Sequence[tuple[str, str]],
+        upcoming: Outbound | None,
     ) -> None:
         at = self.clock()
         note = None
         if refused:
             note = "; ".join(f"copy to {addr} refused: {why}" for addr, why in refused)
-        self.store.mark_sent(out.key, at, reply, note)
+        self.store.mark_sent(out.key, at, reply, note, then_sending=upcoming)
         self.tally.sent.append(out.key)
         # Later reminders in this batch thread under what just went.
         self.log_view[out.key] = LogEntry(key=out.key, state=LOG_SENT, at=at)
@@ -373,17 +397,13 @@ class Batch:
 
     def _queue_rest(
         self,
-        rest: Sequence[PlannedMessage],
-        ctx: ComposeContext,
+        rest: Sequence[tuple[PlannedMessage, Outgoing]],
         retry_at: datetime,
         error: str,
     ) -> None:
         """After a lost connection, the rest waits with the message that failed."""
         now = self.clock()
-        for msg in rest:
-            outgoing = self.compose(msg, ctx)
-            if outgoing is None:
-                continue
+        for msg, outgoing in rest:
             if msg.expires_at is not None and retry_at >= msg.expires_at:
                 self._retry(msg, _outbound(msg, outgoing), error)
                 continue
@@ -391,6 +411,27 @@ class Batch:
             self.tally.retrying.append(msg.key)
         if rest:
             log.warning("%d more message(s) wait until %s", len(rest), _z(retry_at))
+
+
+class _Lookahead:
+    """The composed messages in order, the next one made ahead of time (see _send_all)."""
+
+    def __init__(self, items: Iterator[tuple[PlannedMessage, Outgoing]]) -> None:
+        self._items = items
+        self._ahead: list[tuple[PlannedMessage, Outgoing] | None] = []
+
+    def prepare(self) -> None:
+        if not self._ahead:
+            self._ahead.append(next(self._items, None))
+
+    def take(self) -> tuple[PlannedMessage, Outgoing] | None:
+        self.prepare()
+        return self._ahead.pop()
+
+    def rest(self) -> list[tuple[PlannedMessage, Outgoing]]:
+        ahead = [a for a in self._ahead if a is not None]
+        self._ahead = []
+        return [*ahead, *self._items]
 
 
 def _outbound(msg: PlannedMessage, outgoing: Outgoing) -> Outbound:

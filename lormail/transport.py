@@ -25,7 +25,6 @@ import socket
 import ssl
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from email.message import EmailMessage
 from pathlib import Path
 from typing import Protocol
 
@@ -73,8 +72,8 @@ class Accepted:
 
 
 class Transport(Protocol):
-    def send(self, msg: EmailMessage, from_addr: str, to_addrs: Sequence[str]) -> Accepted:
-        """Deliver to ``to_addrs`` (the first is the one that must accept)."""
+    def send(self, data: bytes, from_addr: str, to_addrs: Sequence[str]) -> Accepted:
+        """Deliver ``data`` (the message, CRLF lines) to ``to_addrs``; the first must accept."""
         ...
 
     def reconnect(self) -> None:
@@ -98,13 +97,13 @@ class MaildirTransport:
         self.path = path
         self._box: mailbox.Maildir | None = None
 
-    def send(self, msg: EmailMessage, from_addr: str, to_addrs: Sequence[str]) -> Accepted:
+    def send(self, data: bytes, from_addr: str, to_addrs: Sequence[str]) -> Accepted:
         try:
             if self._box is None:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 self._box = mailbox.Maildir(self.path, create=True)
             # Maildir files hold LF line ends; the SMTP policy writes CRLF.
-            name = self._box.add(msg.as_bytes(policy=msg.policy.clone(linesep="\n")))
+            name = self._box.add(data.replace(b"\r\n", b"\n"))
         except OSError as err:
             raise TransportError(
                 f"cannot deliver into {self.path}: {err.strerror or err}",
@@ -336,10 +335,10 @@ class SmtpTransport:
                 connection=True,
             ) from None
 
-    def send(self, msg: EmailMessage, from_addr: str, to_addrs: Sequence[str]) -> Accepted:
+    def send(self, data: bytes, from_addr: str, to_addrs: Sequence[str]) -> Accepted:
         conn = self.connect()
         try:
-            return self._transaction(conn, msg, from_addr, to_addrs)
+            return self._transaction(conn, data, from_addr, to_addrs)
         except TransportError as err:
             if err.connection:
                 self._drop()
@@ -349,12 +348,11 @@ class SmtpTransport:
             raise classify(err, self.where, self.timeout) from None
 
     def _transaction(
-        self, conn: smtplib.SMTP, msg: EmailMessage, from_addr: str, to_addrs: Sequence[str]
+        self, conn: smtplib.SMTP, data: bytes, from_addr: str, to_addrs: Sequence[str]
     ) -> Accepted:
         # By hand rather than send_message(): the DATA reply (with the server's
         # queue id) is worth keeping, and a refused Bcc copy must not stop the
         # message to the recommender, while a refused recommender must stop it.
-        data = msg.as_bytes()
         options: list[str] = []
         addresses = [from_addr, *to_addrs]
         if any(not a.isascii() for a in addresses):
@@ -377,7 +375,11 @@ class SmtpTransport:
                 self._rset(conn)
                 raise _refusal(f"RCPT TO {rcpt}", code, resp)
             refused.append((rcpt, _reply_text(code, resp)))
-        code, resp = conn.data(data)
+        try:
+            code, resp = conn.data(data)
+        except smtplib.SMTPDataError as err:  # DATA itself was refused (not 354)
+            self._rset(conn)
+            raise _refusal("DATA", err.smtp_code, err.smtp_error) from None
         if code != 250:
             raise _refusal("DATA", code, resp)
         return Accepted(reply=_reply_text(code, resp), refused=tuple(refused))
