@@ -475,3 +475,11 @@ def test_unused_plannedmessage_fields_do_not_break_titles() -> None:
     p = Plan(now=NOW, messages=(odd,))
     ev = events(build_calendar(roster, p, {}, CAL_CONFIG, NOW).data)[message_uid(odd.key)]
     assert ev["SUMMARY"] == "Reminder to Dr. Okafor"
+
+
+def test_utc_zones_are_written_with_z_and_need_no_vtimezone() -> None:
+    p = program("u", "UTC program", datetime(2027, 1, 15, 12, tzinfo=ZoneInfo("UTC")), "UTC")
+    roster = reroster(example_roster(), programs=(p,), recommenders=())
+    data = build(roster).data
+    assert b"\r\nDTSTART:20270115T120000Z\r\n" in data
+    assert b"VTIMEZONE" not in data
