@@ -301,7 +301,7 @@ class Batch:
         """Send in order.  One commit per message: its ``sent`` row together with the
         next one's ``sending`` row, so both rules hold (``sending`` before a transaction
         starts, ``sent`` right after the server accepts) at half the commits.  The next
-        message is composed before this one goes, so nothing delays that commit."""
+        message is composed while the server digests this one."""
 
         queue = _Lookahead(self._prepared(todo, ctx))
         with self.store.group_commit(DURABLE_WITHIN):
@@ -317,11 +317,9 @@ class Batch:
         while current is not None:
             msg, outgoing = current
             out = _outbound(msg, outgoing)
-            if not self._stopping():
-                queue.prepare()
             try:
                 accepted = transport.send(
-                    outgoing.data, outgoing.envelope_from, outgoing.recipients
+                    outgoing.data, outgoing.envelope_from, outgoing.recipients, queue.prepare
                 )
             except TransportError as err:
                 if err.connection and err.transient and delivered and reconnects:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import mailbox
+import re
 import smtplib
 import socket
 import ssl
@@ -71,9 +72,22 @@ class Accepted:
     refused: tuple[tuple[str, str], ...] = ()  # (address, "550 reply")
 
 
+Meanwhile = Callable[[], None]
+
+
 class Transport(Protocol):
-    def send(self, data: bytes, from_addr: str, to_addrs: Sequence[str]) -> Accepted:
-        """Deliver ``data`` (the message, CRLF lines) to ``to_addrs``; the first must accept."""
+    def send(
+        self,
+        data: bytes,
+        from_addr: str,
+        to_addrs: Sequence[str],
+        meanwhile: Meanwhile | None = None,
+    ) -> Accepted:
+        """Deliver ``data`` (the message, CRLF lines) to ``to_addrs``; the first must accept.
+
+        ``meanwhile`` runs while the server digests the message (after the data
+        went, before its verdict is read): the batch composes the next one then.
+        """
         ...
 
     def reconnect(self) -> None:
@@ -97,7 +111,13 @@ class MaildirTransport:
         self.path = path
         self._box: mailbox.Maildir | None = None
 
-    def send(self, data: bytes, from_addr: str, to_addrs: Sequence[str]) -> Accepted:
+    def send(
+        self,
+        data: bytes,
+        from_addr: str,
+        to_addrs: Sequence[str],
+        meanwhile: Meanwhile | None = None,
+    ) -> Accepted:
         try:
             if self._box is None:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -111,6 +131,8 @@ class MaildirTransport:
                 kind=NETWORK,
                 connection=True,
             ) from None
+        if meanwhile is not None:
+            meanwhile()
         return Accepted(reply=f"delivered to {self.path / 'new' / name}")
 
     def reconnect(self) -> None:
@@ -335,10 +357,16 @@ class SmtpTransport:
                 connection=True,
             ) from None
 
-    def send(self, data: bytes, from_addr: str, to_addrs: Sequence[str]) -> Accepted:
+    def send(
+        self,
+        data: bytes,
+        from_addr: str,
+        to_addrs: Sequence[str],
+        meanwhile: Meanwhile | None = None,
+    ) -> Accepted:
         conn = self.connect()
         try:
-            return self._transaction(conn, data, from_addr, to_addrs)
+            return self._transaction(conn, _Envelope(data, from_addr, to_addrs), meanwhile)
         except TransportError as err:
             if err.connection:
                 self._drop()
@@ -348,11 +376,13 @@ class SmtpTransport:
             raise classify(err, self.where, self.timeout) from None
 
     def _transaction(
-        self, conn: smtplib.SMTP, data: bytes, from_addr: str, to_addrs: Sequence[str]
+        self, conn: smtplib.SMTP, env: _Envelope, meanwhile: Meanwhile | None
     ) -> Accepted:
         # By hand rather than send_message(): the DATA reply (with the server's
-        # queue id) is worth keeping, and a refused Bcc copy must not stop the
-        # message to the recommender, while a refused recommender must stop it.
+        # queue id) is worth keeping, a refused Bcc copy must not stop the
+        # message to the recommender while a refused recommender must stop it,
+        # and the next message can be composed while the server digests this one.
+        from_addr, to_addrs = env.from_addr, env.to_addrs
         options: list[str] = []
         addresses = [from_addr, *to_addrs]
         if any(not a.isascii() for a in addresses):
@@ -375,11 +405,18 @@ class SmtpTransport:
                 self._rset(conn)
                 raise _refusal(f"RCPT TO {rcpt}", code, resp)
             refused.append((rcpt, _reply_text(code, resp)))
-        try:
-            code, resp = conn.data(data)
-        except smtplib.SMTPDataError as err:  # DATA itself was refused (not 354)
+        code, resp = conn.docmd("data")
+        if code != 354:
             self._rset(conn)
-            raise _refusal("DATA", err.smtp_code, err.smtp_error) from None
+            raise _refusal("DATA", code, resp)
+        # As smtplib's data() does: dot-stuffing, a final CRLF, the lone dot.
+        payload = _LEADING_DOT.sub(b"..", env.data)
+        if not payload.endswith(b"\r\n"):
+            payload += b"\r\n"
+        conn.send(payload + b".\r\n")
+        if meanwhile is not None:
+            meanwhile()
+        code, resp = conn.getreply()
         if code != 250:
             raise _refusal("DATA", code, resp)
         return Accepted(reply=_reply_text(code, resp), refused=tuple(refused))
@@ -404,6 +441,16 @@ class SmtpTransport:
             with contextlib.suppress(Exception):
                 self._conn.quit()
         self._drop()
+
+
+_LEADING_DOT = re.compile(rb"(?m)^\.")
+
+
+@dataclass(frozen=True, slots=True)
+class _Envelope:
+    data: bytes
+    from_addr: str
+    to_addrs: Sequence[str]
 
 
 def _refusal(stage: str, code: int, resp: bytes | str) -> TransportError:
