@@ -11,9 +11,10 @@ the figures include start-up, reading the inputs and rendering:
 - mailmerge: ``--no-dry-run --no-limit`` with a template, a CSV database and a
   server config with no security (it opens one SMTP connection per message).
 
-The sink counts what arrives, so a run that lost messages fails.  Prints the
-median wall time of each tool, messages per second and the ratio (the target
-is lormail ≥ 2× mailmerge); exits 1 when the target is missed.
+The sink counts what arrives, so a run that lost messages fails.  Each round
+runs both tools back to back (alternating which goes first); prints the median
+wall time of each, messages per second, and the median of the rounds' ratios
+(the target is lormail ≥ 2× mailmerge); exits 1 when the target is missed.
 """
 
 from __future__ import annotations
@@ -187,27 +188,30 @@ def timed(argv: list[str], cwd: Path) -> float:
 
 
 def one_round(work: Path, n: int, sink: Sink, index: int) -> tuple[float, float]:
-    before = sink.count()
+    """One timed run of each tool, in alternating order so that drift in the
+    machine's load does not always favour the same one."""
     config = lormail_setup(work / f"lormail-{index}", n, sink.port)
-    lormail = timed(
-        [PY, "-m", "lormail", "--config", str(config), "send-due", "--now", NOW], config.parent
-    )
-    after_lormail = sink.count()
     argv = mailmerge_setup(work / f"mailmerge-{index}", n, sink.port)
-    mailmerge = timed(argv, work / f"mailmerge-{index}")
-    after_mailmerge = sink.count()
-    if after_lormail - before != n or after_mailmerge - after_lormail != n:
-        sys.exit(
-            f"the sink got {after_lormail - before} from lormail and "
-            f"{after_mailmerge - after_lormail} from mailmerge, not {n} each"
-        )
-    return lormail, mailmerge
+    runs = {
+        "lormail": ([PY, "-m", "lormail", "--config", str(config), "send-due", "--now", NOW],
+                    config.parent),
+        "mailmerge": (argv, work / f"mailmerge-{index}"),
+    }  # fmt: skip
+    order = ["lormail", "mailmerge"] if index % 2 == 0 else ["mailmerge", "lormail"]
+    seconds: dict[str, float] = {}
+    for name in order:
+        before = sink.count()
+        seconds[name] = timed(*runs[name])
+        got = sink.count() - before
+        if got != n:
+            sys.exit(f"the sink got {got} messages from {name}, not {n}")
+    return seconds["lormail"], seconds["mailmerge"]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=1000)
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     parser.add_argument("--sink", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -225,7 +229,8 @@ def main(argv: list[str] | None = None) -> int:
             sink.close()
     lormail = statistics.median(r[0] for r in rounds)
     mailmerge = statistics.median(r[1] for r in rounds)
-    ratio = mailmerge / lormail
+    # Each round's two runs are back to back: their ratio is the fairer figure.
+    ratio = statistics.median(r[1] / r[0] for r in rounds)
     figures = {
         "messages": n,
         "repeat": args.repeat,
@@ -234,6 +239,7 @@ def main(argv: list[str] | None = None) -> int:
         "lormail_per_second": round(n / lormail, 1),
         "mailmerge_per_second": round(n / mailmerge, 1),
         "ratio": round(ratio, 2),
+        "ratios": [round(r[1] / r[0], 2) for r in rounds],
         "target": TARGET,
     }
     if args.json:
@@ -243,7 +249,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  lormail send-due (durable log): {lormail:7.2f} s  {n / lormail:8.1f} msg/s")
         print(f"  mailmerge --no-dry-run:         {mailmerge:7.2f} s  {n / mailmerge:8.1f} msg/s")
         verdict = "meets" if ratio >= TARGET else "MISSES"
-        print(f"  ratio: {ratio:.2f}x ({verdict} the {TARGET:g}x target)")
+        each = ", ".join(f"{r[1] / r[0]:.2f}" for r in rounds)
+        print(
+            f"  ratio: {ratio:.2f}x, median of the rounds' ratios ({each}); "
+            f"{verdict} the {TARGET:g}x target"
+        )
     return 0 if ratio >= TARGET else 1
 
 
