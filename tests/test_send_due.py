@@ -340,3 +340,28 @@ def test_dry_run_flag_and_config(tmp_path: Path) -> None:
     assert flag.stdout == "sent 0, dry-run 0 (nothing sent)\n"  # already dry-run
     real = run(lormail(config, "send-due", "--now", NOW_TEXT))
     assert real.stdout == "sent 2\n"
+
+
+# --- group commit ------------------------------------------------------------------------
+
+
+def test_group_commit_fsyncs_at_least_every_window_and_at_the_end(tmp_path: Path) -> None:
+    def out(i: int) -> Outbound:
+        return Outbound(f"request:r{i}", "request", f"r{i}", f"<{i}@x>", "x@example.org", "s")
+
+    with Store.open(tmp_path / "state") as store:
+
+        def mode() -> int:
+            return int(store.conn.execute("PRAGMA synchronous").fetchone()[0])
+
+        store.mark_sending(out(0), NOW)
+        assert mode() == 2  # FULL: every commit fsynced outside a batch
+        with store.group_commit(3600.0):
+            store.mark_sent("request:r0", NOW, "250 ok", then_sending=out(1))
+            assert mode() == 1  # NORMAL: in the WAL, safe from a crash of lormail
+        assert mode() == 2  # the closing commit fsynced the WAL
+        with store.group_commit(0.0):
+            store.mark_sent("request:r1", NOW, "250 ok")
+            assert mode() == 2  # the window has passed: this one is fsynced
+        states = {r.key: r.state for r in store.log_rows()}
+    assert states == {"request:r0": "sent", "request:r1": "sent"}
