@@ -426,9 +426,21 @@ class _RecommenderPlanner:
 
     def _catch_up(self, cands: list[_Candidate]) -> None:
         """Rule 3: what is overdue goes at the first chance; a series keeps only its latest."""
+        # A reminder superseded once stays superseded: after a later one of its
+        # series went, the earlier is never sent (it was skipped at that time).
+        went: dict[str, _Candidate] = {}
+        for cand in cands:
+            if cand.series is not None and cand.status in (SENT, FAILED):
+                prev = went.get(cand.series)
+                if prev is None or (cand.number or 0) > (prev.number or 0):
+                    went[cand.series] = cand
         latest_overdue: dict[str, _Candidate] = {}
         for cand in cands:
             if cand.status is not None:
+                continue
+            later = went.get(cand.series or "")
+            if later is not None and (later.number or 0) > (cand.number or 0):
+                self._skip(cand, f"superseded by reminder {later.number}")
                 continue
             eff_now = self.now if cand.eff_now is None else max(self.now, cand.eff_now)
             if cand.retry_at is not None and cand.retry_at > cand.time:

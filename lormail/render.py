@@ -289,6 +289,14 @@ class _Context:
 
     @cached_property
     def _letters(self) -> list[dict[str, Any]]:
+        """The open letters; for someone not yet asked, the letters the request is for."""
+        if self.rec.status == "planned":
+            progs = self.roster.programs_by_id
+            wanted = sorted(
+                (progs[lt.program] for lt in self.rec.letters if lt.submitted_on is None),
+                key=lambda p: (p.deadline, p.id),
+            )
+            return [self.view(p.id) for p in wanted]
         return [self.view(p.id) for p in open_letters(self.roster, self.rec)]
 
     def letters(self) -> list[dict[str, Any]]:

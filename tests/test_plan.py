@@ -452,3 +452,15 @@ def test_log_states_failed_dry_run_and_retry() -> None:
     )
     m = by_key(plan(roster([IM], [johnson()]), retry, now).messages)["reminder:johnson:im:1"]  # type: ignore[list-item]
     assert (m.status, m.send_at) == ("scheduled", now + timedelta(minutes=4))
+
+
+def test_a_superseded_reminder_stays_superseded_after_the_later_one_went() -> None:
+    snap = sent(
+        ("packet:johnson", utc("2026-09-01T14:00")),
+        ("reminder:johnson:im:2", utc("2026-09-22T15:00")),
+    )
+    p = plan(roster([IM], [johnson()]), snap, utc("2026-09-22T15:05"))  # type: ignore[list-item]
+    m = by_key(p.messages)["reminder:johnson:im:1"]
+    assert m.status == "skipped"
+    assert m.reason.startswith("skipped: superseded by reminder 2")
+    assert [x.key for x in p.messages if x.status in ("due", "scheduled")] == []

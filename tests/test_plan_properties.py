@@ -167,6 +167,14 @@ def check_invariants(r: Roster, p: Plan) -> None:
                 assert m.send_at >= p.now or m.status == "sent"
         for count in series.values():
             assert count <= len(rec.policy.reminders), "more reminders than the cap"
+        # Within a series, reminders go in order: none after a later-numbered one.
+        went = {}
+        for m in mine:
+            if m.kind == "reminder" and m.status == "sent":
+                went[m.programs[0]] = max(went.get(m.programs[0], 0), m.reminder_number or 0)
+        for m in mine:
+            if m.kind == "reminder" and m.status in ACTIVE:
+                assert (m.reminder_number or 0) > went.get(m.programs[0], 0), (m, "out of order")
         # min_gap: a movable message keeps min_gap after every earlier message.
         live_msgs = sorted(
             (m for m in mine if m.status in (*ACTIVE, "sent")), key=lambda m: m.send_at
