@@ -10,6 +10,7 @@ import json
 import os
 import sys
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -20,6 +21,12 @@ def utc_text(instant: datetime | None) -> str | None:
     """An instant as RFC 3339 UTC with a ``Z`` (SPEC §6), or None."""
     if instant is None:
         return None
+    return _utc_text(instant)
+
+
+@lru_cache(maxsize=65536)
+def _utc_text(instant: datetime) -> str:
+    # Slots fall on the same few instants: `plan --json` formats each once.
     return instant.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
