@@ -8,7 +8,7 @@ planner's reasons are written with.
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from functools import lru_cache
 
 from lormail.model import Recommender
@@ -50,7 +50,7 @@ class Clock:
 
     def slot(self, day: date) -> datetime:
         """The start of the window on ``day``, as a UTC instant."""
-        return datetime.combine(day, self.start, tzinfo=self.zone).astimezone(UTC)
+        return _instant(day, self.start, self.zone)
 
     def first_allowed(self, day: date) -> date | None:
         """The first allowed date on or after ``day``."""
@@ -77,7 +77,7 @@ class Clock:
             start = self.slot(day)
             if instant <= start:
                 return start
-            end = datetime.combine(day, self.end, tzinfo=self.zone).astimezone(UTC)
+            end = _instant(day, self.end, self.zone)
             if instant < end:
                 return instant
         nxt = self.first_allowed(day + _ONE_DAY)
@@ -85,6 +85,12 @@ class Clock:
 
     def in_window(self, instant: datetime) -> bool:
         return self.next_in_window(instant) == instant.astimezone(UTC)
+
+
+@lru_cache(maxsize=65536)
+def _instant(day: date, clock: time, zone: tzinfo) -> datetime:
+    """``clock`` on ``day`` in ``zone`` as UTC; recipients share zones, windows and dates."""
+    return datetime.combine(day, clock, tzinfo=zone).astimezone(UTC)
 
 
 @lru_cache(maxsize=8192)
