@@ -42,6 +42,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
+from apscheduler.triggers.base import BaseTrigger
+
 from lormail.app import App, utc_now
 from lormail.errors import EXIT_OK, EXIT_RUNTIME, LormailError, Problem
 from lormail.health import Health, write_health
@@ -72,9 +74,10 @@ def _problem_lines(err: LormailError) -> list[str]:
 
 @dataclass
 class _Planned:
-    """What the worker last planned, and when it must look again."""
+    """What the worker last planned (in brief), and when it must look again."""
 
-    plan: Plan
+    now: datetime
+    summary: dict[str, tuple[str, datetime]]  # key -> (status, send_at)
     wake: datetime  # the next instant the plan can change
     next_send: datetime | None
     digest: bytes  # of the inputs and every message's key, status and time
@@ -96,6 +99,7 @@ class Daemon:
         self._last_full = datetime.min.replace(tzinfo=UTC)
         self._last_error: str | None = None
         self._generation = 0  # bumped by every accepted reload
+        self._pending: str | None = None  # why another thread asked for a check
         self.feed: FeedServer | None = None
         self.watcher: Watcher | None = None
         from apscheduler.executors.debug import DebugExecutor
@@ -119,7 +123,10 @@ class Daemon:
         self.scheduler.add_job(
             self._tick, IntervalTrigger(seconds=TICK_SECONDS, timezone=UTC), id="tick"
         )
-        self._wake_now("start")
+        # One job for every wake-up; its trigger asks the last plan when next.
+        self.scheduler.add_job(
+            self._wake, _WakeTrigger(self), id="wake", next_run_time=datetime.now(UTC)
+        )
         self.scheduler.start()
         self._start_watcher()
 
@@ -210,17 +217,24 @@ class Daemon:
     # -- the worker's jobs (all on the scheduler thread) ---------------------------
 
     def _wake_now(self, why: str) -> None:
-        from apscheduler.triggers.date import DateTrigger
-
+        """From another thread: run the wake job now (after one in progress)."""
         if self.stopping.is_set():
             return
-        self.scheduler.add_job(
-            self._check,
-            DateTrigger(run_date=datetime.now(UTC), timezone=UTC),
-            args=(why,),
-            id="now",
-            replace_existing=True,
-        )
+        self._pending = why
+        with contextlib.suppress(LookupError):
+            self.scheduler.modify_job("wake", next_run_time=datetime.now(UTC))
+
+    def _wake(self) -> None:
+        """The wake job: a check, repeated while reloads arrived during it."""
+        generation = -1
+        while generation != self._generation and not self.stopping.is_set():
+            generation = self._generation
+            why, self._pending = self._pending, None
+            self._check("start" if self._planned is None else why or "scheduled")
+
+    def next_wake(self, now: datetime) -> datetime:
+        planned = self._planned
+        return planned.wake if planned is not None else now + FULL_CHECK_EVERY
 
     def _tick(self) -> None:
         """Every minute: a check if the wall clock reached the next wake-up, else a heartbeat."""
@@ -240,18 +254,15 @@ class Daemon:
         if self.stopping.is_set():
             return
         try:
-            generation = self._generation
             inputs = self.inputs
-            planned, due = self._plan(inputs, None)
-            must_send = why == "start" or due or bool(planned.plan.observed)
+            planned, due, plan = self._plan(inputs, None)
+            must_send = why == "start" or due or bool(plan.observed)
             if must_send and why in ("start", "reload"):
-                self._commit(inputs, planned)
+                self._commit(inputs, planned, plan)
             if must_send:
                 report = self._send(inputs)
-                planned, _ = self._plan(inputs, report)
-            self._commit(inputs, planned)
-            if self._generation != generation:
-                self._wake_now("reload")
+                planned, _, plan = self._plan(inputs, report)
+            self._commit(inputs, planned, plan)
         except LormailError as err:
             self._failed(" ".join(_problem_lines(err)))
         except Exception as err:  # keep the daemon up; the next tick tries again
@@ -264,6 +275,7 @@ class Daemon:
         self._last_error = text
         if self._planned is not None:
             self._planned.wake = min(self._planned.wake, utc_now() + BUSY_RETRY)
+            self._schedule(self._planned.wake)
         self._write_health(running=True)
 
     def _send(self, inputs: Inputs) -> SendReport:
@@ -278,7 +290,7 @@ class Daemon:
             self._last_error = None
         return report
 
-    def _plan(self, inputs: Inputs, report: SendReport | None) -> tuple[_Planned, bool]:
+    def _plan(self, inputs: Inputs, report: SendReport | None) -> tuple[_Planned, bool, Plan]:
         """The plan as of now, when to look again, and whether anything is due now."""
         from lormail.plan import plan as make_plan
         from lormail.sending import pick
@@ -300,33 +312,26 @@ class Daemon:
         self._last_full = now
         # Never sooner than a second: a wake-up that finds nothing must not spin.
         wake = max(min(times), now + timedelta(seconds=1))
-        planned = _Planned(new, wake, next_send(new), _digest(inputs, new))
-        return planned, due
+        summary = {m.key: (m.status, m.send_at) for m in new.messages}
+        planned = _Planned(now, summary, wake, next_send(new), _digest(inputs, new))
+        return planned, due, new
 
-    def _commit(self, inputs: Inputs, planned: _Planned) -> None:
+    def _commit(self, inputs: Inputs, planned: _Planned, plan: Plan) -> None:
         """Make ``planned`` current: log what changed, schedule, heartbeat, publish."""
         previous = self._planned
         self._planned = planned
-        self._log_changes(previous.plan if previous else None, planned.plan)
+        self._log_changes(previous.summary if previous else None, plan)
         self._schedule(planned.wake)
-        self._write_health(running=True, now=planned.plan.now)
+        self._write_health(running=True, now=planned.now)
         if planned.digest != self._published:
-            self._publish(inputs, planned.plan, planned.plan.now)
+            self._publish(inputs, plan, planned.now)
             self._published = planned.digest
         _release_memory()
 
     def _schedule(self, wake: datetime) -> None:
-        from apscheduler.triggers.date import DateTrigger
-
-        if self.stopping.is_set():
-            return
-        self.scheduler.add_job(
-            self._check,
-            DateTrigger(run_date=wake, timezone=UTC),
-            args=("scheduled",),
-            id="wake",
-            replace_existing=True,
-        )
+        # On the worker thread; inside the wake job the trigger sets the same time.
+        with contextlib.suppress(LookupError):
+            self.scheduler.modify_job("wake", next_run_time=wake)
 
     def _publish(self, inputs: Inputs, plan: Plan, now: datetime) -> None:
         from lormail.cmd_calendar import publish
@@ -392,7 +397,7 @@ class Daemon:
         self.watcher.start()
 
     def _last_check(self) -> datetime | None:
-        return self._planned.plan.now if self._planned is not None else None
+        return self._planned.now if self._planned is not None else None
 
     def _write_health(self, running: bool, now: datetime | None = None) -> None:
         planned = self._planned
@@ -416,7 +421,7 @@ class Daemon:
 
     # -- logging the plan ----------------------------------------------------------
 
-    def _log_changes(self, old: Plan | None, new: Plan) -> None:
+    def _log_changes(self, old: dict[str, tuple[str, datetime]] | None, new: Plan) -> None:
         """One line per message that is newly planned, moved, cancelled or skipped."""
         upcoming = [m for m in new.messages if m.status in (SCHEDULED, DUE)]
         if old is None:
@@ -427,24 +432,38 @@ class Daemon:
                 f"; next {head.key} at {_z(head.send_at)}" if head else "",
             )
             return
-        before = {m.key: m for m in old.messages}
+        upcoming_before = {k for k, (status, _) in old.items() if status in (SCHEDULED, DUE)}
         lines: list[str] = []
         now_keys = set()
         for m in new.messages:
             now_keys.add(m.key)
-            was = before.get(m.key)
+            was = old.get(m.key)
             if m.status in (SCHEDULED, DUE):
-                if was is None or was.send_at != m.send_at or was.status not in (SCHEDULED, DUE):
+                if was is None or was[1] != m.send_at or m.key not in upcoming_before:
                     lines.append(f"planned {m.key} at {_z(m.send_at)}: {m.reason}")
-            elif was is not None and was.status in (SCHEDULED, DUE) and m.status != "sent":
+            elif m.key in upcoming_before and m.status != "sent":
                 lines.append(f"{m.status} {m.key}: {m.reason}")
-        for key, was in before.items():
-            if key not in now_keys and was.status in (SCHEDULED, DUE):
-                lines.append(f"cancelled {key}: no longer in the plan")
+        for key in sorted(upcoming_before - now_keys):
+            lines.append(f"cancelled {key}: no longer in the plan")
         for line in lines[:MAX_PLAN_LINES]:
             log.info("%s", line)
         if len(lines) > MAX_PLAN_LINES:
             log.info("... and %d more plan change(s)", len(lines) - MAX_PLAN_LINES)
+
+
+class _WakeTrigger(BaseTrigger):  # type: ignore[misc]
+    """Fires when the daemon's last plan says to look again (never in a tight loop)."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        self.daemon = daemon
+
+    def get_next_fire_time(
+        self, previous_fire_time: datetime | None, now: datetime
+    ) -> datetime | None:
+        return max(self.daemon.next_wake(now), now + timedelta(seconds=1))
+
+    def __str__(self) -> str:
+        return "the plan's next instant"
 
 
 def next_send(plan: Plan) -> datetime | None:
@@ -519,6 +538,10 @@ def cmd_run(app: App, args: argparse.Namespace) -> int:
     configure_logging(app.debug)
     inputs = load_inputs(app.config_path)  # LormailError → exit 2 in cli.py
     assert inputs is not None
+    # The roster lives as long as the process and makes no cycles: keep the
+    # collector from rescanning it on every plan.
+    gc.collect()
+    gc.freeze()
     state_dir = inputs.app().state_dir()
     # Block the signals before any thread starts, so all threads inherit the
     # mask and only the sigwait below ever sees them.

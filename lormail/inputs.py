@@ -126,11 +126,37 @@ def load_inputs(config_path: Path, previous: Inputs | None = None) -> Inputs | N
     problems = check_templates(to_check, templates) if to_check.recommenders else []
     if problems:
         raise LormailError(problems)
+    if templates is not (previous.templates if previous else None):
+        templates = _compiled(config.templates, roster, templates)
     return Inputs(config, roster, templates, config_digest, roster_digest, tmpl_digest)
 
 
+def _compiled(folder: Path | None, roster: Roster, checked: Templates) -> Templates:
+    """Templates to keep: compiled now, without the check's per-recommender cache.
+
+    The check renders for every recommender and caches a context for each;
+    a daemon would carry that for ever.  A fresh instance that renders once
+    per kind holds the same compiled templates (read now, never again), so
+    a later broken save cannot reach the sender.
+    """
+    from lormail.cmd_core import sample_messages
+
+    if not roster.recommenders:
+        return checked
+    fresh = Templates(folder)
+    for msg in sample_messages(roster, roster.recommenders[0]):
+        fresh.render(msg, roster)
+    return fresh
+
+
 def _changed_recommenders(old: Roster, new: Roster) -> tuple[Recommender, ...]:
-    if (old.applicant, old.programs, old.defaults) != (new.applicant, new.programs, new.defaults):
+    """Who could render differently: changed entries, and writers for changed programs."""
+    if (old.applicant, old.defaults) != (new.applicant, new.defaults):
         return new.recommenders
+    programs = {p.id for p in new.programs if old.programs_by_id.get(p.id) != p}
     before = old.recommenders_by_id
-    return tuple(r for r in new.recommenders if before.get(r.id) != r)
+    return tuple(
+        r
+        for r in new.recommenders
+        if before.get(r.id) != r or any(letter.program in programs for letter in r.letters)
+    )
