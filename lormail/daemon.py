@@ -100,6 +100,7 @@ class Daemon:
         self._last_error: str | None = None
         self._generation = 0  # bumped by every accepted reload
         self._pending: str | None = None  # why another thread asked for a check
+        self._started = False  # the first wake-up (send_due at start) has run
         self.feed: FeedServer | None = None
         self.watcher: Watcher | None = None
         from apscheduler.executors.debug import DebugExecutor
@@ -116,8 +117,16 @@ class Daemon:
     # -- life cycle ------------------------------------------------------------
 
     def start(self) -> None:
-        """First plan and calendar, then the feed, the scheduler and the watcher."""
+        """Feed, first plan and calendar, the template check, then scheduler and watcher.
+
+        The first plan comes before the render check of every template for
+        every recommender (the slowest part of loading), so the calendar is
+        up sooner; nothing is sent before the check passes.  A failed check
+        raises :class:`LormailError`: exit 2, as for a broken roster.
+        """
         from apscheduler.triggers.interval import IntervalTrigger
+
+        from lormail.inputs import checked
 
         self._start_feed()
         self.scheduler.add_job(
@@ -127,6 +136,13 @@ class Daemon:
         self.scheduler.add_job(
             self._wake, _WakeTrigger(self), id="wake", next_run_time=datetime.now(UTC)
         )
+        inputs = self.inputs
+        planned, _, plan = self._plan(inputs, None)
+        self._commit(inputs, planned, plan)
+        del plan
+        self.inputs = checked(inputs)
+        # The first wake-up runs at once: it sends what is due (and recovers).
+        self._schedule(datetime.now(UTC))
         self.scheduler.start()
         self._start_watcher()
 
@@ -230,7 +246,8 @@ class Daemon:
         while generation != self._generation and not self.stopping.is_set():
             generation = self._generation
             why, self._pending = self._pending, None
-            self._check("start" if self._planned is None else why or "scheduled")
+            self._check("start" if not self._started else why or "scheduled")
+            self._started = True
 
     def next_wake(self, now: datetime) -> datetime:
         planned = self._planned
@@ -536,7 +553,7 @@ def configure_logging(debug: bool) -> None:
 def cmd_run(app: App, args: argparse.Namespace) -> int:
     """Run until SIGTERM/SIGINT; exit 2 at once if the files are bad at start."""
     configure_logging(app.debug)
-    inputs = load_inputs(app.config_path)  # LormailError → exit 2 in cli.py
+    inputs = load_inputs(app.config_path, check=False)  # LormailError → exit 2 in cli.py
     assert inputs is not None
     # The roster lives as long as the process and makes no cycles: keep the
     # collector from rescanning it on every plan.

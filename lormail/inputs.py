@@ -76,15 +76,19 @@ def templates_digest(folder: Path | None) -> str:
     return h.hexdigest()
 
 
-def load_inputs(config_path: Path, previous: Inputs | None = None) -> Inputs | None:
+def load_inputs(
+    config_path: Path, previous: Inputs | None = None, check: bool = True
+) -> Inputs | None:
     """Load and validate config, roster and templates; ``None`` when nothing changed.
+
+    ``check=False`` skips the render check (the daemon's start plans first and
+    calls :func:`checked` before it sends anything).
 
     Raises :class:`LormailError` with every problem (``FILE:LINE:COL: ...``).
     Only what changed is parsed again: an unchanged roster keeps its objects.
     Templates are render-checked for every recommender when they (or the
     config) changed, else for the recommenders whose entry changed.
     """
-    from lormail.cmd_core import check_templates
     from lormail.config import parse_config
     from lormail.roster import parse_roster
     from lormail.yamlsrc import display_name, read_text
@@ -123,12 +127,27 @@ def load_inputs(config_path: Path, previous: Inputs | None = None) -> Inputs | N
     else:
         templates = Templates(config.templates)
         to_check = roster
-    problems = check_templates(to_check, templates) if to_check.recommenders else []
+    inputs = Inputs(config, roster, templates, config_digest, roster_digest, tmpl_digest)
+    if not check:
+        return inputs
+    return _check(inputs, to_check, templates is not (previous.templates if previous else None))
+
+
+def checked(inputs: Inputs) -> Inputs:
+    """``inputs`` once every template renders for every recommender; else LormailError."""
+    return _check(inputs, inputs.roster, True)
+
+
+def _check(inputs: Inputs, to_check: Roster, new_templates: bool) -> Inputs:
+    from lormail.cmd_core import check_templates
+
+    problems = check_templates(to_check, inputs.templates) if to_check.recommenders else []
     if problems:
         raise LormailError(problems)
-    if templates is not (previous.templates if previous else None):
-        templates = _compiled(config.templates, roster, templates)
-    return Inputs(config, roster, templates, config_digest, roster_digest, tmpl_digest)
+    if not new_templates:
+        return inputs
+    compiled = _compiled(inputs.config.templates, inputs.roster, inputs.templates)
+    return dataclasses.replace(inputs, templates=compiled)
 
 
 def _compiled(folder: Path | None, roster: Roster, checked: Templates) -> Templates:
