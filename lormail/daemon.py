@@ -6,11 +6,11 @@ the process at the right moments and keeps the last good inputs in force.
 
 - **One worker.**  An APScheduler ``BackgroundScheduler`` whose only executor
   runs jobs inline on the scheduler's own thread, so every check, send and
-  re-plan is serial: two wake-ups can never race.  A ``date`` job (``wake``)
-  fires at the next instant the plan can change (the next send, retry or
-  deadline); an ``interval`` job (``tick``) looks every 60 s whether the wall
-  clock has reached it — after a suspend, monotonic waits lag but the tick
-  sees the jump within a minute.  ``misfire_grace_time=None`` and
+  re-plan is serial: two wake-ups can never race.  One job (``wake``), whose
+  trigger asks the last plan, fires at the next instant the plan can change
+  (the next send, retry or deadline); an ``interval`` job (``tick``) looks
+  every 60 s whether the wall clock has reached it — after a suspend,
+  monotonic waits lag but the tick sees the jump within a minute.  ``misfire_grace_time=None`` and
   ``coalesce=True``: a missed run is run once, late, never dropped.
 - **A cheap idle tick.**  A tick that finds nothing due only rewrites the
   heartbeat; planning 10,000 letters every minute would cost more CPU than a
