@@ -12,9 +12,9 @@ collected and raised together as one :class:`LormailError` (exit 2), each as
 - LINE:COL (1-based) point at the offending value; at the key for unknown and
   duplicate keys; at the mapping for a missing key.
 
-Warnings (SPEC: printed, exit 0) come from :func:`roster_warnings`, or with
-the roster from :func:`load_roster_checked`.  The loader remembers the
-positions of the few values warnings point at for the rosters it built last.
+Warnings (SPEC: printed, exit 0) come with the roster from
+:func:`load_roster_checked`, pointing at their values; :func:`roster_warnings`
+gives them for any roster, naming the file and path only.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ import contextlib
 import gc
 import os
 import re
-from collections import OrderedDict
 from collections.abc import Callable
 from datetime import UTC, datetime, time, timedelta, timezone
 from pathlib import Path
@@ -79,8 +78,6 @@ _END_OF_DAY = time(23, 59, 59)
 
 # Positions of the values warnings point at, for the rosters built last.
 _Where = dict[str, tuple[int, int]]
-_RECENT: OrderedDict[int, tuple[Roster, str, _Where]] = OrderedDict()
-_RECENT_MAX = 8
 _T = TypeVar("_T")
 
 
@@ -92,12 +89,19 @@ def load_roster(path: Path) -> Roster:
 
 def load_roster_checked(path: Path, now: datetime) -> tuple[Roster, list[Problem]]:
     """The roster and its warnings as of ``now`` (problems that do not stop anything)."""
-    roster = load_roster(path)
-    return roster, roster_warnings(roster, now)
+    file = display_name(path)
+    text = read_text(path, file, "check 'roster' in config.yaml")
+    roster, where = _read(text, path)
+    return roster, _warnings(roster, now, file, where)
 
 
 def parse_roster(text: str, path: Path) -> Roster:
     """Validate ``text`` as if read from ``path`` (names problems; anchors materials)."""
+    return _read(text, path)[0]
+
+
+def _read(text: str, path: Path) -> tuple[Roster, _Where]:
+    """The roster, and where the values that warnings point at stand."""
     file = display_name(path)
     enabled = gc.isenabled()
     # Some 100,000 small objects, none of them cyclic garbage: collections
@@ -114,10 +118,7 @@ def parse_roster(text: str, path: Path) -> Roster:
     finally:
         if enabled:
             gc.enable()
-    _RECENT[id(roster)] = (roster, file, reader.where)
-    while len(_RECENT) > _RECENT_MAX:
-        _RECENT.popitem(last=False)
-    return roster
+    return roster, reader.where
 
 
 def machine_zone() -> ZoneInfo:
@@ -445,17 +446,14 @@ def roster_warnings(roster: Roster, now: datetime) -> list[Problem]:
     """SPEC's warnings as of ``now``: things that are probably mistakes but stop nothing.
 
     A deadline passed with letters not yet in; ``asked_on`` after a deadline of
-    one of the recommender's programs; ``submitted_on`` in the future.  Each
-    points at its value when the roster came from this module recently; else
-    it names the file and path only.
+    one of the recommender's programs; ``submitted_on`` in the future.  They
+    name the file and path (:func:`load_roster_checked` adds line and column).
     """
-    known = _RECENT.get(id(roster))
-    if known is not None and known[0] is roster:
-        file: str | None = known[1]
-        where = known[2]
-    else:
-        file = display_name(roster.path) if roster.path is not None else None
-        where = {}
+    file = display_name(roster.path) if roster.path is not None else None
+    return _warnings(roster, now, file, {})
+
+
+def _warnings(roster: Roster, now: datetime, file: str | None, where: _Where) -> list[Problem]:
     out: list[Problem] = []
 
     def warn(path: str, message: str) -> None:

@@ -750,13 +750,13 @@ def test_warnings(here: Path) -> None:
     text = edit(text, "{program: mph}", "{program: mph, submitted_on: 2026-12-30}")
     (here / "roster.yaml").write_text(text, encoding="utf-8")
     now = datetime(2026, 12, 10, 12, tzinfo=UTC)
-    roster, warnings = load_roster_checked(Path("roster.yaml"), now)
+    _, warnings = load_roster_checked(Path("roster.yaml"), now)
     assert [str(w) for w in warnings] == [
         "roster.yaml:20:15: recommenders[0].asked_on: 2026-12-05 is after the deadline of "
         "mph (2026-12-01)",
         "roster.yaml:22:38: recommenders[0].letters[0].submitted_on: 2026-12-30 is in the future",
     ]
-    later = roster_warnings(roster, datetime(2027, 1, 20, tzinfo=UTC))
+    _, later = load_roster_checked(Path("roster.yaml"), datetime(2027, 1, 20, tzinfo=UTC))
     assert [str(w) for w in later] == [
         "roster.yaml:14:15: programs[1].deadline: the deadline 2027-01-15 has passed and "
         "1 letter is not in (johnson)",
