@@ -310,7 +310,8 @@ def preview_text(app: App, msg: PlannedMessage, rendered: RenderedLike) -> str:
         log=app.snapshot().log,
         read_bytes=read,
     )
-    outgoing = compose(msg, rendered, ctx, app.now())
+    # Dated as it will be: at its planned time (or now, for one already due).
+    outgoing = compose(msg, rendered, ctx, max(msg.send_at, app.now()))
     text = _summary(outgoing.message, outgoing, missing)
     if secret is None:
         text = text.replace(
