@@ -13,14 +13,11 @@ reuses on every re-plan.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import os
-import stat
 import sys
-import tempfile
 from datetime import datetime
 from pathlib import Path
 
+from lormail import files
 from lormail.app import App
 from lormail.calendar import build_calendar
 from lormail.errors import EXIT_OK, EXIT_RUNTIME, LormailError, Problem
@@ -51,40 +48,12 @@ def publish(
 
 
 def write_atomic(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data`` all at once: temp file beside it, fsync, rename.
-
-    A new file is created 0600 (the calendar names people); an existing
-    file keeps its mode.
-    """
+    """Replace ``path`` with ``data`` all at once (new files 0600); one clear error."""
     path = path.expanduser()
-    folder = path.parent
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+        files.write_atomic(path, data)
     except OSError as err:
         raise _cannot_write(path, err) from None
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        with contextlib.suppress(FileNotFoundError):
-            os.chmod(tmp, stat.S_IMODE(os.stat(path).st_mode))
-        os.replace(tmp, path)
-    except OSError as err:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise _cannot_write(path, err) from None
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    # The rename is durable only once the folder's entry is on disk.
-    with contextlib.suppress(OSError):
-        dir_fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
 
 
 def _cannot_write(path: Path, err: OSError) -> LormailError:

@@ -26,17 +26,17 @@ import hashlib
 import hmac
 import json
 import logging
-import os
 import secrets
 import socket
 import socketserver
-import tempfile
 import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+
+from lormail.files import ensure_private_dir, write_atomic
 
 log = logging.getLogger("lormail.feed")
 
@@ -364,33 +364,7 @@ def load_or_create_token(state_dir: Path) -> str:
 
 def rotate_token(state_dir: Path) -> str:
     """Write a new token (atomically, 0600) and return it; the old URL stops working."""
-    _private_dir(state_dir)
+    ensure_private_dir(state_dir)
     token = new_token()
-    fd, tmp = tempfile.mkstemp(prefix=".feed-token.", dir=state_dir)  # mkstemp: 0600
-    try:
-        with os.fdopen(fd, "w", encoding="ascii") as fh:
-            fh.write(token + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, state_dir / TOKEN_FILE)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(state_dir)
+    write_atomic(state_dir / TOKEN_FILE, (token + "\n").encode("ascii"), keep_mode=False)
     return token
-
-
-def _private_dir(path: Path) -> None:
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
-    with contextlib.suppress(OSError):
-        os.chmod(path, 0o700)
-
-
-def _fsync_dir(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from lormail.files import write_atomic
+
 HEALTH_FILE = "daemon.json"
 
 
@@ -37,12 +39,7 @@ class Health:
 
 
 def write_health(state_dir: Path, health: Health) -> None:
-    path = state_dir / HEALTH_FILE
-    tmp = path.with_name(f".{HEALTH_FILE}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump(health.as_json(), fh)
-    os.replace(tmp, path)
+    write_atomic(state_dir / HEALTH_FILE, json.dumps(health.as_json()).encode(), keep_mode=False)
 
 
 def clear_health(state_dir: Path) -> None:

@@ -34,6 +34,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from lormail.files import ensure_private_dir
 from lormail.model import (
     DRY_RUN,
     DUE,
@@ -45,7 +46,7 @@ from lormail.model import (
     LogEntry,
     PlannedMessage,
 )
-from lormail.store import Outbound, Store, backoff, ensure_private_dir
+from lormail.store import Outbound, Store, backoff
 
 if TYPE_CHECKING:
     from lormail.app import App

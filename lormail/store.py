@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from lormail.errors import LormailError, Problem
+from lormail.files import ensure_private_dir
 from lormail.model import (
     EMPTY_SNAPSHOT,
     LOG_DRY_RUN,
@@ -149,12 +150,6 @@ def _row(v: Sequence[Any]) -> LogRow:
         reply=v[13],
         interruptions=int(v[14]),
     )
-
-
-def ensure_private_dir(path: Path) -> None:
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
-    with contextlib.suppress(OSError):
-        os.chmod(path, 0o700)
 
 
 class Store:
