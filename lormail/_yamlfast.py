@@ -18,6 +18,7 @@ the two readers on generated documents.
 
 from __future__ import annotations
 
+import functools
 import re
 
 from lormail.yamlsrc import MapNode, Node, Scalar, SeqNode
@@ -29,12 +30,10 @@ class Unsupported(Exception):
 
 EMPTY = Scalar(0, 0, "", True)  # returned for a document with no content
 
-# Tabs, CR, BOM and YAML 1.1's extra line breaks (NEL, LS, PS) and anything
-# libyaml refuses: leave all of those to PyYAML.
-_ODD = re.compile(
-    "[^\n\x20-\x7e\xa0-\u2027\u202a-\ud7ff\ue000-\ufefe\uff00-\ufffd\U00010000-\U0010ffff]"
-)
-_LINE = re.compile(r"(- +)?(?:([A-Za-z_][A-Za-z0-9_-]*):(?: +|$))?(.*)")
+# One line: its indent, "- " (an entry of a sequence), a simple key with the
+# spaces after its colon, and the rest; one match for every line of the text.
+_ROW = re.compile(r"^( *)(- +)?(?:([A-Za-z_][A-Za-z0-9_-]*):( +|$))?(.*)$", re.MULTILINE)
+_Row = tuple[str, str, str, str, str]
 _FKEY = re.compile(r"([A-Za-z_][A-Za-z0-9_-]*): +")
 _FKEY_ONLY = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*\Z")
 _PLAIN = re.compile(
@@ -50,17 +49,33 @@ _SQ = re.compile(r"'((?:[^']|'')*)'")
 _TAIL = re.compile(r"(?: +#.*| *)$")
 _BLOCK = re.compile(r"\|(-?)(?: +#.*| *)$")
 _SPACES = re.compile(" *")
+# A one-line flow mapping in its most common form, {key: value, key: "value"}:
+# what _flow would read, in one match.
+_FENTRY = r'([A-Za-z_][A-Za-z0-9_-]*): ("[^"\\]*"|[A-Za-z0-9_][A-Za-z0-9_.+/@-]*)'
+_FMAP = re.compile(rf"\{{({_FENTRY}(?:, {_FENTRY})*)\}}(?: +#.*| *)\Z")
+_FENTRIES = re.compile(_FENTRY)
 _INDICATORS = frozenset("-?:,[]{}#&*!|>'\"%@`")
 # In a one-line flow collection, characters that need the careful tokenizer.
 _FLOW_SPECIAL = re.compile(r"['\[\]{}#&*!|>%@`?\\]|:(?! )|^ *-|, *-|: +-")
 
 
+@functools.cache
+def _odd() -> re.Pattern[str]:
+    """Tabs, CR, BOM and YAML 1.1's extra line breaks (NEL, LS, PS) and anything
+    libyaml refuses: leave all of those to PyYAML.  (Compiled on first use: all
+    of them are unprintable, so most texts never need it.)"""
+    return re.compile(
+        "[^\n\x20-\x7e\xa0-\u2027\u202a-\ud7ff\ue000-\ufefe\uff00-\ufffd\U00010000-\U0010ffff]"
+    )
+
+
 def parse(text: str) -> Node:
     """The document's root node, or :data:`EMPTY`; raises :class:`Unsupported`."""
-    if _ODD.search(text):
+    if not text.replace("\n", " ").isprintable() and _odd().search(text):
         raise Unsupported
-    lines = text.split("\n")
-    n = len(lines)
+    # One row per line: (indent, "- ", key, spaces after the colon, the rest).
+    rows: list[_Row] = _ROW.findall(text)
+    n = len(rows)
     root: Node | None = None
     # Open block collections, innermost last, with the column (0-based) of
     # their entries.  A sequence may share its parent key's column.
@@ -68,21 +83,20 @@ def parse(text: str) -> Node:
     nodes: list[MapNode | SeqNode] = []
     # A key whose line ended after the colon: (its map's column, key, map).
     waiting: tuple[int, Scalar, MapNode] | None = None
+    entry: MapNode
     i = 0
     while i < n:
-        line = lines[i]
+        sp, dash, key, sep, rest = rows[i]
         i += 1
-        s = line.lstrip(" ")
-        if not s or s[0] == "#":
-            continue
-        ind = len(line) - len(s)
-        dash, key, rest = _LINE.match(s).groups()  # type: ignore[union-attr]
-        if dash is None and key is None:
+        if not key and not dash:
+            if not rest or rest[0] == "#":
+                continue
             raise Unsupported  # a scalar on a line of its own: multi-line text
+        ind = len(sp)
         if waiting is not None:
             wcol, wkey, wmap = waiting
             waiting = None
-            if ind > wcol or (ind == wcol and dash is not None):
+            if ind > wcol or (ind == wcol and dash):
                 child: MapNode | SeqNode = SeqNode(i, ind + 1) if dash else MapNode(i, ind + 1)
                 wmap.items.append((wkey, child))
                 cols.append(ind)
@@ -98,15 +112,15 @@ def parse(text: str) -> Node:
             root = SeqNode(i, 1) if dash else MapNode(i, 1)
             cols.append(0)
             nodes.append(root)
-        if dash is not None:
+        if dash:
             top = nodes[-1] if cols and cols[-1] == ind else None
-            if not isinstance(top, SeqNode):
+            if type(top) is not SeqNode:
                 raise Unsupported
             col = ind + len(dash)
-            if key is None:
+            if not key:
                 if not rest or rest[0] == "#":
                     raise Unsupported
-                value, i = _inline(rest, i, col, ind, lines)
+                value, i = _inline(rest, i, col, ind, rows)
                 top.items.append(value)
                 continue
             entry = MapNode(i, col + 1)
@@ -114,23 +128,27 @@ def parse(text: str) -> Node:
             cols.append(col)
             nodes.append(entry)
         else:
-            if cols and cols[-1] == ind and isinstance(nodes[-1], SeqNode) and len(cols) > 1:
+            if cols and cols[-1] == ind and type(nodes[-1]) is SeqNode and len(cols) > 1:
                 cols.pop()  # a sequence at its key's column ends at the next key
                 nodes.pop()
             top = nodes[-1] if cols and cols[-1] == ind else None
-            if not isinstance(top, MapNode):
+            if type(top) is not MapNode:
                 raise Unsupported
             entry = top
             col = ind
         knode = Scalar(i, col + 1, key, True)
         if not rest or rest[0] == "#":
             waiting = (col, knode, entry)
-        elif rest[0] not in _INDICATORS and ":" not in rest and "#" not in rest:
+            continue
+        col0 = col + len(key) + 1 + len(sep)  # 0-based column of the value
+        c = rest[0]
+        if c not in _INDICATORS and ":" not in rest and "#" not in rest:
             # The common case inline: nothing in it can end a plain scalar.
-            value = Scalar(i, ind + len(s) - len(rest) + 1, rest.rstrip(" "), True)
-            entry.items.append((knode, value))
+            entry.items.append((knode, Scalar(i, col0 + 1, rest.rstrip(" "), True)))
+        elif c == '"' and rest.find('"', 1) == len(rest) - 1 and "\\" not in rest:
+            entry.items.append((knode, Scalar(i, col0 + 1, rest[1:-1], False)))
         else:
-            value, i = _inline(rest, i, ind + len(s) - len(rest), col, lines)
+            value, i = _inline(rest, i, col0, col, rows)
             entry.items.append((knode, value))
     if waiting is not None:
         wcol, wkey, wmap = waiting
@@ -143,7 +161,7 @@ def _null_after(key: Scalar) -> Scalar:
     return Scalar(key.line, key.col + len(key.text) + 1, "", True)
 
 
-def _inline(rest: str, line: int, col0: int, parent: int, lines: list[str]) -> tuple[Node, int]:
+def _inline(rest: str, line: int, col0: int, parent: int, rows: list[_Row]) -> tuple[Node, int]:
     """A value starting at 0-based column ``col0`` of ``line``; and the next line's index.
 
     ``parent`` is the column of the collection the value belongs to: a ``|``
@@ -154,22 +172,49 @@ def _inline(rest: str, line: int, col0: int, parent: int, lines: list[str]) -> t
         # The common case, without a regex: nothing in it can end a plain scalar.
         return Scalar(line, col0 + 1, rest.rstrip(" "), True), line
     if c == '"' or c == "'":
+        if c == '"' and rest.find('"', 1) == len(rest) - 1 and "\\" not in rest:
+            return Scalar(line, col0 + 1, rest[1:-1], False), line  # what _DQ would take
         m = (_DQ if c == '"' else _SQ).match(rest)
         if m is None or not _TAIL.match(rest, m.end()):
             raise Unsupported
         text = m.group(1) if c == '"' else m.group(1).replace("''", "'")
         return Scalar(line, col0 + 1, text, False), line
-    if c == "[" or c == "{":
+    if c == "{":
+        return _flow_map(rest, line, col0) or _flow_quick(rest, line, col0) or _flow(
+            rest, line, col0
+        ), line
+    if c == "[":
         return _flow_quick(rest, line, col0) or _flow(rest, line, col0), line
     if c == "|":
         m = _BLOCK.match(rest)
         if m is None:
             raise Unsupported
-        return _literal(lines, line, col0, parent, bool(m.group(1)))
+        return _literal(rows, line, col0, parent, bool(m.group(1)))
     m = _PLAIN.match(rest)
     if m is None:
         raise Unsupported
     return Scalar(line, col0 + 1, m.group(1), True), line
+
+
+def _flow_map(rest: str, line: int, col0: int) -> MapNode | None:
+    """``{k: v, k2: "v2"}`` with one space after each colon and comma, in one match.
+
+    Exactly what :func:`_flow` reads from such a line; ``None`` for any other.
+    """
+    m = _FMAP.match(rest)
+    if m is None:
+        return None
+    node = MapNode(line, col0 + 1)
+    items = node.items
+    kcol = col0 + 2  # 1-based column of the first key
+    for key, value in _FENTRIES.findall(rest, 1, m.end(1)):
+        vcol = kcol + len(key) + 2
+        if value[0] == '"':
+            items.append((Scalar(line, kcol, key, True), Scalar(line, vcol, value[1:-1], False)))
+        else:
+            items.append((Scalar(line, kcol, key, True), Scalar(line, vcol, value, True)))
+        kcol = vcol + len(value) + 2
+    return node
 
 
 def _flow(rest: str, line: int, col0: int) -> Node:
@@ -210,14 +255,15 @@ def _flow(rest: str, line: int, col0: int) -> Node:
 
 
 def _literal(
-    lines: list[str], line: int, col0: int, parent: int, strip: bool
+    rows: list[_Row], line: int, col0: int, parent: int, strip: bool
 ) -> tuple[Scalar, int]:
     """A ``|`` block after ``line`` (1-based): the lines indented deeper than ``parent``."""
-    j, n = line, len(lines)
+    j, n = line, len(rows)
     ind = -1
     parts: list[str] = []
     while j < n:
-        raw = lines[j]
+        sp, dash, key, sep, rest = rows[j]
+        raw = f"{sp}{dash}{key}:{sep}{rest}" if key else f"{sp}{dash}{rest}"
         if not raw:
             parts.append("")
             j += 1
