@@ -98,6 +98,8 @@ class Source:
         self.problems: list[Problem] = []
         # Keys that get their own message instead of "unknown key" (config: password).
         self.refused: Collection[str] = ()
+        # Dates already read, by their text: rosters repeat the same few hundred.
+        self._days: dict[str, dt.date] = {}
 
     def add(self, node: Node, path: str, message: str) -> None:
         self.problems.append(Problem(message, self.file, node.line, node.col, path or None))
@@ -122,6 +124,22 @@ class Source:
                 what = describe(node)
                 self.add(node, path, f"expected keys and values (key: value), not {what}")
             return None
+        items = node.items
+        out: dict[str, Node] = {key.text: value for key, value in items}
+        if len(out) == len(items) and isinstance(known, frozenset) and known.issuperset(out):
+            pass  # every key known, none twice: nothing to report but missing values
+        else:
+            out = self._keys(node, path, known)
+        for name in required:
+            given = out.get(name)
+            if given is None:
+                self.add(node, path, f"missing key '{name}'")
+            elif is_null(given):
+                self.add(given, join(path, name), "needs a value")
+        return out
+
+    def _keys(self, node: MapNode, path: str, known: Collection[str]) -> dict[str, Node]:
+        """The known keys' values, each key's first; the others are problems."""
         out: dict[str, Node] = {}
         for key, value in node.items:
             name = key.text
@@ -134,12 +152,6 @@ class Source:
                 self.add(key, path, "merge keys (<<) are not supported; write the keys out")
             elif name.lower() not in self.refused:
                 self.add(key, path, f"unknown key {shown(name)}{did_you_mean(name, known)}")
-        for name in required:
-            given = out.get(name)
-            if given is None:
-                self.add(node, path, f"missing key '{name}'")
-            elif is_null(given):
-                self.add(given, join(path, name), "needs a value")
         return out
 
     def items(self, node: Node, path: str, example: str) -> list[Node]:
@@ -158,9 +170,10 @@ class Source:
 
     def text(self, node: Node, path: str, kind: str = HEADER) -> str | None:
         """One line of text (``HEADER`` or ``LINE``) or several (``BODY``)."""
-        sc = self.scalar(node, path, "text")
-        if sc is None:
+        if not isinstance(node, Scalar):
+            self.scalar(node, path, "text")
             return None
+        sc = node
         t = sc.text
         if sc.plain:
             if t in NULLS:
@@ -168,6 +181,8 @@ class Source:
             if t in BOOLS:
                 self.add(sc, path, f'YAML reads {t} as {str(BOOLS[t]).lower()}; quote it: "{t}"')
                 return None
+        if t.isprintable():
+            return t  # the control characters below are all unprintable
         bad = (_CONTROL_BODY if kind == BODY else _CONTROL_LINE).search(t)
         if bad is not None:
             c = bad.group()
@@ -228,15 +243,20 @@ class Source:
         return self.date_of(sc, path, sc.text.strip())
 
     def date_of(self, sc: Scalar, path: str, t: str) -> dt.date | None:
+        day = self._days.get(t)
+        if day is not None:
+            return day
         m = _DATE.fullmatch(t)
         if m is None:
             self.add(sc, path, f"expected a date like 2026-09-24, not {shown(sc.text)}")
             return None
         try:
-            return dt.date(int(m[1]), int(m[2]), int(m[3]))
+            day = dt.date(int(m[1]), int(m[2]), int(m[3]))
         except ValueError as err:
             self.add(sc, path, f"{shown(t)} is not a real date ({err})")
             return None
+        self._days[t] = day
+        return day
 
     def email(self, node: Node, path: str) -> str | None:
         addr = self.text(node, path)
