@@ -335,43 +335,79 @@ class _RosterReader:
         self, f: dict[str, Node], path: str, seen: dict[str, str], zone: ZoneInfo, base: Policy
     ) -> Recommender:
         src = self.src
-
-        def opt(key: str, read: Callable[[Node, str], _T | None]) -> _T | None:
-            return read(f[key], join(path, key)) if key in f else None
-
-        rid = self.ident(f.get("id"), join(path, "id"), seen, path)
-        name = src.required_text(f.get("name"), join(path, "name"))
-        asked_on = opt("asked_on", src.date)
-        if asked_on is not None:
-            self.where[join(path, "asked_on")] = (f["asked_on"].line, f["asked_on"].col)
+        get = f.get  # a key's value, or None when the key is absent
+        rid = self.ident(get("id"), path + ".id", seen, path)
+        name = src.required_text(get("name"), path + ".name")
+        asked_on = None
+        if (node := get("asked_on")) is not None:
+            asked_on = src.date(node, path + ".asked_on")
+            if asked_on is not None:
+                self.where[path + ".asked_on"] = (node.line, node.col)
         highlights = self.listed(f, path, "highlights", "[the study]", self.highlight)
         unavailable = self.listed(
             f, path, "unavailable", "[{from: 2026-08-10, to: 2026-08-17}]", self.unavailable
         )
-        first: dict[str, str] = {}
-        letters = self.listed(
-            f, path, "letters", "[{program: ...}]", lambda n, p: self.letter(n, p, first)
-        )
+        letters = self.letters(get("letters"), path)
+        # In the order the checks have always run, so that problems keep their order.
+        email = own_zone = status = salutation = title = relationship = None
+        ask_on = agreed_on = declined_on = None
+        ask_by_email = waived = None
+        if (node := get("email")) is not None:
+            email = src.email(node, path + ".email")
+        if (node := get("timezone")) is not None:
+            own_zone = src.zone(node, path + ".timezone")
+        if (node := get("status")) is not None:
+            status = src.choice(node, path + ".status", STATUSES)
+        policy = read_policy(src, f, path, base)
+        if (node := get("salutation")) is not None:
+            salutation = src.text(node, path + ".salutation")
+        if (node := get("title")) is not None:
+            title = src.text(node, path + ".title")
+        if (node := get("relationship")) is not None:
+            relationship = src.text(node, path + ".relationship", LINE)
+        if (node := get("ask_on")) is not None:
+            ask_on = src.date(node, path + ".ask_on")
+        if (node := get("ask_by_email")) is not None:
+            ask_by_email = src.boolean(node, path + ".ask_by_email")
+        if (node := get("agreed_on")) is not None:
+            agreed_on = src.date(node, path + ".agreed_on")
+        if (node := get("declined_on")) is not None:
+            declined_on = src.date(node, path + ".declined_on")
+        if (node := get("waived")) is not None:
+            waived = src.boolean(node, path + ".waived")
         return Recommender(
             id=rid or "",
             name=name or "",
-            email=opt("email", src.email) or "",
-            timezone=opt("timezone", src.zone) or zone,
-            status=opt("status", lambda n, p: src.choice(n, p, STATUSES)) or "planned",
-            policy=read_policy(src, f, path, base),
-            salutation=opt("salutation", src.text) or name or "",
-            title=opt("title", src.text) or "",
-            relationship=opt("relationship", lambda n, p: src.text(n, p, LINE)) or "",
-            ask_on=opt("ask_on", src.date),
-            ask_by_email=opt("ask_by_email", src.boolean) or False,
+            email=email or "",
+            timezone=own_zone or zone,
+            status=status or "planned",
+            policy=policy,
+            salutation=salutation or name or "",
+            title=title or "",
+            relationship=relationship or "",
+            ask_on=ask_on,
+            ask_by_email=ask_by_email or False,
             asked_on=asked_on,
-            agreed_on=opt("agreed_on", src.date),
-            declined_on=opt("declined_on", src.date),
-            waived=opt("waived", src.boolean),
+            agreed_on=agreed_on,
+            declined_on=declined_on,
+            waived=waived,
             highlights=tuple(highlights),
             unavailable=tuple(unavailable),
             letters=tuple(letters),
         )
+
+    def letters(self, node: Node | None, path: str) -> list[Letter]:
+        """The recommender's letters that read without a problem."""
+        if node is None:
+            return []
+        out = []
+        base = path + ".letters"
+        first: dict[str, str] = {}  # program → the letters[j] that has it
+        for j, entry in enumerate(self.src.items(node, base, "[{program: ...}]")):
+            value = self.letter(entry, f"{base}[{j}]", first, f"letters[{j}]")
+            if value is not None:
+                out.append(value)
+        return out
 
     def listed(
         self,
@@ -409,35 +445,34 @@ class _RosterReader:
             return None
         return Unavailable(start=start, end=end, note=note or "")
 
-    def letter(self, node: Node, path: str, first: dict[str, str]) -> Letter | None:
-        """One letter; its program must exist and not repeat within the recommender."""
+    def letter(self, node: Node, path: str, first: dict[str, str], name: str) -> Letter | None:
+        """One letter (``name`` is its ``letters[j]``); its program must exist, once."""
         src = self.src
         f = src.fields(node, path, _LETTER, ("program",))
         if f is None or "program" not in f:
             return None
         pnode = f["program"]
-        ppath = join(path, "program")
-        program = src.text(pnode, ppath, LINE)
+        program = src.text(pnode, path + ".program", LINE)
         if program is not None:
             if program not in self.program_ids:
                 hint = F.did_you_mean(program, sorted(self.program_ids))
-                src.add(pnode, ppath, f"no program has the id '{program}'{hint}")
+                src.add(pnode, path + ".program", f"no program has the id '{program}'{hint}")
             elif program in first:
                 src.add(
-                    pnode, ppath, f"a second letter for '{program}' (the first is {first[program]})"
+                    pnode,
+                    path + ".program",
+                    f"a second letter for '{program}' (the first is {first[program]})",
                 )
-            first.setdefault(program, path.rsplit(".", 1)[-1])
+            first.setdefault(program, name)
         submitted = None
-        if "submitted_on" in f:
-            snode = f["submitted_on"]
-            submitted = src.date(snode, join(path, "submitted_on"))
+        if (snode := f.get("submitted_on")) is not None:
+            submitted = src.date(snode, path + ".submitted_on")
             if submitted is not None:
-                self.where[join(path, "submitted_on")] = (snode.line, snode.col)
+                self.where[path + ".submitted_on"] = (snode.line, snode.col)
+        lnode = f.get("letter_id")
         return Letter(
             program=program or "",
-            letter_id=src.text(f["letter_id"], join(path, "letter_id"))
-            if "letter_id" in f
-            else None,
+            letter_id=src.text(lnode, path + ".letter_id") if lnode is not None else None,
             submitted_on=submitted,
         )
 
