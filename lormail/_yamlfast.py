@@ -83,59 +83,74 @@ def parse(text: str) -> Node:
     nodes: list[MapNode | SeqNode] = []
     # A key whose line ended after the colon: (its map's column, key, map).
     waiting: tuple[int, Scalar, MapNode] | None = None
+    # The innermost collection's column, and that collection when it is a
+    # mapping: a line with a key at that column adds to it (the common case).
+    top_col = -1
+    top_map: MapNode | None = None
     entry: MapNode
     i = 0
     while i < n:
         sp, dash, key, sep, rest = rows[i]
         i += 1
-        if not key and not dash:
-            if not rest or rest[0] == "#":
-                continue
-            raise Unsupported  # a scalar on a line of its own: multi-line text
         ind = len(sp)
-        if waiting is not None:
-            wcol, wkey, wmap = waiting
-            waiting = None
-            if ind > wcol or (ind == wcol and dash):
-                child: MapNode | SeqNode = SeqNode(i, ind + 1) if dash else MapNode(i, ind + 1)
-                wmap.items.append((wkey, child))
-                cols.append(ind)
-                nodes.append(child)
-            else:
-                wmap.items.append((wkey, _null_after(wkey)))
-        while cols and cols[-1] > ind:
-            cols.pop()
-            nodes.pop()
-        if root is None:
-            if ind:
-                raise Unsupported
-            root = SeqNode(i, 1) if dash else MapNode(i, 1)
-            cols.append(0)
-            nodes.append(root)
-        if dash:
-            top = nodes[-1] if cols and cols[-1] == ind else None
-            if type(top) is not SeqNode:
-                raise Unsupported
-            col = ind + len(dash)
-            if not key:
-                if not rest or rest[0] == "#":
-                    raise Unsupported
-                value, i = _inline(rest, i, col, ind, rows)
-                top.items.append(value)
-                continue
-            entry = MapNode(i, col + 1)
-            top.items.append(entry)
-            cols.append(col)
-            nodes.append(entry)
-        else:
-            if cols and cols[-1] == ind and type(nodes[-1]) is SeqNode and len(cols) > 1:
-                cols.pop()  # a sequence at its key's column ends at the next key
-                nodes.pop()
-            top = nodes[-1] if cols and cols[-1] == ind else None
-            if type(top) is not MapNode:
-                raise Unsupported
-            entry = top
+        if ind == top_col and key and not dash and waiting is None and top_map is not None:
+            entry = top_map
             col = ind
+        else:
+            if not key and not dash:
+                if not rest or rest[0] == "#":
+                    continue
+                raise Unsupported  # a scalar on a line of its own: multi-line text
+            if waiting is not None:
+                wcol, wkey, wmap = waiting
+                waiting = None
+                if ind > wcol or (ind == wcol and dash):
+                    child: MapNode | SeqNode = SeqNode(i, ind + 1) if dash else MapNode(i, ind + 1)
+                    wmap.items.append((wkey, child))
+                    cols.append(ind)
+                    nodes.append(child)
+                else:
+                    wmap.items.append((wkey, _null_after(wkey)))
+            while cols and cols[-1] > ind:
+                cols.pop()
+                nodes.pop()
+            if root is None:
+                if ind:
+                    raise Unsupported
+                root = SeqNode(i, 1) if dash else MapNode(i, 1)
+                cols.append(0)
+                nodes.append(root)
+            if dash:
+                top = nodes[-1] if cols and cols[-1] == ind else None
+                if type(top) is not SeqNode:
+                    raise Unsupported
+                col = ind + len(dash)
+                if not key:
+                    if not rest or rest[0] == "#":
+                        raise Unsupported
+                    if rest[0] == "{":
+                        value: Node | None = _flow_map(rest, i, col)
+                        if value is None:
+                            value, i = _inline(rest, i, col, ind, rows)
+                    else:
+                        value, i = _inline(rest, i, col, ind, rows)
+                    top.items.append(value)
+                    top_col, top_map = ind, None
+                    continue
+                entry = MapNode(i, col + 1)
+                top.items.append(entry)
+                cols.append(col)
+                nodes.append(entry)
+            else:
+                if cols and cols[-1] == ind and type(nodes[-1]) is SeqNode and len(cols) > 1:
+                    cols.pop()  # a sequence at its key's column ends at the next key
+                    nodes.pop()
+                top = nodes[-1] if cols and cols[-1] == ind else None
+                if type(top) is not MapNode:
+                    raise Unsupported
+                entry = top
+                col = ind
+            top_col, top_map = col, entry
         knode = Scalar(i, col + 1, key, True)
         if not rest or rest[0] == "#":
             waiting = (col, knode, entry)
