@@ -98,8 +98,8 @@ class Source:
         self.problems: list[Problem] = []
         # Keys that get their own message instead of "unknown key" (config: password).
         self.refused: Collection[str] = ()
-        # Dates already read, by their text: rosters repeat the same few hundred.
-        self._days: dict[str, dt.date] = {}
+        # Dates already read, by their text (stripped): rosters repeat the same few hundred.
+        self.days: dict[str, dt.date] = {}
 
     def add(self, node: Node, path: str, message: str) -> None:
         self.problems.append(Problem(message, self.file, node.line, node.col, path or None))
@@ -134,7 +134,7 @@ class Source:
             given = out.get(name)
             if given is None:
                 self.add(node, path, f"missing key '{name}'")
-            elif is_null(given):
+            elif type(given) is Scalar and given.plain and given.text in NULLS:
                 self.add(given, join(path, name), "needs a value")
         return out
 
@@ -243,7 +243,7 @@ class Source:
         return self.date_of(sc, path, sc.text.strip())
 
     def date_of(self, sc: Scalar, path: str, t: str) -> dt.date | None:
-        day = self._days.get(t)
+        day = self.days.get(t)
         if day is not None:
             return day
         m = _DATE.fullmatch(t)
@@ -255,7 +255,7 @@ class Source:
         except ValueError as err:
             self.add(sc, path, f"{shown(t)} is not a real date ({err})")
             return None
-        self._days[t] = day
+        self.days[t] = day
         return day
 
     def email(self, node: Node, path: str) -> str | None:
@@ -289,6 +289,16 @@ class Source:
             )
             return None
         return word
+
+
+def ready_text(node: Node) -> str | None:
+    """``node``'s text when :meth:`Source.text` would return it as it is, for any kind,
+    without a problem; else ``None`` (and :meth:`Source.text` has the answer)."""
+    if type(node) is Scalar:
+        t = node.text
+        if t.isprintable() and not (node.plain and (t in NULLS or t in BOOLS)):
+            return t
+    return None
 
 
 def is_null(node: Node) -> bool:

@@ -45,7 +45,7 @@ from lormail.model import (
     Roster,
     Unavailable,
 )
-from lormail.yamlsrc import Node, display_name, parse, read_text
+from lormail.yamlsrc import Node, Scalar, display_name, parse, read_text
 
 __all__ = [
     "load_roster",
@@ -65,6 +65,7 @@ _RECOMMENDER = frozenset((
     "highlights", "unavailable", "letters", *POLICY_KEYS,
 ))  # fmt: skip
 _LETTER = frozenset(("program", "letter_id", "submitted_on"))
+_PROGRAM_KEY = ("program",)
 _UNAVAILABLE = frozenset(("from", "to", "note"))
 
 # Ids go into message keys such as reminder:R:P:N and thank_you:R:P1+P2.
@@ -448,11 +449,13 @@ class _RosterReader:
     def letter(self, node: Node, path: str, first: dict[str, str], name: str) -> Letter | None:
         """One letter (``name`` is its ``letters[j]``); its program must exist, once."""
         src = self.src
-        f = src.fields(node, path, _LETTER, ("program",))
+        f = src.fields(node, path, _LETTER, _PROGRAM_KEY)
         if f is None or "program" not in f:
             return None
         pnode = f["program"]
-        program = src.text(pnode, path + ".program", LINE)
+        program = F.ready_text(pnode)
+        if program is None:
+            program = src.text(pnode, path + ".program", LINE)
         if program is not None:
             if program not in self.program_ids:
                 hint = F.did_you_mean(program, sorted(self.program_ids))
@@ -466,15 +469,15 @@ class _RosterReader:
             first.setdefault(program, name)
         submitted = None
         if (snode := f.get("submitted_on")) is not None:
-            submitted = src.date(snode, path + ".submitted_on")
+            if type(snode) is Scalar:
+                submitted = src.days.get(snode.text)  # a date read before, as it was
+            if submitted is None:
+                submitted = src.date(snode, path + ".submitted_on")
             if submitted is not None:
                 self.where[path + ".submitted_on"] = (snode.line, snode.col)
         lnode = f.get("letter_id")
-        return Letter(
-            program=program or "",
-            letter_id=src.text(lnode, path + ".letter_id") if lnode is not None else None,
-            submitted_on=submitted,
-        )
+        letter_id = src.text(lnode, path + ".letter_id") if lnode is not None else None
+        return Letter(program or "", letter_id, submitted)  # (program, letter_id, submitted_on)
 
 
 def roster_warnings(roster: Roster, now: datetime) -> list[Problem]:
