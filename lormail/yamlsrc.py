@@ -20,14 +20,15 @@ File names in problems: see :func:`display_name`.
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
-
-import yaml
+from typing import TYPE_CHECKING
 
 from lormail.errors import LormailError, Problem
 
-_Loader: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+if TYPE_CHECKING:
+    import yaml
 
 # Tags a plain scalar may carry from the resolver; an explicit one is refused.
 _STR_TAG = "tag:yaml.org,2002:str"
@@ -144,14 +145,26 @@ def parse(text: str, file: str) -> Node | None:
     return node
 
 
+@functools.cache
+def _loader() -> type:
+    """libyaml's loader when PyYAML was built with it.  PyYAML is imported only
+    here, for the files the fast reader leaves to it: most commands never need it."""
+    import yaml
+
+    loader: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    return loader
+
+
 def _parse_events(text: str, file: str) -> Node | None:
     """The reference reader: libyaml's event stream, built into nodes without recursion."""
+    import yaml
+
     stack: list[MapNode | SeqNode] = []
     keys: list[Scalar | None] = []  # per open mapping: the key awaiting its value
     root: Node | None = None
     documents = 0
     try:
-        for ev in yaml.parse(text, Loader=_Loader):
+        for ev in yaml.parse(text, Loader=_loader()):
             mark = ev.start_mark
             line, col = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
             node: Node
@@ -241,9 +254,11 @@ def _from_marked(err: yaml.MarkedYAMLError, file: str) -> LormailError:
 
 
 def _from_reader(err: yaml.reader.ReaderError, text: str, file: str) -> LormailError:
+    import yaml
+
     char = err.character if isinstance(err.character, int) else ord(str(err.character)[:1] or "?")
     position = int(err.position)
-    if _Loader is not yaml.SafeLoader:
+    if _loader() is not yaml.SafeLoader:
         # libyaml counts bytes of the UTF-8 encoding; the pure reader counts characters.
         position = len(text.encode("utf-8", "surrogatepass")[:position].decode("utf-8", "ignore"))
     position = max(0, min(position, len(text)))
