@@ -124,9 +124,11 @@ class Source:
                 what = describe(node)
                 self.add(node, path, f"expected keys and values (key: value), not {what}")
             return None
-        items = node.items
-        out: dict[str, Node] = {key.text: value for key, value in items}
-        if len(out) == len(items) and isinstance(known, frozenset) and known.issuperset(out):
+        entries = node.entries
+        out: dict[str, Node] = {}
+        for name, _, _, _, value in entries:
+            out[name] = value
+        if len(out) == len(entries) and isinstance(known, frozenset) and known.issuperset(out):
             pass  # every key known, none twice: nothing to report but missing values
         else:
             out = self._keys(node, path, known)

@@ -81,8 +81,9 @@ def parse(text: str) -> Node:
     # their entries.  A sequence may share its parent key's column.
     cols: list[int] = []
     nodes: list[MapNode | SeqNode] = []
-    # A key whose line ended after the colon: (its map's column, key, map).
-    waiting: tuple[int, Scalar, MapNode] | None = None
+    # A key whose line ended after the colon: (its map's column, key, its line
+    # and column, map).
+    waiting: tuple[int, str, int, int, MapNode] | None = None
     # The innermost collection's column, and that collection when it is a
     # mapping: a line with a key at that column adds to it (the common case).
     top_col = -1
@@ -102,15 +103,15 @@ def parse(text: str) -> Node:
                     continue
                 raise Unsupported  # a scalar on a line of its own: multi-line text
             if waiting is not None:
-                wcol, wkey, wmap = waiting
+                wcol, wkey, wline, wkcol, wmap = waiting
                 waiting = None
                 if ind > wcol or (ind == wcol and dash):
                     child: MapNode | SeqNode = SeqNode(i, ind + 1) if dash else MapNode(i, ind + 1)
-                    wmap.items.append((wkey, child))
+                    wmap.entries.append((wkey, wline, wkcol, True, child))
                     cols.append(ind)
                     nodes.append(child)
                 else:
-                    wmap.items.append((wkey, _null_after(wkey)))
+                    wmap.entries.append((wkey, wline, wkcol, True, _null_after(wkey, wline, wkcol)))
             while cols and cols[-1] > ind:
                 cols.pop()
                 nodes.pop()
@@ -151,29 +152,31 @@ def parse(text: str) -> Node:
                 entry = top
                 col = ind
             top_col, top_map = col, entry
-        knode = Scalar(i, col + 1, key, True)
         if not rest or rest[0] == "#":
-            waiting = (col, knode, entry)
+            waiting = (col, key, i, col + 1, entry)
             continue
         col0 = col + len(key) + 1 + len(sep)  # 0-based column of the value
         c = rest[0]
         if c not in _INDICATORS and ":" not in rest and "#" not in rest:
             # The common case inline: nothing in it can end a plain scalar.
-            entry.items.append((knode, Scalar(i, col0 + 1, rest.rstrip(" "), True)))
+            entry.entries.append(
+                (key, i, col + 1, True, Scalar(i, col0 + 1, rest.rstrip(" "), True))
+            )
         elif c == '"' and rest.find('"', 1) == len(rest) - 1 and "\\" not in rest:
-            entry.items.append((knode, Scalar(i, col0 + 1, rest[1:-1], False)))
+            entry.entries.append((key, i, col + 1, True, Scalar(i, col0 + 1, rest[1:-1], False)))
         else:
-            value, i = _inline(rest, i, col0, col, rows)
-            entry.items.append((knode, value))
+            value, after = _inline(rest, i, col0, col, rows)  # after a | block's lines
+            entry.entries.append((key, i, col + 1, True, value))
+            i = after
     if waiting is not None:
-        wcol, wkey, wmap = waiting
-        wmap.items.append((wkey, _null_after(wkey)))
+        wcol, wkey, wline, wkcol, wmap = waiting
+        wmap.entries.append((wkey, wline, wkcol, True, _null_after(wkey, wline, wkcol)))
     return EMPTY if root is None else root
 
 
-def _null_after(key: Scalar) -> Scalar:
+def _null_after(key: str, line: int, col: int) -> Scalar:
     """The empty value of ``key:`` at the end of its line: libyaml places it after the colon."""
-    return Scalar(key.line, key.col + len(key.text) + 1, "", True)
+    return Scalar(line, col + len(key) + 1, "", True)
 
 
 def _inline(rest: str, line: int, col0: int, parent: int, rows: list[_Row]) -> tuple[Node, int]:
@@ -220,14 +223,14 @@ def _flow_map(rest: str, line: int, col0: int) -> MapNode | None:
     if m is None:
         return None
     node = MapNode(line, col0 + 1)
-    items = node.items
+    entries = node.entries
     kcol = col0 + 2  # 1-based column of the first key
     for key, value in _FENTRIES.findall(rest, 1, m.end(1)):
         vcol = kcol + len(key) + 2
         if value[0] == '"':
-            items.append((Scalar(line, kcol, key, True), Scalar(line, vcol, value[1:-1], False)))
+            entries.append((key, line, kcol, True, Scalar(line, vcol, value[1:-1], False)))
         else:
-            items.append((Scalar(line, kcol, key, True), Scalar(line, vcol, value, True)))
+            entries.append((key, line, kcol, True, Scalar(line, vcol, value, True)))
         kcol = vcol + len(value) + 2
     return node
 
@@ -251,7 +254,7 @@ def _flow(rest: str, line: int, col0: int) -> Node:
             value, pos = _flow_scalar(rest, pos, line, col0)
             if isinstance(node, MapNode):
                 assert key is not None
-                node.items.append((key, value))
+                node.add(key, value)
             else:
                 node.items.append(value)
             pos = _SPACES.match(rest, pos).end()  # type: ignore[union-attr]
@@ -356,6 +359,6 @@ def _flow_quick(rest: str, line: int, col0: int) -> Node | None:
             text, plain = text[1:-1], False
         kcol = pos + lead
         vcol = kcol + len(key) + 2 + len(value) - len(value.lstrip(" "))
-        mapping.items.append((Scalar(line, kcol, key, True), Scalar(line, vcol, text, plain)))
+        mapping.entries.append((key, line, kcol, True, Scalar(line, vcol, text, plain)))
         pos += len(part) + 1
     return mapping

@@ -6,7 +6,7 @@ including, their meaning: :func:`parse` gives a tree of :class:`Scalar`,
 Scalars keep their original text and whether they were plain (unquoted); the
 loaders type them themselves, so that YAML 1.1's guesses (``9:30`` as 570,
 ``no`` as false) are caught with a hint instead of passing silently.
-Duplicate keys survive in :attr:`MapNode.items` for the loaders to report.
+Duplicate keys survive in :attr:`MapNode.entries` for the loaders to report.
 
 Two readers produce the same tree.  ``_yamlfast`` handles the plain subset
 that hand-written and generated rosters use (block mappings and sequences,
@@ -57,12 +57,24 @@ class Scalar(Node):
 
 
 class MapNode(Node):
-    __slots__ = ("items",)
+    __slots__ = ("entries",)
 
     def __init__(self, line: int, col: int) -> None:
         self.line = line
         self.col = col
-        self.items: list[tuple[Scalar, Node]] = []
+        # Per key, in order and duplicates kept: its text, line, column and
+        # plainness, and its value.  (Key scalars are made only when asked for.)
+        self.entries: list[tuple[str, int, int, bool, Node]] = []
+
+    @property
+    def items(self) -> list[tuple[Scalar, Node]]:
+        """The (key, value) pairs, as a new list: add to the mapping with :meth:`add`."""
+        return [
+            (Scalar(line, col, key, plain), value) for key, line, col, plain, value in self.entries
+        ]
+
+    def add(self, key: Scalar, value: Node) -> None:
+        self.entries.append((key.text, key.line, key.col, key.plain, value))
 
     def __repr__(self) -> str:
         return f"MapNode({self.line}:{self.col} {self.items!r})"
@@ -216,7 +228,7 @@ def _parse_events(text: str, file: str) -> Node | None:
                 else:
                     key = keys[-1]
                     assert key is not None
-                    parent.items.append((key, node))
+                    parent.add(key, node)
                     keys[-1] = None
             if isinstance(node, MapNode):
                 stack.append(node)
