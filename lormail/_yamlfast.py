@@ -54,6 +54,7 @@ _SPACES = re.compile(" *")
 _FENTRY = r'([A-Za-z_][A-Za-z0-9_-]*): ("[^"\\]*"|[A-Za-z0-9_][A-Za-z0-9_.+/@-]*)'
 _FMAP = re.compile(rf"\{{({_FENTRY}(?:, {_FENTRY})*)\}}(?: +#.*| *)\Z")
 _FENTRIES = re.compile(_FENTRY)
+_FMAP2 = re.compile(rf"\{{{_FENTRY}(?:, {_FENTRY})?\}}(?: +#.*| *)\Z")  # one or two, as groups
 _INDICATORS = frozenset("-?:,[]{}#&*!|>'\"%@`")
 # In a one-line flow collection, characters that need the careful tokenizer.
 _FLOW_SPECIAL = re.compile(r"['\[\]{}#&*!|>%@`?\\]|:(?! )|^ *-|, *-|: +-")
@@ -219,13 +220,20 @@ def _flow_map(rest: str, line: int, col0: int) -> MapNode | None:
 
     Exactly what :func:`_flow` reads from such a line; ``None`` for any other.
     """
-    m = _FMAP.match(rest)
-    if m is None:
-        return None
+    m = _FMAP2.match(rest)
+    found: list[tuple[str, str]]
+    if m is not None:
+        k1, v1, k2, v2 = m.groups()
+        found = [(k1, v1)] if k2 is None else [(k1, v1), (k2, v2)]
+    else:
+        m = _FMAP.match(rest)
+        if m is None:
+            return None
+        found = _FENTRIES.findall(rest, 1, m.end(1))
     node = MapNode(line, col0 + 1)
     entries = node.entries
     kcol = col0 + 2  # 1-based column of the first key
-    for key, value in _FENTRIES.findall(rest, 1, m.end(1)):
+    for key, value in found:
         vcol = kcol + len(key) + 2
         if value[0] == '"':
             entries.append((key, line, kcol, True, Scalar(line, vcol, value[1:-1], False)))
@@ -338,7 +346,7 @@ def _flow_quick(rest: str, line: int, col0: int) -> Node | None:
         seq = SeqNode(line, col0 + 1)
         for part in inner.split(","):
             text = part.strip(" ")
-            if not text or '"' in text:
+            if not text or '"' in text or ": " in text:  # `[a: b]` holds a mapping
                 return None
             seq.items.append(Scalar(line, pos + len(part) - len(part.lstrip(" ")), text, True))
             pos += len(part) + 1

@@ -1126,6 +1126,19 @@ def test_fast_reader_agrees_with_libyaml(text: str) -> None:
     assert_readers_agree(text)
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "x: [1: 4d, 5d]\n",  # a flow sequence's `a: b` entry is a one-pair mapping
+        'x:\n  - {program: p1, submitted_on: 2026-10-13}\n  - {program: p2, letter_id: "L, #1"}\n',
+        'x:\n  - {a: b, c: d, e: f, g: h}  # four\n  - {a: b}#c\n  - {a: "}"}\n',
+        "k: |\n  one\n  two\nafter: 1\n",
+    ],
+)
+def test_fast_reader_agrees_on_known_cases(text: str) -> None:
+    assert_readers_agree(text)
+
+
 @settings(max_examples=200, deadline=None)
 @given(st.text())
 def test_random_text_never_escapes(text: str) -> None:
