@@ -31,18 +31,22 @@ def fsync_dir(path: Path) -> None:
             os.close(fd)
 
 
-def write_atomic(path: Path, data: bytes, keep_mode: bool = True) -> None:
+def write_atomic(path: Path, data: bytes, keep_mode: bool = True, durable: bool = True) -> None:
     """Replace ``path`` with ``data`` all at once; raises OSError.
 
     A new file is 0600 (what lormail writes names people, or is a secret);
-    an existing one keeps its mode unless ``keep_mode`` is false.
+    an existing one keeps its mode unless ``keep_mode`` is false.  Without
+    ``durable`` nothing is synced: still whole, but a power cut may lose it —
+    right for a heartbeat rewritten every minute, where each sync would wake
+    an idle daemon for the disk.
     """
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
+            if durable:
+                fh.flush()
+                os.fsync(fh.fileno())
         if keep_mode:
             with contextlib.suppress(FileNotFoundError):
                 os.chmod(tmp, stat.S_IMODE(os.stat(path).st_mode))
@@ -51,4 +55,5 @@ def write_atomic(path: Path, data: bytes, keep_mode: bool = True) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
-    fsync_dir(path.parent)
+    if durable:
+        fsync_dir(path.parent)

@@ -39,7 +39,8 @@ class Health:
 
 
 def write_health(state_dir: Path, health: Health) -> None:
-    write_atomic(state_dir / HEALTH_FILE, json.dumps(health.as_json()).encode(), keep_mode=False)
+    data = json.dumps(health.as_json()).encode()
+    write_atomic(state_dir / HEALTH_FILE, data, keep_mode=False, durable=False)
 
 
 def clear_health(state_dir: Path) -> None:
