@@ -1,5 +1,3 @@
-import sys
+from lormail.cli import run
 
-from lormail.cli import main
-
-sys.exit(main())
+run()
