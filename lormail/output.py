@@ -31,9 +31,17 @@ def _utc_text(instant: datetime) -> str:
 
 
 def print_json(obj: Any) -> None:
-    """Indented for a person at a terminal; compact (and C-encoded, so fast) for a pipe."""
-    indent = 1 if sys.stdout.isatty() else None
-    sys.stdout.write(json.dumps(obj, ensure_ascii=False, indent=indent) + "\n")
+    """Indented for a person at a terminal; compact ASCII for a pipe.
+
+    The compact form is what programs read: JSON's own escapes keep it ASCII,
+    so it is written without an encoding pass (10,000 messages are 4 MB).
+    """
+    if sys.stdout.isatty():
+        sys.stdout.write(json.dumps(obj, ensure_ascii=False, indent=1) + "\n")
+        return
+    sys.stdout.flush()
+    sys.stdout.buffer.write(json.dumps(obj).encode("ascii") + b"\n")
+    sys.stdout.buffer.flush()
 
 
 def console(stderr: bool = False) -> Console:
