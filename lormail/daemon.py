@@ -49,6 +49,7 @@ from lormail.errors import EXIT_OK, EXIT_RUNTIME, LormailError, Problem
 from lormail.health import Health, write_health
 from lormail.inputs import Inputs, load_inputs
 from lormail.model import DUE, SCHEDULED, Plan
+from lormail.output import utc_text
 
 if TYPE_CHECKING:
     from lormail.feed import FeedServer
@@ -62,10 +63,6 @@ FULL_CHECK_EVERY = timedelta(hours=1)  # send_due runs at least this often
 BUSY_RETRY = timedelta(seconds=60)  # another sender held the lock, or a check failed
 MAX_PLAN_LINES = 50  # per re-plan; the rest is summed up in one line
 SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
-
-
-def _z(instant: datetime | None) -> str | None:
-    return None if instant is None else instant.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _problem_lines(err: LormailError) -> list[str]:
@@ -426,9 +423,9 @@ class Daemon:
                 Health(
                     running=running,
                     pid=os.getpid(),
-                    started_at=_z(self.started_at),
-                    last_check=_z(checked),
-                    next_send=_z(next_at),
+                    started_at=utc_text(self.started_at),
+                    last_check=utc_text(checked),
+                    next_send=utc_text(next_at),
                     last_error=self._last_error,
                 ),
             )
@@ -446,7 +443,7 @@ class Daemon:
             log.info(
                 "planned %d message(s)%s",
                 len(upcoming),
-                f"; next {head.key} at {_z(head.send_at)}" if head else "",
+                f"; next {head.key} at {utc_text(head.send_at)}" if head else "",
             )
             return
         upcoming_before = {k for k, (status, _) in old.items() if status in (SCHEDULED, DUE)}
@@ -457,7 +454,7 @@ class Daemon:
             was = old.get(m.key)
             if m.status in (SCHEDULED, DUE):
                 if was is None or was[1] != m.send_at or m.key not in upcoming_before:
-                    lines.append(f"planned {m.key} at {_z(m.send_at)}: {m.reason}")
+                    lines.append(f"planned {m.key} at {utc_text(m.send_at)}: {m.reason}")
             elif m.key in upcoming_before and m.status != "sent":
                 lines.append(f"{m.status} {m.key}: {m.reason}")
         for key in sorted(upcoming_before - now_keys):

@@ -31,12 +31,13 @@ import socket
 import socketserver
 import threading
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 from lormail.files import ensure_private_dir, write_atomic
+from lormail.output import utc_text
 
 log = logging.getLogger("lormail.feed")
 
@@ -60,15 +61,10 @@ class Health:
     next_send: datetime | None = None
 
     def to_json(self) -> bytes:
-        def instant(value: datetime | None) -> str | None:
-            if value is None:
-                return None
-            return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
         body = {
             "status": self.status,
-            "last_check": instant(self.last_check),
-            "next_send": instant(self.next_send),
+            "last_check": utc_text(self.last_check),
+            "next_send": utc_text(self.next_send),
         }
         return json.dumps(body, sort_keys=True).encode() + b"\n"
 

@@ -21,11 +21,12 @@ def utc_text(instant: datetime | None) -> str | None:
     """An instant as RFC 3339 UTC with a ``Z`` (SPEC §6), or None."""
     if instant is None:
         return None
-    return _utc_text(instant)
+    return utc_z(instant)
 
 
 @lru_cache(maxsize=65536)
-def _utc_text(instant: datetime) -> str:
+def utc_z(instant: datetime) -> str:
+    """An instant as ``2026-09-14T14:00:00Z``: the one form lormail writes instants in."""
     # Slots fall on the same few instants: `plan --json` formats each once.
     return instant.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 

@@ -380,7 +380,3 @@ def context(
         else:
             out[name] = getattr(builder, name)()
     return out
-
-
-def format_instant(instant: datetime) -> str:
-    return instant.strftime("%Y-%m-%dT%H:%M:%SZ")

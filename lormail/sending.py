@@ -46,6 +46,7 @@ from lormail.model import (
     LogEntry,
     PlannedMessage,
 )
+from lormail.output import utc_z
 from lormail.store import Outbound, Store, backoff
 
 if TYPE_CHECKING:
@@ -393,7 +394,7 @@ class Batch:
         self.store.mark_queued(out, now, retry_at, error)
         self.tally.retrying.append(out.key)
         self.tally.retry_times.append(retry_at)
-        log.warning("retrying %s at %s: %s", out.key, _z(retry_at), error)
+        log.warning("retrying %s at %s: %s", out.key, utc_z(retry_at), error)
         return retry_at
 
     def _queue_rest(
@@ -411,7 +412,7 @@ class Batch:
             self.store.mark_queued(_outbound(msg, outgoing), now, retry_at, f"not tried: {error}")
             self.tally.retrying.append(msg.key)
         if rest:
-            log.warning("%d more message(s) wait until %s", len(rest), _z(retry_at))
+            log.warning("%d more message(s) wait until %s", len(rest), utc_z(retry_at))
 
 
 class _Lookahead:
@@ -444,10 +445,6 @@ def _outbound(msg: PlannedMessage, outgoing: Outgoing) -> Outbound:
         to=outgoing.to,
         subject=outgoing.subject,
     )
-
-
-def _z(instant: datetime) -> str:
-    return instant.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def pick(messages: Sequence[PlannedMessage], dry_run: bool) -> list[PlannedMessage]:

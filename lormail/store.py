@@ -17,7 +17,7 @@ import sqlite3
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,7 @@ from lormail.model import (
     LogEntry,
     Snapshot,
 )
+from lormail.output import utc_z
 
 SCHEMA_VERSION = 2
 DB_NAME = "state.db"
@@ -75,8 +76,7 @@ CREATE TABLE IF NOT EXISTS events (
 """
 
 
-def to_text(instant: datetime) -> str:
-    return instant.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+to_text = utc_z
 
 
 def from_text(text: str) -> datetime:
