@@ -52,6 +52,7 @@ from lormail.model import (
     Roster,
 )
 from lormail.plan import ask_by_date
+from lormail.slots import day_label
 from lormail.store import EventStamp
 from lormail.vtimezone import vtimezone_lines
 
@@ -60,8 +61,6 @@ MESSAGE_MINUTES = 15
 _MESSAGE_LENGTH = timedelta(minutes=MESSAGE_MINUTES)
 UID_DOMAIN = "lormail"
 
-_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
-_WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 # RFC 5545 §3.3.11: TEXT escapes backslash, semicolon, comma and newline, and
 # allows no control character but HTAB.
 _NEEDS_ESCAPE = re.compile(r"[\\;,\x00-\x08\x0a-\x1f\x7f]")
@@ -166,11 +165,6 @@ def format_duration(delta: timedelta) -> str:
     return text if (days or clock) else "PT0S"
 
 
-def _day_label(d: date) -> str:
-    """'Thu 24 Sep 2026' — with the year, and independent of the locale."""
-    return f"{_WEEKDAYS[d.weekday()]} {d.day} {_MONTHS[d.month - 1]} {d.year}"
-
-
 def _uid_part(ident: str) -> str:
     if _SAFE_ID.fullmatch(ident):
         return ident
@@ -265,17 +259,17 @@ class _Builder:
             day = p.deadline_date
             lines.append(f"DTSTART;VALUE=DATE:{_date_value(day)}")
             lines.append(f"DTEND;VALUE=DATE:{_date_value(day + timedelta(days=1))}")
-            about.append(f"Due by the end of {_day_label(day)} ({_zone_name(p.timezone)}).")
+            about.append(f"Due by the end of {day_label(day)} ({_zone_name(p.timezone)}).")
         else:
             lines.append(self.zones.dt_prop("DTSTART", p.deadline, p.timezone))
             local = p.deadline.astimezone(p.timezone)
             about.append(
-                f"Due {_day_label(local.date())} at {local:%H:%M} ({_zone_name(p.timezone)})."
+                f"Due {day_label(local.date())} at {local:%H:%M} ({_zone_name(p.timezone)})."
             )
         if p.portal:
             about.append(f"Portal: {p.portal}")
         if p.outcome != "pending":
-            when = f" ({_day_label(p.outcome_on)})" if p.outcome_on else ""
+            when = f" ({day_label(p.outcome_on)})" if p.outcome_on else ""
             about.append(f"Outcome: {p.outcome}{when}")
         states = [self._letter_state(rec, letter) for rec, letter in letters]
         if states:
@@ -298,18 +292,18 @@ class _Builder:
     def _letter_state(self, rec: Recommender, letter: Letter) -> str:
         ref = f" [{letter.letter_id}]" if letter.letter_id else ""
         if letter.submitted_on is not None:
-            state = f"submitted on {_day_label(letter.submitted_on)}"
+            state = f"submitted on {day_label(letter.submitted_on)}"
         elif rec.status == "declined":
-            state = "declined" + (f" on {_day_label(rec.declined_on)}" if rec.declined_on else "")
+            state = "declined" + (f" on {day_label(rec.declined_on)}" if rec.declined_on else "")
         elif rec.status == "planned":
             when = self.ask_by.get(rec.id)
-            state = "not asked yet" + (f" (ask by {_day_label(when)})" if when else "")
+            state = "not asked yet" + (f" (ask by {day_label(when)})" if when else "")
         elif rec.status == "agreed":
             when = rec.agreed_on
-            state = "agreed" + (f" on {_day_label(when)}" if when else "") + ", letter open"
+            state = "agreed" + (f" on {day_label(when)}" if when else "") + ", letter open"
         else:
             when = rec.asked_on
-            state = "asked" + (f" on {_day_label(when)}" if when else "") + ", letter open"
+            state = "asked" + (f" on {day_label(when)}" if when else "") + ", letter open"
         return f"{rec.name}{ref}: {state}"
 
     def _ask(self, rec: Recommender, day: date) -> _Event:
@@ -317,12 +311,12 @@ class _Builder:
             (self.roster.programs_by_id[lt.program] for lt in rec.letters),
             key=lambda p: (p.deadline, p.id),
         )
-        about = [f"Ask {rec.name} for a letter by {_day_label(day)}."]
+        about = [f"Ask {rec.name} for a letter by {day_label(day)}."]
         if rec.ask_by_email:
             sent_on = rec.ask_on or day
-            about.append(f"lormail e-mails the request on {_day_label(sent_on)}.")
+            about.append(f"lormail e-mails the request on {day_label(sent_on)}.")
         about.append("For:")
-        about.extend(f"- {p.name} (deadline {_day_label(p.deadline_date)})" for p in progs)
+        about.extend(f"- {p.name} (deadline {day_label(p.deadline_date)})" for p in progs)
         lines = [
             _text("SUMMARY", f"Ask {_who(rec)} for a letter"),
             f"DTSTART;VALUE=DATE:{_date_value(day)}",
@@ -343,8 +337,8 @@ class _Builder:
             seen.add(uid)
             title = f"{_who(rec)} away" + (f": {spell.note}" if spell.note else "")
             about = (
-                f"{rec.name} is unavailable {_day_label(spell.start)} – "
-                f"{_day_label(spell.end)}; lormail sends them nothing then."
+                f"{rec.name} is unavailable {day_label(spell.start)} – "
+                f"{day_label(spell.end)}; lormail sends them nothing then."
             )
             lines = [
                 _text("SUMMARY", title),
@@ -373,7 +367,7 @@ class _Builder:
             about = (
                 f"Stay in touch with {rec.name}: every {every} days after your last "
                 f"message to them ({_KIND_NOUNS.get(msg.kind, msg.kind)}, {verb} for "
-                f"{_day_label(sent_day)})."
+                f"{day_label(sent_day)})."
             )
             lines = [
                 _text("SUMMARY", f"Check in with {_who(rec)}"),

@@ -17,7 +17,12 @@ from lormail.model import Recommender
 # every day unavailable for years; the search must still end).
 HORIZON_DAYS = 3 * 366
 _ONE_DAY = timedelta(days=1)
+# English names, whatever the locale: messages and reasons are written in English.
 _WEEKDAY_NAMES = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+_MONTH_NAMES = (
+    "January", "February", "March", "April", "May", "June",
+    "July", "August", "September", "October", "November", "December",
+)  # fmt: skip
 
 
 class Clock:
@@ -94,26 +99,30 @@ def _instant(day: date, clock: time, zone: tzinfo) -> datetime:
 
 
 @lru_cache(maxsize=8192)
-def day_label(day: date, current_year: int) -> str:
-    """'Thu 24 Sep', with the year when it is not ``current_year``."""
-    text = f"{day.strftime('%a')} {day.day} {day.strftime('%b')}"
+def day_label(day: date, current_year: int | None = None) -> str:
+    """'Thu 24 Sep', with the year when it is not ``current_year`` (always, for None)."""
+    text = f"{_WEEKDAY_NAMES[day.weekday()][:3]} {day.day} {_month(day)}"
     return text if day.year == current_year else f"{text} {day.year}"
+
+
+def _month(day: date) -> str:
+    return _MONTH_NAMES[day.month - 1][:3]
 
 
 @lru_cache(maxsize=8192)
 def long_date(day: date) -> str:
     """'Thursday, 24 September': the form people write in letters."""
-    return f"{_WEEKDAY_NAMES[day.weekday()]}, {day.day} {day.strftime('%B')}"
+    return f"{_WEEKDAY_NAMES[day.weekday()]}, {day.day} {_MONTH_NAMES[day.month - 1]}"
 
 
 @lru_cache(maxsize=8192)
 def range_label(start: date, end: date) -> str:
     """'10–17 Aug', '28 Dec – 3 Jan', '8 Aug'."""
     if start == end:
-        return f"{start.day} {start.strftime('%b')}"
+        return f"{start.day} {_month(start)}"
     if (start.year, start.month) == (end.year, end.month):
-        return f"{start.day}–{end.day} {end.strftime('%b')}"
-    return f"{start.day} {start.strftime('%b')} – {end.day} {end.strftime('%b')}"
+        return f"{start.day}–{end.day} {_month(end)}"
+    return f"{start.day} {_month(start)} – {end.day} {_month(end)}"
 
 
 def days_phrase(days: int) -> str:
