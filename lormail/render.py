@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, tzinfo
-from functools import cached_property, lru_cache
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -255,11 +255,26 @@ CONTEXT_NAMES = (
 class _Context:
     """Builds each context entry on demand: a subject needs only a few of them."""
 
+    # Plain slots, filled on first use: functools.cached_property takes a lock
+    # per access on Python 3.11, and a subject is rendered per message.
+    __slots__ = (
+        "_anchor_made",
+        "_anchor_view",
+        "_letter_views",
+        "msg",
+        "rec",
+        "roster",
+        "send_day",
+    )
+
     def __init__(self, msg: PlannedMessage, roster: Roster) -> None:
         self.msg = msg
         self.roster = roster
         self.rec = roster.recommenders_by_id[msg.recommender]
         self.send_day = msg.send_at.astimezone(self.rec.timezone).date()
+        self._letter_views: list[dict[str, Any]] | None = None
+        self._anchor_view: dict[str, Any] | None = None
+        self._anchor_made = False
 
     def view(self, pid: str) -> dict[str, Any]:
         letter_id = next((lt.letter_id for lt in self.rec.letters if lt.program == pid), None)
@@ -287,8 +302,13 @@ class _Context:
             "waived": rec.waived,
         }
 
-    @cached_property
+    @property
     def _letters(self) -> list[dict[str, Any]]:
+        if self._letter_views is None:
+            self._letter_views = self._make_letters()
+        return self._letter_views
+
+    def _make_letters(self) -> list[dict[str, Any]]:
         """The open letters; for someone not yet asked, the letters the request is for."""
         if self.rec.status == "planned":
             progs = self.roster.programs_by_id
@@ -306,11 +326,15 @@ class _Context:
         covered = self.msg.programs if self.msg.kind in ("thank_you", "outcome") else ()
         return [self.view(pid) for pid in covered]
 
-    @cached_property
+    @property
     def _anchor(self) -> dict[str, Any] | None:
-        if self.msg.programs:
-            return self.view(self.msg.programs[0])
-        return self._letters[0] if self._letters else None
+        if not self._anchor_made:
+            if self.msg.programs:
+                self._anchor_view = self.view(self.msg.programs[0])
+            elif self._letters:
+                self._anchor_view = self._letters[0]
+            self._anchor_made = True
+        return self._anchor_view
 
     def program(self) -> dict[str, Any] | None:
         return self._anchor
