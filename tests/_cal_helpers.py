@@ -7,16 +7,13 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, time
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 from zoneinfo import ZoneInfo
-
-import pytest
 
 from lormail.model import (
     Applicant,
@@ -28,16 +25,10 @@ from lormail.model import (
     Roster,
     Unavailable,
 )
+from tests.conftest import require_real  # one switch for every real-component test
 
 JS_DIR = Path(__file__).parent / "js"
 NY = ZoneInfo("America/New_York")
-
-
-def require_real(reason: str) -> NoReturn:
-    """Skip (or, under LORMAIL_REQUIRE_REAL=1, fail) a test whose real component is absent."""
-    if os.environ.get("LORMAIL_REQUIRE_REAL") == "1":
-        pytest.fail(f"required real component missing: {reason}")
-    pytest.skip(reason)
 
 
 def dated(day: date, zone: ZoneInfo) -> datetime:

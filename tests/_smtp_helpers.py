@@ -30,8 +30,6 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import pytest
-
 if __name__ == "__main__":  # run as a script: make `lormail` importable from the checkout
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -55,13 +53,6 @@ NOW = datetime(2026, 9, 1, 15, 0, tzinfo=UTC)
 NOW_TEXT = "2026-09-01T15:00:00Z"
 USER = "sarah@example.edu"
 PASSWORD = "s3cr3t-Pa55word-never-shown"
-
-
-def require_real(reason: str) -> None:
-    """Skip a real-component test, or fail it when ``LORMAIL_REQUIRE_REAL=1``."""
-    if os.environ.get("LORMAIL_REQUIRE_REAL") == "1":
-        pytest.fail(f"required real component missing: {reason}")
-    pytest.skip(reason)
 
 
 def free_port() -> int:

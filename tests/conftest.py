@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
@@ -17,7 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 REQUIRE_REAL = os.environ.get("LORMAIL_REQUIRE_REAL") == "1"
 
 
-def require_real(reason: str) -> None:
+def require_real(reason: str) -> NoReturn:
     """Skip a real-component test, or fail it when real components are required."""
     if REQUIRE_REAL:
         pytest.fail(f"required real component missing: {reason}")

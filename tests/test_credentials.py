@@ -20,7 +20,6 @@ from _smtp_helpers import (
     PASSWORD,
     USER,
     lormail,
-    require_real,
     smtp_server,
     subprocess_env,
     write_setup,
@@ -29,6 +28,7 @@ from _smtp_helpers import (
 from lormail import credentials
 from lormail.credentials import CredentialError, Secret
 from lormail.model import SmtpConfig
+from tests.conftest import require_real
 
 pytestmark = pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
 KEYRING_UNLOCK = "keyring-login-pw"  # unlocks the test keyring; not the SMTP secret
