@@ -13,7 +13,9 @@ reuses on every re-plan.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
@@ -26,6 +28,22 @@ from lormail.model import CalendarConfig, Plan, Roster
 from lormail.store import Store
 
 
+@contextlib.contextmanager
+def publishing(
+    roster: Roster, plan: Plan, config: CalendarConfig, state_dir: Path, now: datetime
+) -> Iterator[bytes]:
+    """Build the calendar and give its bytes to the caller; then store the changed stamps.
+
+    The stamps are stored only after the caller has published the bytes: if
+    that fails, the next build still sees those events as changed and stamps
+    them again.
+    """
+    with Store.open(state_dir) as store:
+        built = build_calendar(roster, plan, store.event_stamps(), config, now)
+        yield built.data
+        store.save_event_stamps(built.changed)
+
+
 def publish(
     roster: Roster,
     plan: Plan,
@@ -34,17 +52,11 @@ def publish(
     now: datetime,
     output: Path | None = None,
 ) -> bytes:
-    """Build the calendar, write it to ``output`` (if any), then store the changed stamps.
-
-    The stamps are stored after the write: if the write fails, the next build
-    still sees those events as changed and stamps them again.
-    """
-    with Store.open(state_dir) as store:
-        built = build_calendar(roster, plan, store.event_stamps(), config, now)
+    """Build the calendar, write it to ``output`` (if any), then store the changed stamps."""
+    with publishing(roster, plan, config, state_dir, now) as data:
         if output is not None:
-            write_atomic(output, built.data)
-        store.save_event_stamps(built.changed)
-    return built.data
+            write_atomic(output, data)
+    return data
 
 
 def write_atomic(path: Path, data: bytes) -> None:

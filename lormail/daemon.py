@@ -98,6 +98,7 @@ class Daemon:
         self._generation = 0  # bumped by every accepted reload
         self._pending: str | None = None  # why another thread asked for a check
         self._started = False  # the first wake-up (send_due at start) has run
+        self._freeze_after_check = False  # a reload brought a new roster to freeze
         self.feed: FeedServer | None = None
         self.watcher: Watcher | None = None
         from apscheduler.executors.debug import DebugExecutor
@@ -222,10 +223,9 @@ class Daemon:
             self._restart_feed()
         elif self.feed is not None:
             self._refresh_token()
-        # A new roster is many objects that live long and make no cycles:
-        # keep the collector from rescanning them on every re-plan.
-        gc.collect()
-        gc.freeze()
+        # The new roster is frozen out of the collector's sight after the
+        # check that publishes it: not on the way from the edit to the feed.
+        self._freeze_after_check = True
 
     # -- the worker's jobs (all on the scheduler thread) ---------------------------
 
@@ -267,6 +267,22 @@ class Daemon:
         """
         if self.stopping.is_set():
             return
+        # A check allocates a plan and a calendar: hundreds of thousands of
+        # objects and no cycles.  The collector would only rescan them, on the
+        # way to the feed; it runs once the check is done instead.
+        gc.disable()
+        try:
+            self._check_once(why)
+        finally:
+            gc.enable()
+            if self._freeze_after_check:
+                # A roster lives long and makes no cycles: keep the collector
+                # from rescanning it on every re-plan.
+                self._freeze_after_check = False
+                gc.collect()
+                gc.freeze()
+
+    def _check_once(self, why: str) -> None:
         try:
             inputs = self.inputs
             planned, due, plan = self._plan(inputs, None)
@@ -334,12 +350,14 @@ class Daemon:
         """Make ``planned`` current: log what changed, schedule, heartbeat, publish."""
         previous = self._planned
         self._planned = planned
-        self._log_changes(previous.summary if previous else None, plan)
         self._schedule(planned.wake)
-        self._write_health(running=True, now=planned.now)
-        if planned.digest != self._published:
-            self._publish(inputs, plan, planned.now)
-            self._published = planned.digest
+        try:
+            if planned.digest != self._published:  # before the rest: an edit waits for it
+                self._publish(inputs, plan, planned.now)
+                self._published = planned.digest
+        finally:
+            self._log_changes(previous.summary if previous else None, plan)
+            self._write_health(running=True, now=planned.now)
         _release_memory()
 
     def _schedule(self, wake: datetime) -> None:
@@ -348,14 +366,16 @@ class Daemon:
             self.scheduler.modify_job("wake", next_run_time=wake)
 
     def _publish(self, inputs: Inputs, plan: Plan, now: datetime) -> None:
-        from lormail.cmd_calendar import publish
+        from lormail.cmd_calendar import publishing, write_atomic
 
         calendar = inputs.config.calendar
         if self.feed is None and calendar.file is None:
             return
-        data = publish(inputs.roster, plan, calendar, self.state_dir, now, output=calendar.file)
-        if self.feed is not None:
-            self.feed.update(data)
+        with publishing(inputs.roster, plan, calendar, self.state_dir, now) as data:
+            if self.feed is not None:  # the feed first: it is what an edit waits for
+                self.feed.update(data)
+            if calendar.file is not None:
+                write_atomic(calendar.file, data)
         log.debug("calendar published (%d bytes)", len(data))
 
     # -- feed, watcher, health ---------------------------------------------------
