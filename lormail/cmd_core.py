@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import difflib
 import sys
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -87,10 +87,11 @@ def sample_messages(roster: Roster, rec: Recommender) -> list[PlannedMessage]:
         )
     )
     opened = tuple(p.id for p in open_letters(roster, rec)) or progs
-    now = min((roster.programs_by_id[p].deadline for p in progs), default=None)
-    from datetime import UTC, datetime
-
-    at = now or datetime(2000, 1, 1, tzinfo=UTC)
+    # Dated at the first deadline (any instant would do; this one is real).
+    at = min(
+        (roster.programs_by_id[p].deadline for p in progs),
+        default=datetime(2000, 1, 1, tzinfo=UTC),
+    )
     n = len(rec.policy.reminders) or 1
     out = []
     for kind in KINDS:
@@ -361,7 +362,7 @@ def cmd_status(app: App, args: argparse.Namespace) -> int:
         nxt = by_rec[rec.id]["next_message"]
         nxt_text = "—"
         if nxt:
-            local = plan.now.__class__.fromisoformat(nxt["send_at"]).astimezone(rec.timezone)
+            local = datetime.fromisoformat(nxt["send_at"]).astimezone(rec.timezone)
             nxt_text = f"{nxt['key'].split(':')[0]} {local:%a %d %b %H:%M}"
         table.add_row(f"{rec.name}\n[dim]{rec.status}[/]", *cells, nxt_text)
     missing_row = [
