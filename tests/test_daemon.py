@@ -104,6 +104,18 @@ def line_col(text: str, needle: str) -> tuple[int, int]:
 # --- start-up ----------------------------------------------------------------------
 
 
+def run_until_exit(cfg: Path, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """``lormail run`` expected to stop on its own (bad input at start)."""
+    return subprocess.run(
+        [sys.executable, "-m", "lormail", "--config", str(cfg), "run"],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+        timeout=30,
+    )
+
+
 def test_broken_roster_at_start_exits_2_with_one_line_per_problem(tmp_path: Path) -> None:
     d = today()
     text = roster(
@@ -111,14 +123,7 @@ def test_broken_roster_at_start_exits_2_with_one_line_per_problem(tmp_path: Path
         [recommender("johnson", ["im", "nope"]).replace("@uni", "@@uni")],
     )
     cfg = write_setup(tmp_path, text, free_port())
-    proc = subprocess.run(
-        [sys.executable, "-m", "lormail", "--config", str(cfg), "run"],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        env=dict(os.environ, PYTHONPATH=str(ROOT)),
-        timeout=30,
-    )
+    proc = run_until_exit(cfg, tmp_path)
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert "Traceback" not in proc.stderr
@@ -142,14 +147,7 @@ def test_template_that_does_not_render_at_start_exits_2(tmp_path: Path) -> None:
         "Subject: Hello\n\nDear {{ recommender.nickname }},\n", encoding="utf-8"
     )
     cfg.write_text(cfg.read_text() + "templates: templates\n", encoding="utf-8")
-    proc = subprocess.run(
-        [sys.executable, "-m", "lormail", "--config", str(cfg), "run"],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        env=dict(os.environ, PYTHONPATH=str(ROOT)),
-        timeout=30,
-    )
+    proc = run_until_exit(cfg, tmp_path)
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr
     assert "packet.txt.j2:3" in proc.stderr, proc.stderr
