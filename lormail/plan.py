@@ -96,14 +96,17 @@ def ask_by_date(rec: Recommender, roster: Roster) -> date | None:
     progs = [roster.programs_by_id[lt.program] for lt in rec.letters]
     if not progs:
         return None
-    earliest = min(progs, key=_deadline_order)
-    return earliest.deadline.astimezone(rec.timezone).date() - timedelta(days=rec.policy.ask_lead)
+    return _ask_by(min(progs, key=_deadline_order), rec)
 
 
 @lru_cache(maxsize=16384)
 def _date_in(instant: datetime, zone: tzinfo) -> date:
     """The date of ``instant`` in ``zone`` (deadlines repeat across recommenders)."""
     return instant.astimezone(zone).date()
+
+
+def _ask_by(earliest: Program, rec: Recommender) -> date:
+    return _date_in(earliest.deadline, rec.timezone) - timedelta(days=rec.policy.ask_lead)
 
 
 def _deadline_order(p: Program) -> tuple[datetime, str]:
@@ -179,7 +182,7 @@ class _RecommenderPlanner:
             nominal = rec.ask_on
             base = f"asking by e-mail on the chosen day, {self._day(nominal)}"
         else:
-            nominal = self._local_date(first.deadline) - timedelta(days=self.policy.ask_lead)
+            nominal = _ask_by(first, rec)
             base = (
                 f"{days_phrase(self.policy.ask_lead)} before the earliest deadline "
                 f"({first.name}, {self._day(self._local_date(first.deadline))})"
