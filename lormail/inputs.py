@@ -76,6 +76,11 @@ def templates_digest(folder: Path | None) -> str:
     return h.hexdigest()
 
 
+def templates_digest_of(folder: Path | None) -> str:
+    """What :attr:`Inputs.templates_digest` holds for the override ``folder``."""
+    return _hash(f"{folder}\0{templates_digest(folder)}".encode())
+
+
 def load_inputs(
     config_path: Path, previous: Inputs | None = None, check: bool = True
 ) -> Inputs | None:
@@ -111,8 +116,7 @@ def load_inputs(
         roster = parse_roster(roster_text, config.roster)
     del roster_text
 
-    tmpl_digest = templates_digest(config.templates)
-    tmpl_digest = _hash(f"{config.templates}\0{tmpl_digest}".encode())
+    tmpl_digest = templates_digest_of(config.templates)
     if previous is not None and (config_digest, roster_digest, tmpl_digest) == (
         previous.config_digest,
         previous.roster_digest,
@@ -146,26 +150,9 @@ def _check(inputs: Inputs, to_check: Roster, new_templates: bool) -> Inputs:
         raise LormailError(problems)
     if not new_templates:
         return inputs
-    compiled = _compiled(inputs.config.templates, inputs.roster, inputs.templates)
-    return dataclasses.replace(inputs, templates=compiled)
-
-
-def _compiled(folder: Path | None, roster: Roster, checked: Templates) -> Templates:
-    """Templates to keep: compiled now, without the check's per-recommender cache.
-
-    The check renders for every recommender and caches a context for each;
-    a daemon would carry that for ever.  A fresh instance that renders once
-    per kind holds the same compiled templates (read now, never again), so
-    a later broken save cannot reach the sender.
-    """
-    from lormail.cmd_core import sample_messages
-
-    if not roster.recommenders:
-        return checked
-    fresh = Templates(folder)
-    for msg in sample_messages(roster, roster.recommenders[0]):
-        fresh.render(msg, roster)
-    return fresh
+    # The check cached a context for every recommender; a fresh instance
+    # holds the same templates without it.
+    return dataclasses.replace(inputs, templates=Templates(inputs.config.templates).load_all())
 
 
 def _changed_recommenders(old: Roster, new: Roster) -> tuple[Recommender, ...]:

@@ -137,19 +137,38 @@ class Templates:
             html = self._call(f"{msg.kind}.html.j2", ctx)
         return Rendered(subject=subject, body=body, html=html)
 
-    def subject(self, msg: PlannedMessage, roster: Roster) -> str:
-        """Only the subject: renders the first line alone, with only what it uses."""
-        cached = self._subjects.get(msg.kind)
+    def load_all(self) -> Templates:
+        """Read and compile every template the six kinds use, now and never again.
+
+        What a daemon keeps: a later save, good or bad, reaches it only through
+        a reload that checks it.  Raises :class:`LormailError` on a syntax error.
+        """
+        for kind in KINDS:
+            self._template(f"{kind}.txt.j2")
+            self._subject_template(kind)
+            if self._has(f"{kind}.html.j2"):
+                self._template(f"{kind}.html.j2")
+        return self
+
+    def _subject_template(self, kind: str) -> tuple[jinja2.Template, tuple[str, ...]] | None:
+        """The subject line alone, compiled, with the names it uses (None if it does not parse)."""
+        cached = self._subjects.get(kind)
         if cached is None:
-            name = f"{msg.kind}.txt.j2"
-            source = self.source_path(name).read_text(encoding="utf-8")
+            source = self.source_path(f"{kind}.txt.j2").read_text(encoding="utf-8")
             first = source.split("\n", 1)[0]
             try:
                 names = tuple(jinja2.meta.find_undeclared_variables(self.env.parse(first)))
                 cached = (self.env.from_string(first), names)
             except jinja2.TemplateSyntaxError:
-                return self.render(msg, roster).subject
-            self._subjects[msg.kind] = cached
+                return None
+            self._subjects[kind] = cached
+        return cached
+
+    def subject(self, msg: PlannedMessage, roster: Roster) -> str:
+        """Only the subject: renders the first line alone, with only what it uses."""
+        cached = self._subject_template(msg.kind)
+        if cached is None:
+            return self.render(msg, roster).subject
         tmpl, names = cached
         where = f"{msg.kind}.txt.j2"
         ctx = context(msg, roster, names, self._shared(roster))
