@@ -17,14 +17,9 @@ the process at the right moments and keeps the last good inputs in force.
   laptop daemon may spend idle.  ``send_due`` runs when the plan says
   something is due, a retry or deadline comes, a first-seen fact is new,
   the inputs change, at start, and at least hourly.
-- **Reloads.**  The watcher thread (and ``SIGHUP``) asks for a check that
-  reads the files first; a good set replaces the old one whole, a bad one is
-  logged one problem per line and changes nothing.
-- **Checks in a child.**  Each check runs in a child forked for it
-  (:mod:`lormail.worker`): reading, planning, sending and building the
-  calendar allocate many times what the daemon keeps, and the child takes
-  all of it away when it exits.  The daemon keeps the last good inputs, the
-  plan in brief and the feed's bytes.
+- **Reloads.**  The watcher thread (and ``SIGHUP``) loads and validates the
+  files; a good set replaces the old one whole, a bad one is logged one
+  problem per line and changes nothing.  Then the worker re-plans.
 - **Signals.**  TERM/INT/HUP are blocked in every thread and taken by the
   main thread with ``sigwait``: no handler runs at a random point of another
   thread's work.  TERM/INT ask ``send_due`` to stop after the message in
@@ -35,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import functools
 import gc
 import hashlib
 import logging
@@ -46,7 +40,7 @@ import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from apscheduler.triggers.base import BaseTrigger
 
@@ -54,14 +48,13 @@ from lormail.app import App, utc_now
 from lormail.errors import EXIT_OK, EXIT_RUNTIME, LormailError, Problem
 from lormail.health import Health, write_health
 from lormail.inputs import Inputs, load_inputs
-from lormail.model import DUE, SCHEDULED, Config, FeedConfig, Plan, Roster
+from lormail.model import DUE, SCHEDULED, Plan
 from lormail.output import utc_text
 
 if TYPE_CHECKING:
     from lormail.feed import FeedServer
     from lormail.sending import SendReport
     from lormail.watch import Interest, Watcher
-    from lormail.worker import Emit
 
 log = logging.getLogger("lormail.daemon")
 
@@ -87,47 +80,26 @@ class _Planned:
     digest: bytes  # of the inputs and every message's key, status and time
 
 
-@dataclass(frozen=True)
-class _Loaded:
-    """Newly accepted inputs, as a check's child sends them (templates are compiled here)."""
-
-    config: Config
-    roster: Roster
-    config_digest: str
-    roster_digest: str
-    templates_digest: str
-
-
 class Daemon:
-    """The running daemon; :func:`cmd_run` builds one, starts it and waits for a signal.
+    """The running daemon; :func:`cmd_run` builds one, starts it and waits for a signal."""
 
-    The daemon itself only schedules, watches, serves the feed and keeps the
-    last good inputs.  Every check — reading edited files, planning, sending,
-    building the calendar — runs in a child forked for it (:mod:`lormail.worker`),
-    which streams back what the daemon must keep: accepted inputs, the
-    calendar for the feed (as soon as it is built), and the plan in brief.
-    Methods marked *child* run there, on the child's copy of this object.
-    """
-
-    def __init__(self, config_path: Path) -> None:
+    def __init__(self, config_path: Path, inputs: Inputs, state_dir: Path) -> None:
         self.config_path = config_path
-        self.state_dir: Path | None = None  # from the first good config; fixed while up
-        self.inputs: Inputs | None = None  # the last good inputs
+        self.state_dir = state_dir
+        self.inputs = inputs.pinned(state_dir)
         self.started_at = utc_now()
         self.stopping = threading.Event()
-        self._flags = threading.Lock()
-        self._reload_wanted = False  # guarded by _flags
-        self._pending: str | None = None  # why another thread asked for a check (_flags)
-        self._reason = "start"  # what asked for the check in progress, for the log
-        self._child: int | None = None  # the pid of a check's child while it runs
+        self._reload_lock = threading.Lock()
         self._health_lock = threading.Lock()
         self._planned: _Planned | None = None
         self._published: bytes | None = None  # digest of the plan last published
         self._last_full = datetime.min.replace(tzinfo=UTC)
         self._last_error: str | None = None
+        self._generation = 0  # bumped by every accepted reload
+        self._pending: str | None = None  # why another thread asked for a check
         self._started = False  # the first wake-up (send_due at start) has run
+        self._freeze_after_check = False  # a reload brought a new roster to freeze
         self.feed: FeedServer | None = None
-        self.feed_config: FeedConfig | None = None
         self.watcher: Watcher | None = None
         from apscheduler.executors.debug import DebugExecutor
         from apscheduler.schedulers.background import BackgroundScheduler
@@ -143,189 +115,83 @@ class Daemon:
     # -- life cycle ------------------------------------------------------------
 
     def start(self) -> None:
-        """Load, first plan and calendar, the template check; then scheduler and watcher.
+        """Feed, first plan and calendar, the template check, then scheduler and watcher.
 
         The first plan comes before the render check of every template for
         every recommender (the slowest part of loading), so the calendar is
-        up sooner; nothing is sent before the check passes.  Bad files raise
-        :class:`LormailError`: exit 2.
+        up sooner; nothing is sent before the check passes.  A failed check
+        raises :class:`LormailError`: exit 2, as for a broken roster.
         """
         from apscheduler.triggers.interval import IntervalTrigger
 
-        # The config alone first (a small file): the feed listens before the first plan.
-        app = App(config_path=self.config_path)
-        self.state_dir = app.state_dir()
-        self._start_feed(app.config().calendar.feed)
-        _preload()
-        self._run_check("start", reload=True, first=True)
+        from lormail.inputs import checked
+
+        self._start_feed()
         self.scheduler.add_job(
             self._tick, IntervalTrigger(seconds=TICK_SECONDS, timezone=UTC), id="tick"
         )
         # One job for every wake-up; its trigger asks the last plan when next.
-        # The first runs at once: it sends what is due (and recovers).
         self.scheduler.add_job(
             self._wake, _WakeTrigger(self), id="wake", next_run_time=datetime.now(UTC)
         )
+        inputs = self.inputs
+        planned, _, plan = self._plan(inputs, None)
+        self._commit(inputs, planned, plan)
+        del plan
+        self.inputs = checked(inputs)
+        # The first wake-up runs at once: it sends what is due (and recovers).
+        self._schedule(datetime.now(UTC))
         self.scheduler.start()
         self._start_watcher()
 
     def request_reload(self, why: str) -> None:
-        """From any thread: read the files again before the next check, which runs now."""
-        if self.stopping.is_set():
-            return
-        with self._flags:
-            self._reload_wanted = True
-            self._pending = why
-        with contextlib.suppress(LookupError):
-            self.scheduler.modify_job("wake", next_run_time=datetime.now(UTC))
+        """Reload on a thread of its own (the caller may be the signal loop)."""
+        threading.Thread(target=self.reload, args=(why,), name="lormail-reload").start()
 
     def shutdown(self) -> None:
         """Finish the message in flight, stop everything, leave a 'not running' heartbeat."""
         self.stopping.set()
-        self._signal_child()
         if self.watcher is not None:
             self.watcher.stop()
         if self.scheduler.running:
-            self.scheduler.shutdown(wait=True)  # waits for a check in progress
+            self.scheduler.shutdown(wait=True)  # waits for a send_due in progress
         if self.feed is not None:
             self.feed.set_health("stopping", self._last_check(), None)
             self.feed.stop()
-        if self.inputs is not None:  # else it never started: the error says it all
-            self._write_health(running=False)
-            log.info("stopped")
+        self._write_health(running=False)
+        log.info("stopped")
 
-    def _signal_child(self) -> None:
-        pid = self._child
-        if pid is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM)
+    # -- reloading ---------------------------------------------------------------
 
-    def _child_started(self, pid: int | None) -> None:
-        self._child = pid
-        if pid is not None and self.stopping.is_set():
-            self._signal_child()
-
-    # -- the worker's jobs (all on the scheduler thread) ---------------------------
-
-    def _wake(self) -> None:
-        """The wake job: a check; another at once if a reload was asked for meanwhile."""
-        while not self.stopping.is_set():
-            with self._flags:
-                reload, self._reload_wanted = self._reload_wanted, False
-                why, self._pending = self._pending, None
-            self._reason = why or "reload"
-            if not self._started:
-                why = "start"
-            elif reload:
-                why = "reload"
-            elif why is None:
-                planned = self._planned
-                if planned is not None and datetime.now(UTC) + timedelta(seconds=1) < planned.wake:
-                    return  # a wake-up asked for by a reload that has already run
-                why = "scheduled"
-            self._run_check(why, reload)
-            self._started = True
-            with self._flags:
-                if not self._reload_wanted:
-                    return
-
-    def next_wake(self, now: datetime) -> datetime:
-        planned = self._planned
-        return planned.wake if planned is not None else now + FULL_CHECK_EVERY
-
-    def _tick(self) -> None:
-        """Every minute: a check if the wall clock reached the next wake-up, else a heartbeat."""
-        planned = self._planned
-        now = datetime.now(UTC)
-        if planned is None or now >= planned.wake or now - self._last_full >= FULL_CHECK_EVERY:
-            self._run_check("tick", reload=False)
-        else:
-            self._write_health(running=True, now=now)
-
-    def _run_check(self, why: str, reload: bool, first: bool = False) -> None:
-        """A check in a child; what it sends back is applied here as it comes."""
-        from lormail.worker import WorkerDied, run_forked
-
+    def reload(self, why: str) -> None:
+        """Load the files again; switch to them if they are good and differ."""
         if self.stopping.is_set():
             return
-        refused: list[LormailError] = []
-
-        def handle(frame: tuple[Any, ...]) -> None:
-            kind = frame[0]
-            if kind == "inputs":
-                self._adopt(frame[1], why)
-            elif kind == "calendar":
-                if self.feed is not None:
-                    self.feed.update(frame[1])
-            elif kind == "planned":
-                self._adopt_plan(frame[1], frame[2], frame[3])
-            elif kind == "rejected":
-                if first:
-                    refused.append(LormailError(frame[1]))
-                else:
-                    self._rejected(frame[1], self._reason)
-            elif kind == "unchanged":
-                log.debug("%s: nothing changed", self._reason)
-                self._refresh_token()
-            elif kind == "failed":
-                self._failed(frame[1])
-
-        try:
-            job = functools.partial(self._job, why=why, reload=reload, first=first)
-            run_forked(job, handle, self._child_started)
-        except WorkerDied as err:
-            if first:
-                raise LormailError([str(err)], exit_code=EXIT_RUNTIME) from None
-            self._failed(str(err))
-        if refused:
-            raise refused[0]
-
-    # -- applying what a child sends (here) ------------------------------------------
-
-    def _adopt(self, loaded: _Loaded, why: str) -> None:
-        """Switch to inputs a child accepted; compile their templates here if they changed."""
-        from lormail.render import Templates
-
-        old = self.inputs
-        if old is not None and loaded.templates_digest == old.templates_digest:
-            templates = old.templates
-        else:
-            folder = loaded.config.templates
+        with self._reload_lock:
+            current = self.inputs
             try:
-                templates = Templates(folder).load_all()
-                again = _templates_digest(folder)
-            except LormailError:
-                again = None
-            if again != loaded.templates_digest:
-                # Saved again between the child's check and this read: keep
-                # the last good set; the next check reads and checks them anew.
-                log.info("templates changed while loading; reading them again")
-                with self._flags:
-                    self._reload_wanted = True
-                if old is not None:
-                    return
-        new = Inputs(
-            loaded.config,
-            loaded.roster,
-            templates,
-            loaded.config_digest,
-            loaded.roster_digest,
-            loaded.templates_digest,
-        )
-        if old is None:
-            self.inputs = new
-            mode = "dry run" if new.config.dry_run else new.config.transport
-            log.info(
-                "lormail run: %s, state in %s (%s)", new.config.roster.name, self.state_dir, mode
+                fresh = load_inputs(self.config_path, current)
+            except LormailError as err:
+                lines = _problem_lines(err)
+                for line in lines:
+                    log.error("rejected edit: %s", line)
+                log.warning(
+                    "rejected edit (%s): keeping the last good roster, config and templates", why
+                )
+                self._last_error = f"rejected edit: {lines[0]}" if lines else "rejected edit"
+                self._write_health(running=True)
+                return
+            if fresh is None:
+                log.debug("%s: nothing changed", why)
+                self._refresh_token()
+                return
+            moved = fresh.config_digest != current.config_digest and (
+                fresh.app().state_dir() != self.state_dir
             )
-            if self.feed_config != new.config.calendar.feed:  # the config was saved meanwhile
-                self._restart_feed()
-        else:
-            self._apply(old, new, why)
-        # A roster lives long and makes no cycles: keep the collector from
-        # rescanning it (it is already out of the children's way: they run without one).
-        gc.collect()
-        gc.freeze()
+            if moved:
+                log.warning("state_dir changed in the config: restart 'lormail run' to use it")
+            self._apply(current, fresh.pinned(self.state_dir), why)
+        self._wake_now("reload")
 
     def _apply(self, old: Inputs, new: Inputs, why: str) -> None:
         changed = [
@@ -338,12 +204,13 @@ class Daemon:
             if a != b
         ]
         self.inputs = new
+        self._generation += 1
         self._last_error = None
         roster = new.roster
         log.info(
             "reloaded %s (%s): %d recommenders, %d programs",
             ", ".join(changed),
-            self._reason,
+            why,
             len(roster.recommenders),
             len(roster.programs),
         )
@@ -356,22 +223,82 @@ class Daemon:
             self._restart_feed()
         elif self.feed is not None:
             self._refresh_token()
+        # The new roster is frozen out of the collector's sight after the
+        # check that publishes it: not on the way from the edit to the feed.
+        self._freeze_after_check = True
 
-    def _rejected(self, problems: tuple[Problem, ...], why: str) -> None:
-        lines = [str(p) for p in problems]
-        for line in lines:
-            log.error("rejected edit: %s", line)
-        log.warning("rejected edit (%s): keeping the last good roster, config and templates", why)
-        self._last_error = f"rejected edit: {lines[0]}" if lines else "rejected edit"
-        self._write_health(running=True)
+    # -- the worker's jobs (all on the scheduler thread) ---------------------------
 
-    def _adopt_plan(self, planned: _Planned, published: bytes | None, error: str | None) -> None:
-        self._planned = planned
-        self._published = published
-        self._last_error = error
-        self._last_full = planned.now
-        self._schedule(planned.wake)
-        self._write_health(running=True, now=planned.now)
+    def _wake_now(self, why: str) -> None:
+        """From another thread: run the wake job now (after one in progress)."""
+        if self.stopping.is_set():
+            return
+        self._pending = why
+        with contextlib.suppress(LookupError):
+            self.scheduler.modify_job("wake", next_run_time=datetime.now(UTC))
+
+    def _wake(self) -> None:
+        """The wake job: a check, repeated while reloads arrived during it."""
+        generation = -1
+        while generation != self._generation and not self.stopping.is_set():
+            generation = self._generation
+            why, self._pending = self._pending, None
+            self._check("start" if not self._started else why or "scheduled")
+            self._started = True
+
+    def next_wake(self, now: datetime) -> datetime:
+        planned = self._planned
+        return planned.wake if planned is not None else now + FULL_CHECK_EVERY
+
+    def _tick(self) -> None:
+        """Every minute: a check if the wall clock reached the next wake-up, else a heartbeat."""
+        planned = self._planned
+        now = datetime.now(UTC)
+        if planned is None or now >= planned.wake or now - self._last_full >= FULL_CHECK_EVERY:
+            self._check("tick")
+        else:
+            self._write_health(running=True, now=now)
+
+    def _check(self, why: str) -> None:
+        """Plan; if anything is due (or at start), send through the send log and plan again.
+
+        After a reload the new calendar is published before sending, so an
+        edit shows at once even when a long batch follows.
+        """
+        if self.stopping.is_set():
+            return
+        # A check allocates a plan and a calendar: hundreds of thousands of
+        # objects and no cycles.  The collector would only rescan them, on the
+        # way to the feed; it runs once the check is done instead.
+        gc.disable()
+        try:
+            self._check_once(why)
+        finally:
+            gc.enable()
+            if self._freeze_after_check:
+                # A roster lives long and makes no cycles: keep the collector
+                # from rescanning it on every re-plan.
+                self._freeze_after_check = False
+                gc.collect()
+                gc.freeze()
+
+    def _check_once(self, why: str) -> None:
+        try:
+            inputs = self.inputs
+            planned, due, plan = self._plan(inputs, None)
+            must_send = why == "start" or due or bool(plan.observed)
+            if must_send and why in ("start", "reload"):
+                self._commit(inputs, planned, plan)
+            if must_send:
+                report = self._send(inputs)
+                planned, _, plan = self._plan(inputs, report)
+            self._commit(inputs, planned, plan)
+        except LormailError as err:
+            self._failed(" ".join(_problem_lines(err)))
+        except Exception as err:  # keep the daemon up; the next tick tries again
+            if logging.getLogger("lormail").isEnabledFor(logging.DEBUG):
+                log.exception("check failed")
+            self._failed(f"{type(err).__name__}: {err}")
 
     def _failed(self, text: str) -> None:
         log.error("check failed: %s", text)
@@ -381,79 +308,7 @@ class Daemon:
             self._schedule(self._planned.wake)
         self._write_health(running=True)
 
-    def _schedule(self, wake: datetime) -> None:
-        # On the worker thread; inside the wake job the trigger sets the same time.
-        with contextlib.suppress(LookupError):
-            self.scheduler.modify_job("wake", next_run_time=wake)
-
-    # -- the check itself (child) -------------------------------------------------------
-
-    def _job(self, emit: Emit, why: str, reload: bool, first: bool) -> None:
-        """*Child*: reload if asked, plan, send what is due, publish; report each step."""
-        from lormail.inputs import checked
-        from lormail.worker import child_signals
-
-        self.stopping = threading.Event()  # the parent's may be mid-use by another thread
-        child_signals(self.stopping)
-        inputs = self.inputs
-        if reload:
-            try:
-                fresh = load_inputs(self.config_path, inputs, check=not first)
-            except LormailError as err:
-                emit("rejected", err.problems)
-                return
-            if fresh is None:
-                emit("unchanged")
-                if why == "reload":
-                    return
-            else:
-                if (
-                    inputs is not None
-                    and fresh.config_digest != inputs.config_digest
-                    and fresh.app().state_dir() != self.state_dir
-                ):
-                    log.warning("state_dir changed in the config: restart 'lormail run' to use it")
-                fresh = fresh.pinned(self._state())
-                emit(
-                    "inputs",
-                    _Loaded(
-                        fresh.config,
-                        fresh.roster,
-                        fresh.config_digest,
-                        fresh.roster_digest,
-                        fresh.templates_digest,
-                    ),
-                )
-                inputs = fresh
-        assert inputs is not None
-        if first:
-            # Plan and publish at once; nothing is sent before every template renders.
-            planned, _, plan = self._plan(inputs, None)
-            self._commit(emit, inputs, planned, plan)
-            del plan
-            try:
-                checked(inputs)
-            except LormailError as err:
-                emit("rejected", err.problems)
-            return
-        try:
-            planned, due, plan = self._plan(inputs, None)
-            must_send = why == "start" or due or bool(plan.observed)
-            if must_send and why in ("start", "reload"):
-                self._commit(emit, inputs, planned, plan)
-            if must_send:
-                report = self._send(inputs)
-                planned, _, plan = self._plan(inputs, report)
-            self._commit(emit, inputs, planned, plan)
-        except LormailError as err:
-            emit("failed", " ".join(_problem_lines(err)))
-        except Exception as err:  # keep the daemon up; the next tick tries again
-            if logging.getLogger("lormail").isEnabledFor(logging.DEBUG):
-                log.exception("check failed")
-            emit("failed", f"{type(err).__name__}: {err}")
-
     def _send(self, inputs: Inputs) -> SendReport:
-        """*Child*."""
         from lormail.sending import send_due
 
         report = send_due(inputs.app(), stop=self.stopping)
@@ -466,13 +321,13 @@ class Daemon:
         return report
 
     def _plan(self, inputs: Inputs, report: SendReport | None) -> tuple[_Planned, bool, Plan]:
-        """*Child*: the plan as of now, when to look again, and whether anything is due now."""
+        """The plan as of now, when to look again, and whether anything is due now."""
         from lormail.plan import plan as make_plan
         from lormail.sending import pick
         from lormail.store import read_snapshot
 
         now = utc_now()
-        new = make_plan(inputs.roster, read_snapshot(self._state()), now)
+        new = make_plan(inputs.roster, read_snapshot(self.state_dir), now)
         due = bool(pick(new.messages, inputs.config.dry_run))
         times = [now + FULL_CHECK_EVERY]
         times += [m.send_at for m in new.messages if m.status == SCHEDULED and m.send_at > now]
@@ -484,48 +339,55 @@ class Daemon:
         if due or (report is not None and report.busy):
             # Still due after sending: held back, stopped, or another sender had the lock.
             times.append(now + BUSY_RETRY)
+        self._last_full = now
         # Never sooner than a second: a wake-up that finds nothing must not spin.
         wake = max(min(times), now + timedelta(seconds=1))
         summary = {m.key: (m.status, m.send_at) for m in new.messages}
         planned = _Planned(now, summary, wake, next_send(new), _digest(inputs, new))
         return planned, due, new
 
-    def _commit(self, emit: Emit, inputs: Inputs, planned: _Planned, plan: Plan) -> None:
-        """*Child*: publish if the plan changed (the feed first), log what changed, report."""
+    def _commit(self, inputs: Inputs, planned: _Planned, plan: Plan) -> None:
+        """Make ``planned`` current: log what changed, schedule, heartbeat, publish."""
         previous = self._planned
         self._planned = planned
+        self._schedule(planned.wake)
         try:
             if planned.digest != self._published:  # before the rest: an edit waits for it
-                self._publish(emit, inputs, plan, planned.now)
+                self._publish(inputs, plan, planned.now)
                 self._published = planned.digest
         finally:
             self._log_changes(previous.summary if previous else None, plan)
-            emit("planned", planned, self._published, self._last_error)
+            self._write_health(running=True, now=planned.now)
+        _release_memory()
 
-    def _publish(self, emit: Emit, inputs: Inputs, plan: Plan, now: datetime) -> None:
-        """*Child*: the calendar to the feed (through the parent), then to its file."""
+    def _schedule(self, wake: datetime) -> None:
+        # On the worker thread; inside the wake job the trigger sets the same time.
+        with contextlib.suppress(LookupError):
+            self.scheduler.modify_job("wake", next_run_time=wake)
+
+    def _publish(self, inputs: Inputs, plan: Plan, now: datetime) -> None:
         from lormail.cmd_calendar import publishing, write_atomic
 
         calendar = inputs.config.calendar
-        if not calendar.feed.enabled and calendar.file is None:
+        if self.feed is None and calendar.file is None:
             return
-        with publishing(inputs.roster, plan, calendar, self._state(), now) as data:
-            if calendar.feed.enabled:  # the feed first: it is what an edit waits for
-                emit("calendar", data)
+        with publishing(inputs.roster, plan, calendar, self.state_dir, now) as data:
+            if self.feed is not None:  # the feed first: it is what an edit waits for
+                self.feed.update(data)
             if calendar.file is not None:
                 write_atomic(calendar.file, data)
         log.debug("calendar published (%d bytes)", len(data))
 
     # -- feed, watcher, health ---------------------------------------------------
 
-    def _start_feed(self, feed: FeedConfig) -> None:
+    def _start_feed(self) -> None:
         from lormail.feed import FeedServer, load_or_create_token
 
-        self.feed_config = feed
+        feed = self.inputs.config.calendar.feed
         if not feed.enabled:
             self.feed = None
             return
-        token = load_or_create_token(self._state())
+        token = load_or_create_token(self.state_dir)
         try:
             server = FeedServer(feed.bind, feed.port, token)
         except OSError as err:
@@ -541,9 +403,8 @@ class Daemon:
         if self.feed is not None:
             self.feed.stop()
             self.feed = None
-        assert self.inputs is not None
         try:
-            self._start_feed(self.inputs.config.calendar.feed)
+            self._start_feed()
         except LormailError as err:
             self._last_error = " ".join(_problem_lines(err))
             log.error("%s", self._last_error)
@@ -552,16 +413,13 @@ class Daemon:
         """Pick up a token rotated by ``lormail feed-url --rotate``."""
         from lormail.feed import read_token
 
-        if self.feed is None or self.state_dir is None:
-            return
         token = read_token(self.state_dir)
-        if token is not None:
+        if token is not None and self.feed is not None:
             self.feed.set_token(token)
 
     def _interest(self) -> Interest:
         from lormail.watch import Interest
 
-        assert self.inputs is not None
         config = self.inputs.config
         folders = [config.templates] if config.templates is not None else []
         return Interest([self.config_path, config.roster], folders)
@@ -569,19 +427,13 @@ class Daemon:
     def _start_watcher(self) -> None:
         from lormail.watch import Watcher
 
-        self.watcher = Watcher(self._interest(), lambda: self.request_reload("file changed"))
+        self.watcher = Watcher(self._interest(), lambda: self.reload("file changed"))
         self.watcher.start()
-
-    def _state(self) -> Path:
-        assert self.state_dir is not None, "known from the first good config"
-        return self.state_dir
 
     def _last_check(self) -> datetime | None:
         return self._planned.now if self._planned is not None else None
 
     def _write_health(self, running: bool, now: datetime | None = None) -> None:
-        if self.state_dir is None:
-            return
         planned = self._planned
         next_at = planned.next_send if planned is not None and running else None
         checked = now or self._last_check()
@@ -601,10 +453,10 @@ class Daemon:
             status = "ok" if self._last_error is None else f"error: {self._last_error}"
             self.feed.set_health(status, checked, next_at)
 
-    # -- logging the plan (child) ------------------------------------------------------
+    # -- logging the plan ----------------------------------------------------------
 
     def _log_changes(self, old: dict[str, tuple[str, datetime]] | None, new: Plan) -> None:
-        """*Child*: one line per message that is newly planned, moved, cancelled or skipped."""
+        """One line per message that is newly planned, moved, cancelled or skipped."""
         upcoming = [m for m in new.messages if m.status in (SCHEDULED, DUE)]
         if old is None:
             head = upcoming[0] if upcoming else None
@@ -633,24 +485,6 @@ class Daemon:
             log.info("... and %d more plan change(s)", len(lines) - MAX_PLAN_LINES)
 
 
-def _preload() -> None:
-    """Import what every check's child uses, once, here: a child then starts with it."""
-    import lormail.cmd_calendar
-    import lormail.cmd_core
-    import lormail.config
-    import lormail.plan
-    import lormail.render
-    import lormail.roster
-    import lormail.sending
-    import lormail.store  # noqa: F401
-
-
-def _templates_digest(folder: Path | None) -> str:
-    from lormail.inputs import templates_digest_of
-
-    return templates_digest_of(folder)
-
-
 class _WakeTrigger(BaseTrigger):  # type: ignore[misc]
     """Fires when the daemon's last plan says to look again (never in a tight loop)."""
 
@@ -677,6 +511,16 @@ def _digest(inputs: Inputs, plan: Plan) -> bytes:
     for m in plan.messages:
         h.update(f"{m.key}\0{m.status}\0{m.send_at.timestamp()}\n".encode())
     return h.digest()
+
+
+def _release_memory() -> None:
+    """Hand freed heap back to the OS after a re-plan's temporaries (glibc only)."""
+    if not sys.platform.startswith("linux"):
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 # --- the command -------------------------------------------------------------------
@@ -708,23 +552,8 @@ def _under_journald() -> bool:
     return (st.st_dev, st.st_ino) == (dev, ino)
 
 
-class _FdHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """One ``os.write`` per record: no buffer, and so no buffer lock that a
-    check's child (see :mod:`lormail.worker`) could inherit held."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            data = (self.format(record) + "\n").encode("utf-8", "replace")
-            fd = self.stream.fileno()
-            while data:
-                data = data[os.write(fd, data) :]
-        except Exception:  # logging must not take the daemon down
-            self.handleError(record)
-
-
 def configure_logging(debug: bool) -> None:
-    sys.stderr.flush()
-    handler = _FdHandler(sys.stderr)
+    handler = logging.StreamHandler(sys.stderr)
     if _under_journald():
         handler.setFormatter(_Formatter("%(message)s"))
     else:
@@ -741,12 +570,21 @@ def configure_logging(debug: bool) -> None:
 def cmd_run(app: App, args: argparse.Namespace) -> int:
     """Run until SIGTERM/SIGINT; exit 2 at once if the files are bad at start."""
     configure_logging(app.debug)
-    # Block the signals before any thread or child starts, so all inherit the
+    inputs = load_inputs(app.config_path, check=False)  # LormailError → exit 2 in cli.py
+    assert inputs is not None
+    # The roster lives as long as the process and makes no cycles: keep the
+    # collector from rescanning it on every plan.
+    gc.collect()
+    gc.freeze()
+    state_dir = inputs.app().state_dir()
+    # Block the signals before any thread starts, so all threads inherit the
     # mask and only the sigwait below ever sees them.
     old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
-    daemon = Daemon(app.config_path)
+    daemon = Daemon(app.config_path, inputs, state_dir)
     try:
-        daemon.start()  # LormailError (bad files) → exit 2 in cli.py
+        mode = "dry run" if inputs.config.dry_run else inputs.config.transport
+        log.info("lormail run: %s, state in %s (%s)", inputs.config.roster.name, state_dir, mode)
+        daemon.start()
         while True:
             signum = signal.sigwait(SIGNALS)
             if signum == signal.SIGHUP:
