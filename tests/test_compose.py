@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import mailbox
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
@@ -218,3 +218,23 @@ def test_maildir_delivers_a_parseable_message(tmp_path: Path) -> None:
     assert msg["Message-ID"].endswith("@example.edu>")
     assert msg["Date"] == "Tue, 01 Sep 2026 11:00:00 -0400"
     assert datetime(2026, 9, 1, tzinfo=UTC) < NOW
+
+
+def test_loaded_templates_never_read_the_files_again(tmp_path: Path) -> None:
+    """What a daemon accepted is what it sends: a later save reaches it only by a reload."""
+    from lormail.cmd_core import sample_messages
+    from lormail.model import Letter
+    from lormail.render import Templates
+    from tests.builders import program, recommender, roster
+
+    folder = tmp_path / "templates"
+    folder.mkdir()
+    (folder / "request.txt.j2").write_text("Subject: A letter for {{ applicant.name }}?\n\nHello\n")
+    rec = recommender("lee", status="planned", letters=(Letter(program="im"),))
+    ros = roster([program("im", date(2026, 12, 1))], [rec])
+    request = next(m for m in sample_messages(ros, rec) if m.kind == "request")
+    templates = Templates(folder).load_all()
+    (folder / "request.txt.j2").write_text("Subject: Changed on disk\n\nBye\n")
+    assert templates.subject(request, ros).startswith("A letter for ")
+    assert templates.render(request, ros).body == "Hello\n"
+    assert Templates(folder).subject(request, ros) == "Changed on disk"
