@@ -11,6 +11,8 @@ hours and the daemon is truly idle.  The monotonic clock is not faked.
   the feed serves the calendar (median of ``--starts`` starts, state kept);
 - idle: VmRSS, CPU (utime+stime) scaled to 10 minutes, and wake-ups per
   minute (``voluntary_ctxt_switches`` summed over every thread) over ``--idle`` s;
+  memory also for the check server (the daemon's one child when idle) and
+  as the PSS sum of both, which counts the pages they share once;
 - edit to effect: an atomic save of the roster (one program renamed) until
   the feed's ETag changes, median of ``--edits`` edits.
 """
@@ -114,6 +116,31 @@ def proc_sample(pid: int) -> tuple[int, float, int]:
     return rss, cpu, switches
 
 
+def tree_memory(pid: int) -> tuple[float, float, float]:
+    """(the daemon's VmRSS, its check server's VmRSS, both processes' PSS sum), in MB.
+
+    The two share the interpreter and its imports copy-on-write: RSS counts
+    those pages in each, PSS splits them, so the PSS sum is what the
+    service really holds."""
+
+    def kb(path: str, field: str) -> int:
+        for line in Path(path).read_text().splitlines():
+            if line.startswith(field):
+                return int(line.split()[1])
+        return 0
+
+    children = [
+        int(c)
+        for task in Path(f"/proc/{pid}/task").iterdir()
+        for c in (task / "children").read_text().split()
+    ]
+    server = children[0] if children else None
+    rss = kb(f"/proc/{pid}/status", "VmRSS:")
+    server_rss = kb(f"/proc/{server}/status", "VmRSS:") if server else 0
+    pss = sum(kb(f"/proc/{p}/smaps_rollup", "Pss:") for p in [pid, *children])
+    return rss / 1024, server_rss / 1024, pss / 1024
+
+
 def wait_until(pred, timeout: float, what: str) -> float:  # type: ignore[no-untyped-def]
     t0 = time.perf_counter()
     while not pred():
@@ -171,6 +198,7 @@ def main() -> None:
     rss0, cpu0, sw0 = proc_sample(proc.pid)
     time.sleep(args.idle)
     rss1, cpu1, sw1 = proc_sample(proc.pid)
+    idle_tree = tree_memory(proc.pid)
     minutes = args.idle / 60
 
     roster = folder / "roster.yaml"
@@ -188,6 +216,7 @@ def main() -> None:
         effects.append(wait_until(lambda b=before: feed_etag(port, token) != b, 30, "new ETag"))
         time.sleep(0.5)
     rss2, _, _ = proc_sample(proc.pid)
+    edited_tree = tree_memory(proc.pid)
     status = Path(f"/proc/{proc.pid}/status").read_text()
     split = " ".join(re.findall(r"^(Rss\w+:\s+\d+ kB)", status, flags=re.M))
     stop(proc)
@@ -200,6 +229,9 @@ def main() -> None:
     print(f"idle over {args.idle:.0f} s: VmRSS {rss0 / 1024:.1f} -> {rss1 / 1024:.1f} MB; "
           f"CPU {(cpu1 - cpu0) / minutes * 10:.2f} s per 10 min; "
           f"wake-ups {(sw1 - sw0) / minutes:.1f} per minute")  # fmt: skip
+    for when, (rss, server_rss, pss) in (("idle", idle_tree), ("after the edits", edited_tree)):
+        print(f"memory {when}: daemon VmRSS {rss:.1f} MB, check server VmRSS "
+              f"{server_rss:.1f} MB, both together (PSS) {pss:.1f} MB")  # fmt: skip
     print(f"edit to new ETag: median {statistics.median(effects):.2f} s, "
           f"max {max(effects):.2f} s over {len(effects)} edits")  # fmt: skip
     print(f"VmRSS after the edits: {rss2 / 1024:.1f} MB ({split})")

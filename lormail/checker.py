@@ -68,26 +68,55 @@ FULL_CHECK_EVERY = timedelta(hours=1)  # send_due runs at least this often
 BUSY_RETRY = timedelta(seconds=60)  # another sender held the lock, or a check failed
 MAX_PLAN_LINES = 50  # per re-plan; the rest is summed up in one line
 _HEADER = 8
+# A worker puts one byte before each frame: for the server, or for the daemon.
+_MINE, _THEIRS = 1, 2
+_MINE_BYTE, _THEIRS_BYTE = bytes([_MINE]), bytes([_THEIRS])
 
 
 # --- frames --------------------------------------------------------------------------
 
 
-def write_frame(fd: int, *frame: Any) -> None:
+def _pack(frame: tuple[Any, ...]) -> bytes:
     data = pickle.dumps(frame, protocol=pickle.HIGHEST_PROTOCOL)
-    view = memoryview(len(data).to_bytes(_HEADER, "little") + data)
+    return len(data).to_bytes(_HEADER, "little") + data
+
+
+def write_frame(fd: int, *frame: Any) -> None:
+    _write_all(fd, _pack(frame))
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]
 
 
 def read_frame(fd: int) -> tuple[Any, ...] | None:
     """The next frame, or ``None`` at the end of the pipe."""
+    raw = _read_raw(fd)
+    if raw is None:
+        return None
+    frame: tuple[Any, ...] = pickle.loads(memoryview(raw)[_HEADER:])
+    return frame
+
+
+def _read_raw(fd: int) -> bytes | None:
+    """The next frame whole, header included; ``None`` at the end (or a cut-off frame)."""
     try:
-        size = int.from_bytes(_read_exactly(fd, _HEADER), "little")
-        frame: tuple[Any, ...] = pickle.loads(_read_exactly(fd, size))
+        header = _read_exactly(fd, _HEADER)
+        return header + _read_exactly(fd, int.from_bytes(header, "little"))
     except EOFError:
         return None
-    return frame
+
+
+def _read_routed(fd: int) -> tuple[int, bytes] | None:
+    """A worker's next frame and whom it is for (see :meth:`_Worker.emit`)."""
+    try:
+        to = _read_exactly(fd, 1)[0]
+    except EOFError:
+        return None
+    raw = _read_raw(fd)
+    return None if raw is None else (to, raw)
 
 
 def _read_exactly(fd: int, size: int) -> bytes:
@@ -142,14 +171,14 @@ class CheckServerHandle:
         try:
             write_frame(self.requests, why, reload, first, last_error)
         except OSError as err:
-            raise ServerGone(f"the check server is gone ({err})") from None
+            raise ServerGone("the check server is gone") from err
 
     def frames(self) -> Iterator[tuple[Any, ...]]:
         """Each frame of the check in progress, up to its end."""
         while True:
             frame = read_frame(self.replies)
             if frame is None:
-                raise ServerGone("the check server ended")
+                raise ServerGone("the check server is gone")
             if frame[0] == "end":
                 return
             yield frame
@@ -219,6 +248,9 @@ class CheckServer:
     def _one(
         self, replies: int, why: str, reload: bool, first: bool, last_error: str | None
     ) -> None:
+        # Frames come through here whole (a worker killed while writing one
+        # leaves half a frame, which goes no further); the daemon's are passed
+        # on as they are, without unpickling.
         read_fd, write_fd = os.pipe()
         pid = os.fork()
         if pid == 0:  # pragma: no cover - the worker
@@ -230,22 +262,27 @@ class CheckServer:
         if self.stopping:
             self._on_stop(signal.SIGTERM, None)
         crashed: str | None = None
+        again = False
         try:
-            while (frame := read_frame(read_fd)) is not None:
+            while (routed := _read_routed(read_fd)) is not None:
+                to, raw = routed
+                if to != _MINE:
+                    _write_all(replies, raw)
+                    continue
+                frame = pickle.loads(memoryview(raw)[_HEADER:])
                 kind = frame[0]
                 if kind == "state":
                     self.summary, self.published = frame[1], frame[2]
                 elif kind == "inputs":
-                    if not self._adopt(frame[1]):
-                        write_frame(replies, "again")
+                    again = not self._adopt(frame[1])
                 elif kind == "crashed":
                     crashed = frame[1]
-                else:
-                    write_frame(replies, *frame)
         finally:
             os.close(read_fd)
             _, status = os.waitpid(pid, 0)
             self.worker = None
+        if again:
+            write_frame(replies, "again")
         code = os.waitstatus_to_exitcode(status)
         if crashed is not None or code != 0:
             how = f"was killed by signal {-code}" if code < 0 else f"exited with status {code}"
@@ -293,7 +330,12 @@ class CheckServer:
 
 
 def _work(
-    server: CheckServer, fd: int, why: str, reload: bool, first: bool, last_error: str | None
+    server: CheckServer,
+    fd: int,
+    why: str,
+    reload: bool,
+    first: bool,
+    last_error: str | None,
 ) -> None:  # pragma: no cover - runs in the worker
     gc.disable()  # one check, then the whole heap goes at once
     code = 0
@@ -310,7 +352,7 @@ def _work(
             traceback.print_exc(file=sys.stderr)
             sys.stderr.flush()
         with contextlib.suppress(BaseException):
-            write_frame(fd, "crashed", f"{type(err).__name__}: {err}")
+            _write_all(fd, _MINE_BYTE + _pack(("crashed", f"{type(err).__name__}: {err}")))
     os._exit(code)
 
 
@@ -318,7 +360,11 @@ class _Worker:
     """One check: reload if asked, plan, send what is due, publish; report each step."""
 
     def __init__(
-        self, server: CheckServer, fd: int, stop: threading.Event, last_error: str | None
+        self,
+        server: CheckServer,
+        fd: int,
+        stop: threading.Event,
+        last_error: str | None,
     ) -> None:
         self.server = server
         self.fd = fd
@@ -329,7 +375,9 @@ class _Worker:
         self.accepted: _Loaded | None = None
 
     def emit(self, *frame: Any) -> None:
-        write_frame(self.fd, *frame)
+        """A frame for the daemon, or (``state``, ``inputs``) for the server."""
+        mine = frame[0] in ("state", "inputs")
+        _write_all(self.fd, (_MINE_BYTE if mine else _THEIRS_BYTE) + _pack(frame))
 
     def run(self, why: str, reload: bool, first: bool) -> None:
         from lormail.inputs import checked

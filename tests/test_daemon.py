@@ -279,6 +279,42 @@ def test_edits_broken_kept_out_valid_applied(tmp_path: Path) -> None:
     assert len(sink.to("johnson@uni.example.org")) == 1
 
 
+def _children(pid: int) -> list[int]:
+    return [
+        int(c)
+        for task in Path(f"/proc/{pid}/task").iterdir()
+        for c in (task / "children").read_text().split()
+    ]
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs Linux /proc")
+def test_checks_run_in_workers_and_a_lost_check_server_stops_the_daemon_with_1(
+    tmp_path: Path,
+) -> None:
+    d = today()
+    text = roster({"im": (d + timedelta(days=40)).isoformat()}, [recommender("lee", ["im"])])
+    cfg = write_setup(tmp_path, text, free_port())
+    with DaemonProc(cfg) as daemon:
+        daemon.wait_log("planned", 20)
+        servers = _children(daemon.pid)
+        assert len(servers) == 1, servers  # idle: the check server, and no worker
+        # A worker's check goes on while the server lives...
+        mark = len(daemon.log())
+        save_atomic(tmp_path / "roster.yaml", text.replace("Program IM", "Program IM (renamed)"))
+        daemon.signal(signal.SIGHUP)
+        daemon.wait_log("reloaded roster.yaml", 10, after=mark)
+        assert _children(daemon.pid) == servers
+        # ...and without it the daemon cannot check: it says so and exits 1.
+        os.kill(servers[0], signal.SIGKILL)
+        mark = len(daemon.log())
+        save_atomic(tmp_path / "roster.yaml", text)
+        daemon.signal(signal.SIGHUP)
+        assert daemon.proc.wait(20) == 1
+        log = daemon.log()[mark:]
+        assert "the check server is gone: stopping" in log
+        assert "Traceback" not in log
+
+
 def test_sighup_reloads_and_picks_up_a_rotated_feed_token(tmp_path: Path) -> None:
     d = today()
     text = roster({"im": (d + timedelta(days=40)).isoformat()}, [recommender("lee", ["im"])])
