@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 from _smtp_helpers import NOW, make_app, make_config, make_roster, replace_smtp
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from lormail.compose import ComposeContext, ComposeError, compose, message_id
 from lormail.model import LogEntry, Material, PlannedMessage
@@ -218,3 +220,81 @@ def test_maildir_delivers_a_parseable_message(tmp_path: Path) -> None:
     assert msg["Message-ID"].endswith("@example.edu>")
     assert msg["Date"] == "Tue, 01 Sep 2026 11:00:00 -0400"
     assert datetime(2026, 9, 1, tzinfo=UTC) < NOW
+
+
+# --- the plain-text fast path writes what the email library writes -----------------
+
+LONG_SUBJECT = "A letter of recommendation for " + "Internal Medicine, Pediatrics, " * 4 + "please"
+
+
+@pytest.mark.parametrize(
+    ("name", "sender", "subject", "body"),
+    [
+        ("Dr. Rec 0", "Sarah Chen <sarah@example.edu>", "Hello", "Dear Dr. Rec 0,\n\nHello.\n"),
+        ("Rec, Jr.", "sarah@example.edu", "Hi", "x"),  # a name that needs quotes; no name
+        ("Dr. Zoë Müller", "Séverine Çelik <sev@example.edu>", "Réponse — merci", "Grüße\n"),
+        ("Dr. " + "Verylongname " * 8, "Sarah Chen <sarah@example.edu>", LONG_SUBJECT, "ok\n"),
+        ("Dr. Łukasz " * 6, "Sarah Chen <sarah@example.edu>", "Ünïcödé " * 12, "ok"),
+        ("Dr. Rec", "Sarah Chen <sarah@example.edu>", "Long body", "word " * 40 + "\nend"),
+        ("Dr. Rec", "Sarah Chen <sarah@example.edu>", "Line ends", "a\r\nb\rc\n\nd\r\n"),
+        ("Dr. Rec", "Sarah Chen <sarah@example.edu>", "Empty body", ""),
+        ("Dr. Rec", "Sarah Chen <sarah@example.edu>", "Dots", ".\n.leading dot\nFrom here\n"),
+        ("Dr. Rec", "Sarah Chen <sarah@example.edu>", "Trailing space", "a  \n\tb\t\n"),
+    ],
+)
+@pytest.mark.parametrize("kind", ["request", "reminder"])
+def test_plain_text_bytes_are_the_email_librarys(
+    tmp_path: Path, name: str, sender: str, subject: str, body: str, kind: str
+) -> None:
+    roster = make_roster(1, names=lambda i: name)
+    config = replace_smtp(make_config(tmp_path), from_addr=sender, bcc_self=True)
+    sent = {"request:r0000": LogEntry(key="request:r0000", state="sent", at=NOW)}
+    ctx = context(tmp_path, roster=roster, config=config, log=sent)
+    msg = planned(kind, reminder_number=1) if kind == "reminder" else planned(kind)
+    out = compose(msg, Rendered(subject=subject, body=body), ctx, NOW)
+    assert out.data == out.message.as_bytes()
+    assert out.message is out.message  # built once
+    parsed = message_from_bytes(out.data, policy=policy.default)
+    assert parsed["Subject"] == subject.strip() == out.subject
+    if len(name) < 60:  # the library's folding of longer encoded words can split a word
+        assert parsed["To"].addresses[0].display_name == name.strip()
+    assert parsed["Bcc"] is None
+    if kind == "reminder":
+        assert (
+            parsed["In-Reply-To"]
+            == parsed["References"]
+            == message_id(
+                "request:r0000", SECRET, config.smtp.from_addr.rpartition("@")[2].rstrip(">")
+            )
+        )
+    assert parsed.get_content().replace("\r\n", "\n") == (
+        "\n".join(body.splitlines()) + "\n" if body else "\n"
+    )
+
+
+def test_multipart_messages_are_the_email_librarys(tmp_path: Path) -> None:
+    cv = tmp_path / "cv.pdf"
+    cv.write_bytes(b"%PDF-1.4 fake")
+    roster = make_roster(1, kind="packet", materials=(Material(label="CV", path=cv),))
+    for html in (None, "<p>Dear Dr. Rec 0,</p>"):
+        rendered = replace(RENDERED, html=html)
+        out = compose(planned("packet"), rendered, context(tmp_path, roster=roster), NOW)
+        assert out.data == out.message.as_bytes()
+        assert out.data.count(b"%PDF") == 0 and b"JVBERi0xLjQgZmFrZQ==" in out.data
+
+
+@given(
+    name=st.text(st.characters(exclude_categories=("Cc", "Cs", "Zl", "Zp")), max_size=90),
+    subject=st.text(
+        st.characters(exclude_categories=("Cc", "Cs", "Zl", "Zp")), min_size=1, max_size=160
+    ),
+    body=st.text(st.characters(exclude_categories=("Cs",)), max_size=400),
+)
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_plain_text_bytes_match_for_any_text(name: str, subject: str, body: str) -> None:
+    subject = subject.strip() or "x"
+    roster = make_roster(1, names=lambda i: name)
+    config = make_config(Path("/nonexistent"))
+    ctx = ComposeContext(roster=roster, config=config, secret=SECRET)
+    out = compose(planned(), Rendered(subject=subject, body=body), ctx, NOW)
+    assert out.data == out.message.as_bytes()
