@@ -114,7 +114,7 @@ def _sender(configured: str, name: str, email: str) -> tuple[str, str]:
 
 def message_id(key: str, secret: bytes, domain: str) -> str:
     """The Message-ID of ``key``: a keyed hash, so the same key always gets the same id."""
-    digest = hmac.new(secret, key.encode("utf-8"), hashlib.sha256).digest()[:20]
+    digest = hmac.digest(secret, key.encode("utf-8"), hashlib.sha256)[:20]
     token = base64.b32encode(digest).decode("ascii").lower()
     return f"<{token}@{domain}>"
 
@@ -209,7 +209,15 @@ def _text_payload(text: str) -> tuple[str, str]:
     body = b"\n".join(lines) + b"\n"
     if body.isascii() and all(len(line) <= _FAST_LIMIT for line in lines):
         return "7bit", body.decode("ascii")
-    return "quoted-printable", quoprimime.body_encode(body.decode("latin-1"), _FAST_LIMIT)
+    # quoprimime.body_encode(body.decode("latin-1"), _FAST_LIMIT), a line at a time.
+    return "quoted-printable", "".join(map(_qp_line, body.decode("latin-1").split("\n")[:-1]))
+
+
+@functools.lru_cache(maxsize=2048)
+def _qp_line(line: str) -> str:
+    # body_encode encodes each line on its own, and the messages of a batch
+    # share most of their lines (the template's): each is encoded once.
+    return quoprimime.body_encode(line + "\n", _FAST_LIMIT)
 
 
 def _set_text(message: EmailMessage, text: str) -> None:
@@ -243,7 +251,9 @@ def _plain_wire(header_lines: list[bytes], text: str) -> bytes:
     payload with CRLF line ends (``test_compose`` checks the two agree byte for
     byte)."""
     cte, payload = _text_payload(text)
-    body = _NEWLINE.sub("\r\n", payload).encode("ascii")
+    # A payload with no CR (the usual) needs only its LFs turned into CRLFs.
+    lines = payload.replace("\n", "\r\n") if "\r" not in payload else _NEWLINE.sub("\r\n", payload)
+    body = lines.encode("ascii")
     return b"".join((*header_lines, _end_of_headers(cte), body))
 
 
@@ -313,7 +323,7 @@ def compose(
         lines = [_from_line(from_name, from_addr)]
         lines += [_header_line(name, value) for name, value in headers[1:]]
         data = _plain_wire(lines, rendered.body)
-        made = functools.cache(build)
+        made = _Once(build)
 
     recipients = [msg.to]
     applicant = roster.applicant.email
@@ -333,6 +343,21 @@ def compose(
 
 def _same(message: EmailMessage) -> EmailMessage:
     return message
+
+
+class _Once:
+    """``make()``'s result, made at the first call (lighter than functools.cache)."""
+
+    __slots__ = ("_made", "_make")
+
+    def __init__(self, make: Callable[[], EmailMessage]) -> None:
+        self._make = make
+        self._made: EmailMessage | None = None
+
+    def __call__(self) -> EmailMessage:
+        if self._made is None:
+            self._made = self._make()
+        return self._made
 
 
 @functools.lru_cache(maxsize=4)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import mailbox
 from dataclasses import replace
 from datetime import UTC, datetime
-from email import message_from_bytes, policy
+from email import message_from_bytes, policy, quoprimime
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -14,7 +14,7 @@ from _smtp_helpers import NOW, make_app, make_config, make_roster, replace_smtp
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lormail.compose import ComposeContext, ComposeError, compose, message_id
+from lormail.compose import ComposeContext, ComposeError, _text_payload, compose, message_id
 from lormail.model import LogEntry, Material, PlannedMessage
 from lormail.render import Rendered
 
@@ -298,3 +298,15 @@ def test_plain_text_bytes_match_for_any_text(name: str, subject: str, body: str)
     ctx = ComposeContext(roster=roster, config=config, secret=SECRET)
     out = compose(planned(), Rendered(subject=subject, body=body), ctx, NOW)
     assert out.data == out.message.as_bytes()
+
+
+@given(st.text(st.characters(exclude_categories=("Cs",)), max_size=400))
+@settings(max_examples=300, deadline=None)
+def test_text_payload_is_set_contents(text: str) -> None:
+    """The body encodes as quoprimime.body_encode does a whole body, line by line."""
+    body = b"\n".join(text.encode("utf-8").splitlines()) + b"\n"
+    cte, payload = _text_payload(text)
+    if cte == "quoted-printable":
+        assert payload == quoprimime.body_encode(body.decode("latin-1"), 78)
+    else:
+        assert (cte, payload) == ("7bit", body.decode("ascii"))
