@@ -28,12 +28,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from lormail.credentials import CredentialError, Secret
 from lormail.errors import LormailError, Problem
 from lormail.model import Config, SmtpConfig
 
 if TYPE_CHECKING:
     from mailbox import Maildir
+
+    from lormail.credentials import Secret
 
 # What a failure was, for `credentials test` and the log.
 DNS = "dns"
@@ -159,7 +160,7 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-SecretSource = Callable[[], Secret]
+SecretSource = Callable[[], "Secret"]
 
 
 def _reply_text(code: int, resp: bytes | str) -> str:
@@ -319,6 +320,8 @@ class SmtpTransport:
             raise TransportError(
                 "no credential source", transient=True, kind=CREDENTIALS, connection=True
             )
+        from lormail.credentials import CredentialError  # only a login needs it
+
         try:
             secret = self.secret()
         except CredentialError as err:
