@@ -1,11 +1,14 @@
 """From a planned, rendered message to the exact bytes-to-be on the wire (SPEC §3.2).
 
 Pure: a :class:`PlannedMessage`, its rendered text, the roster, the config and
-the state's Message-ID secret go in; an :class:`Outgoing` (an
-``email.message.EmailMessage`` with ``policy=SMTP`` plus its envelope) comes
-out.  The only reads are of the packet's attachments, through a function the
-caller may replace.  (:func:`preview_text`, for ``lormail preview``, is the
-one impure helper: it reads the state to show the real Message-ID.)
+the state's Message-ID secret go in; an :class:`Outgoing` (the message's bytes,
+as an ``email.message.EmailMessage`` with ``policy=SMTP`` writes them, the
+message itself on demand, and its envelope) comes out.  A plain-text message,
+the usual kind, is written directly, header by header the way the email
+library writes it; a multipart one by the library.  The only reads are of the
+packet's attachments, through a function the caller may replace.
+(:func:`preview_text`, for ``lormail preview``, is the one impure helper: it
+reads the state to show the real Message-ID.)
 
 Owned here: the From/To/Date/Subject headers, the Message-ID derived from the
 key (HMAC-SHA256 under the state's secret, so it is stable across retries and
