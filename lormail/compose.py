@@ -168,7 +168,7 @@ def _mailbox(name: str, addr: str) -> str | Address:
 # The SMTP policy's line length: a shorter ASCII header is written exactly as given.
 _FAST_LIMIT = policy.SMTP.max_line_length or 78
 
-Header = tuple[str, "str | Address"]
+_Header = tuple[str, "str | Address"]
 
 
 def _is_plain(name: str, value: str | Address) -> bool:
@@ -300,7 +300,7 @@ def compose(
     domain = domain_of(from_addr)
     mid = message_id(msg.key, ctx.secret, domain)
     sender_line = _from_line(from_name, from_addr)  # the same for a whole batch
-    headers: list[Header] = [
+    headers: list[_Header] = [
         ("To", _mailbox(to_name, msg.to)),
         ("Subject", subject),
         ("Date", _date(at, roster.applicant.timezone)),
