@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import getpass
 import logging
 import signal
 import sys
@@ -37,6 +36,13 @@ def ensure_logging() -> None:
     handler.setFormatter(logging.Formatter("lormail: %(message)s"))
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
+    # The line holds the message only: skip finding the caller's frame and
+    # looking up the thread and process of each record (the logging
+    # documentation's "Optimization" switches), a line per message sent.
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
 
 
 @contextlib.contextmanager
@@ -183,6 +189,8 @@ _FAILURE_LABEL = {
 
 def _read_secret(prompt: str) -> str:
     if sys.stdin.isatty():
+        import getpass
+
         return getpass.getpass(prompt)
     return sys.stdin.readline().rstrip("\r\n")
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib.resources
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, tzinfo
 from functools import lru_cache
@@ -19,6 +19,7 @@ from typing import Any
 
 import jinja2
 import jinja2.meta
+import jinja2.nodes
 
 from lormail.errors import LormailError, Problem
 from lormail.model import KINDS, PlannedMessage, Program, Recommender, Roster
@@ -58,8 +59,9 @@ class Templates:
         self.override_dir = override_dir
         self.default_dir = default_templates_dir()
         search = [str(d) for d in (override_dir, self.default_dir) if d is not None]
+        self._loader = _Loader(search)
         self.env = jinja2.Environment(
-            loader=jinja2.FileSystemLoader(search),
+            loader=self._loader,
             undefined=jinja2.StrictUndefined,
             keep_trailing_newline=True,
             trim_blocks=True,
@@ -71,6 +73,7 @@ class Templates:
             ),
         )
         self._subjects: dict[str, tuple[jinja2.Template, tuple[str, ...]]] = {}
+        self._reads_of: dict[str, tuple[str, ...]] = {}
         self._paths: dict[str, Path] = {}
         self._present: dict[str, bool] = {}
         self._globals: dict[str, Any] = dict(self.env.globals)
@@ -128,14 +131,36 @@ class Templates:
         return self._shared_cache
 
     def render(self, msg: PlannedMessage, roster: Roster) -> Rendered:
-        ctx = context(msg, roster, shared=self._shared(roster))
         name = f"{msg.kind}.txt.j2"
+        shared = self._shared(roster)
+        ctx = context(msg, roster, self._reads(name), shared)
         text = self._call(name, ctx)
         subject, body = split_subject(text, str(self.source_path(name)))
         html = None
         if self._has(f"{msg.kind}.html.j2"):
+            more = [n for n in self._reads(f"{msg.kind}.html.j2") if n not in ctx]
+            if more:
+                ctx = {**ctx, **context(msg, roster, more, shared)}
             html = self._call(f"{msg.kind}.html.j2", ctx)
         return Rendered(subject=subject, body=body, html=html)
+
+    def _reads(self, name: str) -> tuple[str, ...]:
+        """The context entries template ``name`` reads; building only those is
+        what makes rendering cheap.  All of them for a template that includes,
+        imports or extends another (whose reads it does not show)."""
+        reads = self._reads_of.get(name)
+        if reads is None:
+            self._template(name)  # compiled; the loader keeps the source it read
+            reads = CONTEXT_NAMES
+            source = self._loader.sources.get(name)
+            if source is not None:
+                tree = self.env.parse(source, name)
+                linked = (jinja2.nodes.Include, jinja2.nodes.Import, jinja2.nodes.FromImport)
+                if next(tree.find_all((*linked, jinja2.nodes.Extends)), None) is None:
+                    used = jinja2.meta.find_undeclared_variables(tree)
+                    reads = tuple(n for n in CONTEXT_NAMES if n in used)
+            self._reads_of[name] = reads
+        return reads
 
     def load_all(self) -> Templates:
         """Read and compile every template the six kinds use, now and never again.
@@ -144,10 +169,10 @@ class Templates:
         a reload that checks it.  Raises :class:`LormailError` on a syntax error.
         """
         for kind in KINDS:
-            self._template(f"{kind}.txt.j2")
+            self._reads(f"{kind}.txt.j2")  # compiles it
             self._subject_template(kind)
             if self._has(f"{kind}.html.j2"):
-                self._template(f"{kind}.html.j2")
+                self._reads(f"{kind}.html.j2")
         return self
 
     def _subject_template(self, kind: str) -> tuple[jinja2.Template, tuple[str, ...]] | None:
@@ -176,9 +201,17 @@ class Templates:
         return split_subject(line, str(self.source_path(where)))[0]
 
     def _call(self, name: str, ctx: dict[str, Any]) -> str:
-        return self._render_tmpl(self._template(name), ctx, name)
+        # An undefined name lists every entry a template may use, not only the
+        # ones this one was given.
+        return self._render_tmpl(self._template(name), ctx, name, CONTEXT_NAMES)
 
-    def _render_tmpl(self, tmpl: jinja2.Template, ctx: dict[str, Any], name: str) -> str:
+    def _render_tmpl(
+        self,
+        tmpl: jinja2.Template,
+        ctx: dict[str, Any],
+        name: str,
+        available: Iterable[str] | None = None,
+    ) -> str:
         try:
             # A shared context with the globals merged in once is much cheaper
             # than Template.render's per-call ChainMap; `check` renders 12,000.
@@ -189,11 +222,28 @@ class Templates:
             line = _error_line(err, tmpl)
             message = err.message or type(err).__name__
             if isinstance(err, jinja2.UndefinedError):
-                message += f" (available: {', '.join(sorted(ctx))})"
+                shown = ctx if available is None else available
+                message += f" (available: {', '.join(sorted(shown))})"
             raise LormailError([Problem(message, where, line, 1 if line else None)]) from None
 
     def kinds(self) -> tuple[str, ...]:
         return KINDS
+
+
+class _Loader(jinja2.FileSystemLoader):
+    """The file loader, keeping the source of each template it loads: what a
+    template reads is learnt from the very text that was compiled."""
+
+    def __init__(self, searchpath: list[str]) -> None:
+        super().__init__(searchpath)
+        self.sources: dict[str, str] = {}
+
+    def get_source(
+        self, environment: jinja2.Environment, template: str
+    ) -> tuple[str, str, Callable[[], bool]]:
+        source, filename, uptodate = super().get_source(environment, template)
+        self.sources[template] = source
+        return source, filename, uptodate
 
 
 def _error_line(err: BaseException, tmpl: jinja2.Template) -> int | None:

@@ -28,6 +28,7 @@ import contextlib
 import logging
 import os
 import threading
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -164,6 +165,7 @@ class Batch:
     tally: _Tally = field(default_factory=_Tally)
     # The snapshot's log plus what this batch sent: reminders thread under it.
     log_view: dict[str, LogEntry] = field(default_factory=dict)
+    chores: _Chores = field(default_factory=lambda: _Chores())
 
     # -- the steps ----------------------------------------------------------------
 
@@ -304,12 +306,16 @@ class Batch:
     ) -> None:
         """Send in order.  One commit per message: its ``sent`` row together with the
         next one's ``sending`` row, so both rules hold (``sending`` before a transaction
-        starts, ``sent`` right after the server accepts) at half the commits.  The next
-        message is composed while the server digests this one."""
+        starts, ``sent`` right after the server accepts) at half the commits.  The rest
+        of the work (composing the next message, the log line of the last one) is done
+        while the server answers this one's commands."""
 
         queue = _Lookahead(self._prepared(todo, ctx))
-        with self.store.group_commit(DURABLE_WITHIN):
-            self._send_queue(transport, queue)
+        try:
+            with self.store.group_commit(DURABLE_WITHIN):
+                self._send_queue(transport, queue)
+        finally:
+            self.chores.run_all()
 
     def _send_queue(self, transport: Transport, queue: _Lookahead) -> None:
         from lormail.transport import TransportError
@@ -321,11 +327,13 @@ class Batch:
         while current is not None:
             msg, outgoing = current
             out = _outbound(msg, outgoing)
+            self.chores.add(queue.prepare)
             try:
                 accepted = transport.send(
-                    outgoing.data, outgoing.envelope_from, outgoing.recipients, queue.prepare
+                    outgoing.data, outgoing.envelope_from, outgoing.recipients, self.chores.one
                 )
             except TransportError as err:
+                self.chores.run_all()
                 if err.connection and err.transient and delivered and reconnects:
                     # The session dropped mid-batch (idle timeout, network blip):
                     # open a new one once and resend this message.
@@ -351,6 +359,7 @@ class Batch:
             self._sent(out, accepted.reply, accepted.refused, upcoming)
             delivered += 1
         if self._stopping():
+            self.chores.run_all()
             log.info("stopping: the rest of the due messages wait for the next run")
             self.tally.stopped = True
 
@@ -369,13 +378,19 @@ class Batch:
         self.tally.sent.append(out.key)
         # Later reminders in this batch thread under what just went.
         self.log_view[out.key] = LogEntry(key=out.key, state=LOG_SENT, at=at)
-        log.info("sent %s to %s (%s)", out.key, out.to, reply)
-        if note:
-            log.warning("sent %s, but %s", out.key, note)
+
+        def say() -> None:
+            log.info("sent %s to %s (%s)", out.key, out.to, reply)
+            if note:
+                log.warning("sent %s, but %s", out.key, note)
+
+        # Written while the server answers the next message's first command.
+        self.chores.add(say)
 
     def _fail(self, out: Outbound, error: str, reply: str | None) -> None:
         self.store.mark_failed(out, self.clock(), error, reply)
         self.tally.failed.append(out.key)
+        self.chores.run_all()  # the log lines in order
         log.error("failed %s to %s: %s", out.key, out.to, error)
 
     def _retry(self, msg: PlannedMessage, out: Outbound, error: str) -> datetime:
@@ -385,6 +400,7 @@ class Batch:
         attempts = row.attempts if row is not None else 0
         retry_at = now + backoff(max(1, attempts))
         self.tally.error(error)
+        self.chores.run_all()  # the log lines in order
         if msg.expires_at is not None and retry_at >= msg.expires_at:
             reason = f"expired before it could be sent; last error: {error}"
             self.store.mark_skipped(out, now, reason)
@@ -413,6 +429,25 @@ class Batch:
             self.tally.retrying.append(msg.key)
         if rest:
             log.warning("%d more message(s) wait until %s", len(rest), utc_z(retry_at))
+
+
+class _Chores:
+    """Small jobs done one at a time while the server answers a command (the
+    transport's ``meanwhile``), in the order they were added."""
+
+    def __init__(self) -> None:
+        self._jobs: deque[Callable[[], object]] = deque()
+
+    def add(self, job: Callable[[], object]) -> None:
+        self._jobs.append(job)
+
+    def one(self) -> None:
+        if self._jobs:
+            self._jobs.popleft()()
+
+    def run_all(self) -> None:
+        while self._jobs:
+            self._jobs.popleft()()
 
 
 class _Lookahead:

@@ -131,6 +131,27 @@ _LOG_COLUMNS = (
 )
 
 
+# A row's new state and what the message is; created_at only when the row is new.
+_UPSERT = (
+    "INSERT INTO log(key, kind, recommender, state, message_id, to_addr, subject, "
+    "created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8) "
+    "ON CONFLICT(key) DO UPDATE SET kind = excluded.kind, "
+    "recommender = excluded.recommender, state = excluded.state, "
+    "message_id = excluded.message_id, to_addr = excluded.to_addr, "
+    "subject = excluded.subject, updated_at = excluded.updated_at"
+)
+# The same for `sending`, which also counts the attempt and clears retry_at.
+_UPSERT_SENDING = (
+    "INSERT INTO log(key, kind, recommender, state, message_id, to_addr, subject, "
+    "created_at, updated_at, attempts) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, 1) "
+    "ON CONFLICT(key) DO UPDATE SET kind = excluded.kind, "
+    "recommender = excluded.recommender, state = excluded.state, "
+    "message_id = excluded.message_id, to_addr = excluded.to_addr, "
+    "subject = excluded.subject, updated_at = excluded.updated_at, "
+    "attempts = attempts + 1, retry_at = NULL"
+)
+
+
 def _row(v: Sequence[Any]) -> LogRow:
     """A row selected with ``_LOG_COLUMNS``, in that order."""
     return LogRow(
@@ -374,23 +395,8 @@ class Store:
     def _upsert(self, conn: sqlite3.Connection, out: Outbound, state: str, at: datetime) -> None:
         now = to_text(at)
         conn.execute(
-            "INSERT INTO log(key, kind, recommender, state, message_id, to_addr, subject, "
-            "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
-            "ON CONFLICT(key) DO UPDATE SET kind = excluded.kind, "
-            "recommender = excluded.recommender, state = excluded.state, "
-            "message_id = excluded.message_id, to_addr = excluded.to_addr, "
-            "subject = excluded.subject, updated_at = excluded.updated_at",
-            (
-                out.key,
-                out.kind,
-                out.recommender,
-                state,
-                out.message_id,
-                out.to,
-                out.subject,
-                now,
-                now,
-            ),
+            _UPSERT,
+            (out.key, out.kind, out.recommender, state, out.message_id, out.to, out.subject, now),
         )
 
     def mark_sending(self, out: Outbound, at: datetime) -> None:
@@ -399,9 +405,20 @@ class Store:
             self._sending(conn, out, at)
 
     def _sending(self, conn: sqlite3.Connection, out: Outbound, at: datetime) -> None:
-        self._upsert(conn, out, LOG_SENDING, at)
+        # The upsert and one more attempt in one statement: it runs once per message.
+        now = to_text(at)
         conn.execute(
-            "UPDATE log SET attempts = attempts + 1, retry_at = NULL WHERE key = ?", (out.key,)
+            _UPSERT_SENDING,
+            (
+                out.key,
+                out.kind,
+                out.recommender,
+                LOG_SENDING,
+                out.message_id,
+                out.to,
+                out.subject,
+                now,
+            ),
         )
 
     def mark_sent(

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
-import mailbox
 import re
 import smtplib
 import socket
@@ -27,11 +26,15 @@ import ssl
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from lormail.credentials import CredentialError, Secret
 from lormail.errors import LormailError, Problem
 from lormail.model import Config, SmtpConfig
+
+if TYPE_CHECKING:
+    from mailbox import Maildir
+
+    from lormail.credentials import Secret
 
 # What a failure was, for `credentials test` and the log.
 DNS = "dns"
@@ -85,8 +88,9 @@ class Transport(Protocol):
     ) -> Accepted:
         """Deliver ``data`` (the message, CRLF lines) to ``to_addrs``; the first must accept.
 
-        ``meanwhile`` runs while the server digests the message (after the data
-        went, before its verdict is read): the batch composes the next one then.
+        ``meanwhile`` runs while the server works: after each command (and the
+        data) went, before the reply is read.  The batch does a small piece of
+        its own work on each call (composes the next message, writes the log).
         """
         ...
 
@@ -109,7 +113,7 @@ class MaildirTransport:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._box: mailbox.Maildir | None = None
+        self._box: Maildir | None = None
 
     def send(
         self,
@@ -120,6 +124,8 @@ class MaildirTransport:
     ) -> Accepted:
         try:
             if self._box is None:
+                import mailbox  # here: an SMTP sender never needs it
+
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 self._box = mailbox.Maildir(self.path, create=True)
             # Maildir files hold LF line ends; the SMTP policy writes CRLF.
@@ -154,7 +160,7 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-SecretSource = Callable[[], Secret]
+SecretSource = Callable[[], "Secret"]
 
 
 def _reply_text(code: int, resp: bytes | str) -> str:
@@ -265,7 +271,8 @@ class SmtpTransport:
         if self._conn is not None:
             return self._conn
         smtp = self.smtp
-        context = ssl.create_default_context()
+        # Loading the trusted certificates takes tens of ms: only for TLS.
+        context = None if smtp.security == "none" else ssl.create_default_context()
         conn: smtplib.SMTP | None = None
         try:
             # local_hostname given so that smtplib skips socket.getfqdn(); the real
@@ -313,6 +320,8 @@ class SmtpTransport:
             raise TransportError(
                 "no credential source", transient=True, kind=CREDENTIALS, connection=True
             )
+        from lormail.credentials import CredentialError  # only a login needs it
+
         try:
             secret = self.secret()
         except CredentialError as err:
@@ -381,9 +390,11 @@ class SmtpTransport:
         # By hand rather than send_message(): the DATA reply (with the server's
         # queue id) is worth keeping, a refused Bcc copy must not stop the
         # message to the recommender while a refused recommender must stop it,
-        # and the next message can be composed while the server digests this one.
+        # and the batch's own work (the next message, the log) gets done while
+        # the server answers each command.
+        wait = meanwhile or _nothing
         from_addr, to_addrs = env.from_addr, env.to_addrs
-        options: list[str] = []
+        options = ""
         addresses = [from_addr, *to_addrs]
         if any(not a.isascii() for a in addresses):
             if not conn.has_extn("smtputf8"):
@@ -391,21 +402,22 @@ class SmtpTransport:
                     f"{self.where} cannot take non-ASCII addresses (no SMTPUTF8)",
                     transient=False,
                 )
-            options = ["SMTPUTF8", "BODY=8BITMIME"]
-        code, resp = conn.mail(from_addr, options)
+            options = " SMTPUTF8 BODY=8BITMIME"
+            conn.command_encoding = "utf-8"  # as smtplib's mail() does for SMTPUTF8
+        code, resp = _command(conn, "mail", f"FROM:{_path(from_addr)}{options}", wait)
         if code != 250:
             self._rset(conn)
             raise _refusal("MAIL FROM", code, resp)
         refused: list[tuple[str, str]] = []
         for index, rcpt in enumerate(to_addrs):
-            code, resp = conn.rcpt(rcpt)
+            code, resp = _command(conn, "rcpt", f"TO:{_path(rcpt)}", wait)
             if code in (250, 251):
                 continue
             if index == 0:
                 self._rset(conn)
                 raise _refusal(f"RCPT TO {rcpt}", code, resp)
             refused.append((rcpt, _reply_text(code, resp)))
-        code, resp = conn.docmd("data")
+        code, resp = _command(conn, "data", "", wait)
         if code != 354:
             self._rset(conn)
             raise _refusal("DATA", code, resp)
@@ -414,8 +426,7 @@ class SmtpTransport:
         if not payload.endswith(b"\r\n"):
             payload += b"\r\n"
         conn.send(payload + b".\r\n")
-        if meanwhile is not None:
-            meanwhile()
+        wait()
         code, resp = conn.getreply()
         if code != 250:
             raise _refusal("DATA", code, resp)
@@ -444,6 +455,31 @@ class SmtpTransport:
 
 
 _LEADING_DOT = re.compile(rb"(?m)^\.")
+
+# A plain address (dot-atom local part and domain): smtplib's quoteaddr() only
+# puts it in angle brackets, after a parse that costs more than the command.
+_PLAIN_ADDRESS = re.compile(
+    r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
+    r"@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*"
+)
+
+
+def _path(addr: str) -> str:
+    """The address as smtplib's mail() and rcpt() write it."""
+    if _PLAIN_ADDRESS.fullmatch(addr):
+        return f"<{addr}>"
+    return smtplib.quoteaddr(addr)
+
+
+def _command(conn: smtplib.SMTP, verb: str, args: str, wait: Meanwhile) -> tuple[int, bytes]:
+    """``conn.docmd(verb, args)``, with ``wait`` run before the reply is read."""
+    conn.putcmd(verb, args)
+    wait()
+    return conn.getreply()
+
+
+def _nothing() -> None:
+    pass
 
 
 @dataclass(frozen=True, slots=True)

@@ -183,6 +183,7 @@ def smtp_server(
     users: dict[str, str] | None = None,
     exclude_auth: tuple[str, ...] = (),
     port: int | None = None,
+    smtputf8: bool = True,  # aiosmtpd's Controller offers SMTPUTF8 unless told not to
 ) -> Iterator[Server]:
     """aiosmtpd on 127.0.0.1 (a free port unless given) in a thread of this process."""
     import ssl
@@ -203,6 +204,7 @@ def smtp_server(
         kwargs.update(authenticator=authenticator(users), auth_require_tls=security == "starttls")
         kwargs["auth_required"] = True
         kwargs["auth_exclude_mechanism"] = list(exclude_auth)
+    kwargs["enable_SMTPUTF8"] = smtputf8
     controller = Controller(
         sink,
         hostname="127.0.0.1",

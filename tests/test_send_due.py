@@ -10,6 +10,7 @@ import signal
 import subprocess
 import threading
 import time
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -365,3 +366,44 @@ def test_group_commit_fsyncs_at_least_every_window_and_at_the_end(tmp_path: Path
             assert mode() == 2  # the window has passed: this one is fsynced
         states = {r.key: r.state for r in store.log_rows()}
     assert states == {"request:r0": "sent", "request:r1": "sent"}
+
+
+def test_a_key_moves_through_the_log_states(tmp_path: Path) -> None:
+    """Each transition keeps what it should: created_at, the attempts, retry_at."""
+    later = NOW + timedelta(minutes=5)
+    out = Outbound("request:r0", "request", "r0", "<0@x>", "x@example.org", "Hello")
+    with Store.open(tmp_path / "state") as store:
+        store.mark_sending(out, NOW)
+        row = store.log_row(out.key)
+        assert row is not None
+        assert (row.state, row.attempts, row.created_at, row.updated_at) == ("sending", 1, NOW, NOW)
+        store.mark_queued(out, NOW, later, "421 busy")
+        row = store.log_row(out.key)
+        assert row is not None and (row.state, row.retry_at, row.error) == (
+            "queued",
+            later,
+            "421 busy",
+        )
+        store.mark_sending(replace(out, subject="Hello again"), later)
+        row = store.log_row(out.key)
+        assert row is not None
+        assert (row.state, row.attempts, row.retry_at, row.subject) == (
+            "sending",
+            2,
+            None,
+            "Hello again",
+        )
+        assert (row.created_at, row.updated_at) == (NOW, later)
+        nxt = Outbound("request:r1", "request", "r1", "<1@x>", "y@example.org", "Hi")
+        store.mark_sent(out.key, later, "250 ok", then_sending=nxt)
+        rows = {r.key: r for r in store.log_rows()}
+    assert (rows[out.key].state, rows[out.key].sent_at, rows[out.key].reply) == (
+        "sent",
+        later,
+        "250 ok",
+    )
+    assert (rows[nxt.key].state, rows[nxt.key].attempts, rows[nxt.key].message_id) == (
+        "sending",
+        1,
+        "<1@x>",
+    )

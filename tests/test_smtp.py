@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import smtplib
+import string
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -22,6 +24,8 @@ from _smtp_helpers import (
     silent_server,
     smtp_server,
 )
+from hypothesis import given
+from hypothesis import strategies as st
 
 from lormail.app import App
 from lormail.cmd_send import cmd_log
@@ -30,7 +34,7 @@ from lormail.errors import LormailError
 from lormail.model import SmtpConfig
 from lormail.sending import send_due
 from lormail.store import Store
-from lormail.transport import SmtpTransport, TransportError
+from lormail.transport import SmtpTransport, TransportError, _path
 
 # aiosmtpd warns about AUTH over implicit TLS, which it cannot see as TLS.
 pytestmark = pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
@@ -378,3 +382,77 @@ def test_nothing_due_opens_no_connection(tmp_path: Path) -> None:
         app._roster = make_roster(0)
         report = send_due(app, NOW)
     assert report.exit_code == 0 and report.sent == ()
+
+
+# --- the SMTP transaction ----------------------------------------------------------
+
+ATEXT = string.ascii_letters + string.digits + "!#$%&'*+/=?^_`{|}~-"
+
+
+@given(
+    local=st.lists(st.text(ATEXT, min_size=1, max_size=12), min_size=1, max_size=3),
+    domain=st.lists(
+        st.text(string.ascii_letters + string.digits + "-", min_size=1, max_size=12),
+        min_size=1,
+        max_size=4,
+    ),
+)
+def test_plain_addresses_are_written_as_smtplib_writes_them(
+    local: list[str], domain: list[str]
+) -> None:
+    addr = ".".join(local) + "@" + ".".join(domain)
+    assert _path(addr) == smtplib.quoteaddr(addr) == f"<{addr}>"
+
+
+@pytest.mark.parametrize(
+    "addr",
+    [
+        '"john doe"@example.org',
+        "a..b@example.org",
+        ".a@example.org",
+        "a@[127.0.0.1]",
+        "Sarah <sarah@example.edu>",
+        "zoë@exämple.org",
+        "a@b.",
+        "",
+    ],
+)
+def test_other_addresses_go_through_smtplib(addr: str) -> None:
+    assert _path(addr) == smtplib.quoteaddr(addr)
+
+
+def test_the_batch_works_while_the_server_answers_each_command(tmp_path: Path) -> None:
+    calls: list[int] = []
+    with smtp_server() as server:
+        smtp = make_config(tmp_path, transport="smtp", port=server.port, host="127.0.0.1").smtp
+        transport = SmtpTransport(smtp)
+        try:
+            for to in (["a@example.org"], ["b@example.org", USER]):
+                accepted = transport.send(
+                    b"Subject: hi\r\n\r\nhello\r\n", USER, to, lambda: calls.append(len(calls))
+                )
+                assert accepted.reply.startswith("250 ")
+        finally:
+            transport.close()
+    # MAIL, RCPT (once per recipient), DATA and the end of the data.
+    assert len(calls) == 4 + 5
+    got = [r.rcpt_tos for r in server.sink.received]
+    assert got == [["a@example.org"], ["b@example.org", USER]]
+
+
+@pytest.mark.parametrize("smtputf8", [True, False])
+def test_non_ascii_addresses_need_smtputf8(tmp_path: Path, smtputf8: bool) -> None:
+    with smtp_server(smtputf8=smtputf8) as server:
+        smtp = make_config(tmp_path, transport="smtp", port=server.port, host="127.0.0.1").smtp
+        transport = SmtpTransport(smtp)
+        try:
+            if not smtputf8:
+                with pytest.raises(TransportError, match="no SMTPUTF8") as caught:
+                    transport.send(b"Subject: hi\r\n\r\nhello\r\n", USER, ["zoë@exämple.org"])
+                assert not caught.value.transient
+                return
+            transport.send(b"Subject: hi\r\n\r\nhello\r\n", USER, ["zoë@exämple.org"])
+        finally:
+            transport.close()
+    (got,) = server.sink.received
+    assert got.rcpt_tos == ["zoë@exämple.org"]
