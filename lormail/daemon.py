@@ -12,11 +12,12 @@ the process at the right moments and keeps the last good inputs in force.
   every 60 s whether the wall clock has reached it — after a suspend,
   monotonic waits lag but the tick sees the jump within a minute.  ``misfire_grace_time=None`` and
   ``coalesce=True``: a missed run is run once, late, never dropped.
-- **A cheap idle tick.**  A tick that finds nothing due only rewrites the
-  heartbeat; planning 10,000 letters every minute would cost more CPU than a
-  laptop daemon may spend idle.  ``send_due`` runs when the plan says
-  something is due, a retry or deadline comes, a first-seen fact is new,
-  the inputs change, at start, and at least hourly.
+- **A cheap idle tick.**  A tick that finds nothing due does nothing else
+  (not even the heartbeat, which checks write); planning 10,000 letters every
+  minute would cost more CPU than a laptop daemon may spend idle.
+  ``send_due`` runs when the plan says something is due, a retry or
+  deadline comes, a first-seen fact is new, the inputs change, at start,
+  and at least hourly.
 - **Reloads.**  The watcher thread (and ``SIGHUP``) asks for a check that
   reads the files first; a good set replaces the old one whole, a bad one is
   logged one problem per line and changes nothing.
@@ -205,13 +206,16 @@ class Daemon:
         return planned.wake if planned is not None else now + FULL_CHECK_EVERY
 
     def _tick(self) -> None:
-        """Every minute: a check if the wall clock reached the next wake-up, else a heartbeat."""
+        """Every minute: a check if the wall clock reached the next wake-up, else nothing.
+
+        The heartbeat is written by checks, not by ticks: writing it each
+        minute would double the idle wake-ups (the write blocks), and the
+        process's liveness is what ``status`` checks anyway.
+        """
         planned = self._planned
         now = datetime.now(UTC)
         if planned is None or now >= planned.wake or now - self._last_full >= FULL_CHECK_EVERY:
             self._run_check("tick", reload=False)
-        else:
-            self._write_health(running=True, now=now)
 
     def _run_check(self, why: str, reload: bool, first: bool = False) -> None:
         """A check in the check server; what it sends back is applied here as it comes."""
