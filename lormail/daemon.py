@@ -106,7 +106,6 @@ class Daemon:
         self._reason = "start"  # what asked for the check in progress, for the log
         self._health_lock = threading.Lock()
         self._planned: _Planned | None = None
-        self._last_full = datetime.min.replace(tzinfo=UTC)
         self._last_error: str | None = None
         self._started = False  # the first wake-up (send_due at start) has run
         self.feed: FeedServer | None = None
@@ -214,7 +213,7 @@ class Daemon:
         """
         planned = self._planned
         now = datetime.now(UTC)
-        if planned is None or now >= planned.wake or now - self._last_full >= FULL_CHECK_EVERY:
+        if planned is None or now >= planned.wake or now - planned.now >= FULL_CHECK_EVERY:
             self._run_check("tick", reload=False)
 
     def _run_check(self, why: str, reload: bool, first: bool = False) -> None:
@@ -304,7 +303,6 @@ class Daemon:
     ) -> None:
         self._planned = _Planned(now, wake, next_at)
         self._last_error = error
-        self._last_full = now
         self._schedule(wake)
         self._write_health(running=True, now=now)
 
