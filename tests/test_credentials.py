@@ -198,17 +198,23 @@ def test_a_locked_keyring_is_one_clear_line(tmp_path: Path) -> None:
 # --- no keyring, explicit backends ------------------------------------------------------
 
 
-def test_no_secure_keyring_is_refused(tmp_path: Path) -> None:
-    config = write_setup(tmp_path, 1, smtp={"host": "127.0.0.1", "port": 1, "auth": "password"})
-    env = _session_env(tmp_path, DBUS_SESSION_BUS_ADDRESS=f"unix:path={tmp_path}/no-bus")
-    done = subprocess.run(
+def _credentials_set(
+    config: Path, env: dict[str, str], stdin: str
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
         lormail(config, "credentials", "set"),
-        input=PASSWORD + "\n",
+        input=stdin,
         capture_output=True,
         text=True,
         env=env,
         timeout=60,
     )
+
+
+def test_no_secure_keyring_is_refused(tmp_path: Path) -> None:
+    config = write_setup(tmp_path, 1, smtp={"host": "127.0.0.1", "port": 1, "auth": "password"})
+    env = _session_env(tmp_path, DBUS_SESSION_BUS_ADDRESS=f"unix:path={tmp_path}/no-bus")
+    done = _credentials_set(config, env, PASSWORD + "\n")
     assert done.returncode == 1
     assert done.stderr.startswith("no secure OS keyring is available (found keyring.backends.")
     assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
@@ -217,14 +223,7 @@ def test_no_secure_keyring_is_refused(tmp_path: Path) -> None:
 def test_an_explicitly_chosen_backend_is_honoured(tmp_path: Path) -> None:
     config = write_setup(tmp_path, 1, smtp={"host": "127.0.0.1", "port": 1, "auth": "password"})
     env = _session_env(tmp_path, PYTHON_KEYRING_BACKEND="keyring.backends.null.Keyring")
-    done = subprocess.run(
-        lormail(config, "credentials", "set"),
-        input=PASSWORD + "\n",
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-    )
+    done = _credentials_set(config, env, PASSWORD + "\n")
     assert done.returncode == 0, done.stderr
 
 
@@ -247,14 +246,7 @@ def test_refusal_rules(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_set_reads_one_line_from_stdin_and_needs_one(tmp_path: Path) -> None:
     config = write_setup(tmp_path, 1, smtp={"host": "127.0.0.1", "port": 1, "auth": "password"})
     env = _session_env(tmp_path, PYTHON_KEYRING_BACKEND="keyring.backends.null.Keyring")
-    done = subprocess.run(
-        lormail(config, "credentials", "set"),
-        input="",
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-    )
+    done = _credentials_set(config, env, "")
     assert (done.returncode, done.stderr) == (2, "no password given; nothing stored\n")
 
 

@@ -36,13 +36,16 @@ def rosters() -> list[Roster]:
     return [make_roster(3), replace(roster, applicant=applicant)]
 
 
-def test_the_shipped_templates_render_as_with_every_entry() -> None:
-    templates = Templates(None)
+def assert_renders_as_with_every_entry(templates: Templates) -> None:
     for roster in rosters():
         for rec in roster.recommenders:
             for msg in sample_messages(roster, rec):
                 got = templates.render(msg, roster)
                 assert got == full_render(templates, roster, msg.kind, msg), msg.key
+
+
+def test_the_shipped_templates_render_as_with_every_entry() -> None:
+    assert_renders_as_with_every_entry(Templates(None))
 
 
 OVERRIDES = {
@@ -72,11 +75,7 @@ def test_overrides_with_includes_macros_and_html_render_as_with_every_entry(
     for name, text in OVERRIDES.items():
         (tmp_path / name).write_text(text)
     templates = Templates(tmp_path)
-    for roster in rosters():
-        for rec in roster.recommenders:
-            for msg in sample_messages(roster, rec):
-                got = templates.render(msg, roster)
-                assert got == full_render(templates, roster, msg.kind, msg), msg.key
+    assert_renders_as_with_every_entry(templates)
     assert templates._reads("packet.txt.j2") == CONTEXT_NAMES  # it includes another
     assert templates._reads("request.txt.j2") == ("recommender", "program", "deadline", "send_date")
 
