@@ -45,7 +45,7 @@ DECLINE_THANKS_TTL = timedelta(days=30)
 OUTCOME_TTL = timedelta(days=90)
 OPEN_STATUSES = frozenset({"asked", "agreed"})
 
-__all__ = ["ask_by_date", "open_letters", "plan"]
+__all__ = ["RecommenderPlan", "ask_by_date", "open_letters", "plan", "plan_parts"]
 
 
 @dataclass(slots=True)
@@ -72,15 +72,58 @@ class _Candidate:
 
 def plan(roster: Roster, snapshot: Snapshot, now: datetime) -> Plan:
     """Every message of every recommender as of ``now``, sorted by send_at, then key."""
+    return plan_parts(roster, snapshot, now)[0]
+
+
+@dataclass(frozen=True, slots=True)
+class RecommenderPlan:
+    """One recommender's messages as planned at ``since``, and how long they hold.
+
+    While planning, every instant at which the answer for this recommender
+    could change is noted: a message falling due, a catch-up or the next
+    letter's reminders starting, the new year that day labels depend on.
+    ``until`` is the first of them.  Planned again at any ``now`` in
+    ``[since, until)`` with the same roster entry, programs and snapshot, the
+    messages are the same.  ``until == since`` when something is due now or a
+    first-seen fact was taken from ``now``.
+    """
+
+    messages: tuple[PlannedMessage, ...]
+    since: datetime
+    until: datetime
+
+    def holds_at(self, now: datetime) -> bool:
+        return self.since <= now < self.until
+
+
+def plan_parts(
+    roster: Roster,
+    snapshot: Snapshot,
+    now: datetime,
+    keep: Mapping[str, RecommenderPlan] | None = None,
+) -> tuple[Plan, dict[str, RecommenderPlan]]:
+    """:func:`plan`, and each recommender's part of it.
+
+    ``keep`` holds earlier parts that the caller knows were planned for the
+    same roster entry, the same programs and the same snapshot; each is used
+    again when it :meth:`~RecommenderPlan.holds_at` ``now``.  The plan is the
+    same as without them.
+    """
     now = now.astimezone(UTC)
     observed: dict[str, datetime] = {}
     by_recommender = _log_by_recommender(snapshot.log)
+    parts: dict[str, RecommenderPlan] = {}
     messages: list[PlannedMessage] = []
     for rec in roster.recommenders:
-        planner = _RecommenderPlanner(roster, rec, snapshot, now, observed)
-        messages.extend(planner.run(by_recommender.get(rec.id, {})))
+        part = keep.get(rec.id) if keep else None
+        if part is None or not part.holds_at(now):
+            planner = _RecommenderPlanner(roster, rec, snapshot, now, observed)
+            out = planner.run(by_recommender.get(rec.id, {}))
+            part = RecommenderPlan(tuple(out), now, planner.until)
+        parts[rec.id] = part
+        messages.extend(part.messages)
     messages.sort(key=lambda m: (m.send_at, m.key))
-    return Plan(now=now, messages=tuple(messages), observed=observed)
+    return Plan(now=now, messages=tuple(messages), observed=observed), parts
 
 
 def open_letters(roster: Roster, rec: Recommender) -> list[Program]:
@@ -142,6 +185,14 @@ class _RecommenderPlanner:
         self.clock = Clock(rec)
         self.year = now.astimezone(rec.timezone).year
         self.who = rec.salutation or rec.name
+        # The first instant after `now` at which this plan could change (see
+        # RecommenderPlan); day labels change with the recipient's year.
+        self.until = datetime(self.year + 1, 1, 1, tzinfo=rec.timezone).astimezone(UTC)
+
+    def _note(self, instant: datetime) -> None:
+        """The plan depends on whether ``now`` has reached ``instant``."""
+        if instant < self.until:
+            self.until = instant
 
     # --- helpers ------------------------------------------------------------
 
@@ -153,6 +204,7 @@ class _RecommenderPlanner:
         at = self.snapshot.first_seen.get(fact)
         if at is None:
             at = self.observed.setdefault(fact, self.now)
+            self._note(self.now)  # "today": holds at this instant only
         return at.astimezone(self.rec.timezone).date()
 
     def _local_date(self, instant: datetime) -> date:
@@ -456,6 +508,7 @@ class _RecommenderPlanner:
                     else ""
                 )
             if cand.time >= eff_now:
+                self._note(cand.time)  # overdue once now passes it
                 continue
             if cand.series is not None:
                 prev = latest_overdue.get(cand.series)
@@ -469,6 +522,8 @@ class _RecommenderPlanner:
                 else:
                     latest_overdue[cand.series] = cand
             moved = self.clock.next_in_window(eff_now)
+            if moved is not None:
+                self._note(moved)  # the first chance is later once now passes it
             overdue_since = self._day(self._local_date(cand.time))
             if moved is None:
                 self._skip(cand, "no allowed day to send it on")
@@ -516,6 +571,7 @@ class _RecommenderPlanner:
                 self._skip(cand, "the gap would put it within a day of the deadline")
                 continue
             cand.status = DUE if time <= self.now else SCHEDULED
+            self._note(max(time, self.now))  # due once now reaches it
             if cand.status == DUE and cand.dry_run:
                 cand.status = DRY_RUN
             prev = time

@@ -27,7 +27,7 @@ from lormail.model import (
     Snapshot,
     Unavailable,
 )
-from lormail.plan import plan
+from lormail.plan import plan, plan_parts
 from lormail.slots import Clock
 from tests.builders import CHICAGO, KOLKATA, LA, LONDON, NY, SYDNEY, roster
 
@@ -231,3 +231,61 @@ def test_a_later_deadline_edit_never_adds_reminders_beyond_the_cap(
         programs_by_id={},
     )
     check_invariants(moved, plan(moved, snapshot, now + timedelta(days=1)))
+
+
+FATES = st.sampled_from(["sent", "sent", "failed", "retry", "dry-run"])
+
+
+def record_fates(snapshot: Snapshot, p: Plan, fates: list[str]) -> Snapshot:
+    """Like :func:`record_due`, but a due message may also fail, be retried or be a dry run."""
+    log = dict(snapshot.log)
+    for i, m in enumerate(x for x in p.messages if x.status == "due"):
+        fate = fates[i % len(fates)] if fates else "sent"
+        if fate == "retry":
+            log[m.key] = LogEntry(
+                m.key, "queued", m.send_at, retry_at=m.send_at + timedelta(hours=3), error="421"
+            )
+        else:
+            log[m.key] = LogEntry(m.key, fate, m.send_at)
+    return Snapshot(log=log, first_seen={**p.observed, **snapshot.first_seen})
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    r=rosters(),
+    start=instants,
+    naps=st.lists(st.integers(1, 24 * 20), max_size=6),
+    fates=st.lists(FATES, max_size=4),
+    share=st.floats(0, 1),
+    later=st.integers(0, 40 * 24 * 3600),
+)
+def test_a_recommenders_part_holds_until_it_says(
+    r: Roster,
+    start: datetime,
+    naps: list[int],
+    fates: list[str],
+    share: float,
+    later: int,
+) -> None:
+    """Planned again before ``until``, a recommender's messages are the same."""
+    snapshot = EMPTY_SNAPSHOT
+    now = start
+    for nap in naps:
+        snapshot = record_fates(snapshot, plan(r, snapshot, now), fates)
+        now += timedelta(hours=nap)
+    whole, parts = plan_parts(r, snapshot, now)
+    assert whole == plan(r, snapshot, now)
+    for rec in r.recommenders:
+        part = parts[rec.id]
+        assert part.since == now <= part.until
+        if part.until == now:
+            event("a part that holds only at its instant")
+            continue
+        last = part.until - timedelta(microseconds=1)
+        for at in (now + (last - now) * share, last):
+            again = plan_parts(r, snapshot, at)[1][rec.id]
+            assert again.messages == part.messages, (rec.id, at)
+            assert again.until == part.until
+    # Parts kept from then give the plan made from scratch, whenever it is asked for.
+    for at in (now + timedelta(seconds=later), now - timedelta(seconds=later)):
+        assert plan_parts(r, snapshot, at, keep=parts)[0] == plan(r, snapshot, at)
