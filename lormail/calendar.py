@@ -33,7 +33,8 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import NamedTuple
 from zoneinfo import ZoneInfo
@@ -76,17 +77,49 @@ _SHOWN = frozenset({SCHEDULED, DUE})
 _LAST_MESSAGE = frozenset({SCHEDULED, DUE, SENT})
 
 
-class Built(NamedTuple):
-    """The calendar's bytes and the stamps of events that are new or changed."""
-
-    data: bytes
-    changed: dict[str, EventStamp]
-
-
 class _Event(NamedTuple):  # a tuple: ~10,000 are made per build
     order: tuple[object, ...]  # where it goes in the file; unique with the UID
     uid: str
     lines: list[str]  # folded content lines, without UID/DTSTAMP/SEQUENCE/LAST-MODIFIED
+
+
+class _Content(NamedTuple):
+    """An event's content, ready to be stamped."""
+
+    order: tuple[object, ...]
+    uid: str
+    text: str  # the content lines, joined
+    hash: str  # of ``text``, as stored in an EventStamp
+
+
+class _Group(NamedTuple):
+    """The events of one program (its deadline) or one recommender (the rest).
+
+    ``key`` holds what they are made of, beyond the calendar config: for a
+    program, the program and the ids of its writers; for a recommender, the
+    entry and their planned messages.
+    """
+
+    key: tuple[object, ...]
+    events: tuple[_Content, ...]
+    zones: frozenset[tuple[str, int]]  # (zone, year) of the times written
+
+
+@dataclass(frozen=True)
+class CalendarCache:
+    """The groups of one build, so that the next build makes again only what changed."""
+
+    config: CalendarConfig
+    programs: Mapping[str, _Group]
+    recommenders: Mapping[str, _Group]
+
+
+class Built(NamedTuple):
+    """The calendar's bytes, the stamps of events that are new or changed, and its groups."""
+
+    data: bytes
+    changed: dict[str, EventStamp]
+    cache: CalendarCache
 
 
 # --- text primitives ------------------------------------------------------
@@ -180,77 +213,99 @@ def message_uid(key: str) -> str:
 
 
 class _Zones:
-    """Writes times in a zone, and remembers which zones and years were used."""
+    """Writes times in a zone, and remembers which zones and years each group used."""
 
     def __init__(self) -> None:
-        self.years: dict[str, tuple[int, int]] = {}
         # Messages share few slots (09:00 on a weekday, per zone): memoised.
-        self._done: dict[tuple[str, datetime, tzinfo], str] = {}
+        self._done: dict[tuple[str, datetime, tzinfo], tuple[str, tuple[str, int] | None]] = {}
+        self.used: set[tuple[str, int]] = set()  # by the group being built
 
     def dt_prop(self, name: str, instant: datetime, zone: tzinfo) -> str:
         memo = (name, instant, zone)
-        text = self._done.get(memo)
-        if text is None:
-            text = self._done[memo] = self._dt_prop(name, instant, zone)
-        return text
+        done = self._done.get(memo)
+        if done is None:
+            done = self._done[memo] = self._dt_prop(name, instant, zone)
+        if done[1] is not None:
+            self.used.add(done[1])
+        return done[0]
 
-    def _dt_prop(self, name: str, instant: datetime, zone: tzinfo) -> str:
+    @staticmethod
+    def _dt_prop(name: str, instant: datetime, zone: tzinfo) -> tuple[str, tuple[str, int] | None]:
         key = getattr(zone, "key", None)
         if not isinstance(zone, ZoneInfo) or key is None or key in _UTC_KEYS:
-            return f"{name}:{_utc_stamp(instant)}"
+            return f"{name}:{_utc_stamp(instant)}", None
         local = instant.astimezone(zone)
-        lo_hi = self.years.get(key)
-        year = local.year
-        if lo_hi is None:
-            self.years[key] = (year, year)
-        elif not lo_hi[0] <= year <= lo_hi[1]:
-            self.years[key] = (min(lo_hi[0], year), max(lo_hi[1], year))
-        return f"{name};TZID={key}:{_local_stamp(local)}"
+        return f"{name};TZID={key}:{_local_stamp(local)}", (key, local.year)
 
-    def vtimezones(self) -> list[str]:
-        lines: list[str] = []
-        for key in sorted(self.years):
-            lo, hi = self.years[key]
-            # A year past the last event: the yearly rules are then seen to
-            # recur, whatever the last event's month.
-            lines.extend(vtimezone_lines(key, lo, hi + 1))
-        return lines
+    def take(self) -> frozenset[tuple[str, int]]:
+        """The zones and years used since the last call."""
+        used = frozenset(self.used)
+        self.used.clear()
+        return used
+
+
+def _vtimezones(used: Iterable[frozenset[tuple[str, int]]]) -> list[str]:
+    years: dict[str, tuple[int, int]] = {}
+    for group in used:
+        for key, year in group:
+            lo, hi = years.get(key, (year, year))
+            years[key] = (min(lo, year), max(hi, year))
+    lines: list[str] = []
+    for key in sorted(years):
+        lo, hi = years[key]
+        # A year past the last event: the yearly rules are then seen to
+        # recur, whatever the last event's month.
+        lines.extend(vtimezone_lines(key, lo, hi + 1))
+    return lines
 
 
 # --- the events -------------------------------------------------------------
 
 
 class _Builder:
-    """Turns the roster and plan into events; one instance per build."""
+    """Turns the roster and plan into events, a group at a time; one instance per build."""
 
-    def __init__(self, roster: Roster, plan: Plan, config: CalendarConfig) -> None:
+    def __init__(self, roster: Roster, config: CalendarConfig) -> None:
         self.roster = roster
-        self.plan = plan
         self.config = config
         self.zones = _Zones()
-        self.ask_by: dict[str, date] = {}
-        for rec in roster.recommenders:
-            if rec.status == "planned":
-                when = ask_by_date(rec, roster)
-                if when is not None:
-                    self.ask_by[rec.id] = when
+        self._ask_by: dict[str, date | None] = {}
 
-    def events(self) -> list[_Event]:
-        letters: dict[str, list[tuple[Recommender, Letter]]] = {}
-        for rec in self.roster.recommenders:
-            for letter in rec.letters:
-                letters.setdefault(letter.program, []).append((rec, letter))
-        out: list[_Event] = [self._deadline(p, letters.get(p.id, ())) for p in self.roster.programs]
-        for rec in self.roster.recommenders:
-            if rec.id in self.ask_by:
-                out.append(self._ask(rec, self.ask_by[rec.id]))
-            if rec.unavailable:
-                out.extend(self._away(rec))
-        out.extend(self._check_ins())
-        if self.config.include_messages:
-            out.extend(self._message(m) for m in self.plan.messages if m.status in _SHOWN)
-        out.sort(key=lambda e: e.order)
-        return out
+    def ask_by(self, rec: Recommender) -> date | None:
+        """The ask-by date of a ``planned`` recommender."""
+        if rec.status != "planned":
+            return None
+        if rec.id not in self._ask_by:
+            self._ask_by[rec.id] = ask_by_date(rec, self.roster)
+        return self._ask_by[rec.id]
+
+    def program_group(
+        self, p: Program, letters: Sequence[tuple[Recommender, Letter]], key: tuple[object, ...]
+    ) -> _Group:
+        return self.group(key, [self._deadline(p, letters)])
+
+    def recommender_group(
+        self, rec: Recommender, messages: Sequence[PlannedMessage], key: tuple[object, ...]
+    ) -> _Group:
+        out: list[_Event] = []
+        ask = self.ask_by(rec)
+        if ask is not None:
+            out.append(self._ask(rec, ask))
+        if rec.unavailable:
+            out.extend(self._away(rec))
+        check_in = self._check_in(rec, messages)
+        if check_in is not None:
+            out.append(check_in)
+        out.extend(self.message_events(messages))
+        return self.group(key, out)
+
+    def message_events(self, messages: Iterable[PlannedMessage]) -> list[_Event]:
+        if not self.config.include_messages:
+            return []
+        return [self._message(m) for m in messages if m.status in _SHOWN]
+
+    def group(self, key: tuple[object, ...], events: list[_Event]) -> _Group:
+        return _Group(key, tuple(_content(ev) for ev in events), self.zones.take())
 
     def _deadline(self, p: Program, letters: Iterable[tuple[Recommender, Letter]]) -> _Event:
         lines = [_text("SUMMARY", "Deadline: " + p.name)]
@@ -296,7 +351,7 @@ class _Builder:
         elif rec.status == "declined":
             state = "declined" + (f" on {day_label(rec.declined_on)}" if rec.declined_on else "")
         elif rec.status == "planned":
-            when = self.ask_by.get(rec.id)
+            when = self.ask_by(rec)
             state = "not asked yet" + (f" (ask by {day_label(when)})" if when else "")
         elif rec.status == "agreed":
             when = rec.agreed_on
@@ -349,35 +404,35 @@ class _Builder:
             ]
             yield _Event((2, spell.start, rec.id, uid), f"{uid}@{UID_DOMAIN}", lines)
 
-    def _check_ins(self) -> Iterable[_Event]:
-        last: dict[str, PlannedMessage] = {}
-        for m in self.plan.messages:
-            if m.status in _LAST_MESSAGE:
-                prev = last.get(m.recommender)
-                if prev is None or (m.send_at, m.key) > (prev.send_at, prev.key):
-                    last[m.recommender] = m
-        for rec in self.roster.recommenders:
-            every = rec.policy.check_in_every
-            msg = last.get(rec.id)
-            if every <= 0 or msg is None:
-                continue
-            sent_day = msg.send_at.astimezone(rec.timezone).date()
-            first = sent_day + timedelta(days=every)
-            verb = "sent" if msg.status == SENT else "planned"
-            about = (
-                f"Stay in touch with {rec.name}: every {every} days after your last "
-                f"message to them ({_KIND_NOUNS.get(msg.kind, msg.kind)}, {verb} for "
-                f"{day_label(sent_day)})."
-            )
-            lines = [
-                _text("SUMMARY", f"Check in with {_who(rec)}"),
-                f"DTSTART;VALUE=DATE:{_date_value(first)}",
-                f"DTEND;VALUE=DATE:{_date_value(first + timedelta(days=1))}",
-                f"RRULE:FREQ=DAILY;INTERVAL={every}",
-                _text("DESCRIPTION", about),
-                "TRANSP:TRANSPARENT",
-            ]
-            yield _Event((3, first, rec.id), f"checkin-{_uid_part(rec.id)}@{UID_DOMAIN}", lines)
+    def _check_in(self, rec: Recommender, messages: Iterable[PlannedMessage]) -> _Event | None:
+        every = rec.policy.check_in_every
+        if every <= 0:
+            return None
+        msg: PlannedMessage | None = None
+        for m in messages:
+            if m.status in _LAST_MESSAGE and (
+                msg is None or (m.send_at, m.key) > (msg.send_at, msg.key)
+            ):
+                msg = m
+        if msg is None:
+            return None
+        sent_day = msg.send_at.astimezone(rec.timezone).date()
+        first = sent_day + timedelta(days=every)
+        verb = "sent" if msg.status == SENT else "planned"
+        about = (
+            f"Stay in touch with {rec.name}: every {every} days after your last "
+            f"message to them ({_KIND_NOUNS.get(msg.kind, msg.kind)}, {verb} for "
+            f"{day_label(sent_day)})."
+        )
+        lines = [
+            _text("SUMMARY", f"Check in with {_who(rec)}"),
+            f"DTSTART;VALUE=DATE:{_date_value(first)}",
+            f"DTEND;VALUE=DATE:{_date_value(first + timedelta(days=1))}",
+            f"RRULE:FREQ=DAILY;INTERVAL={every}",
+            _text("DESCRIPTION", about),
+            "TRANSP:TRANSPARENT",
+        ]
+        return _Event((3, first, rec.id), f"checkin-{_uid_part(rec.id)}@{UID_DOMAIN}", lines)
 
     def _message(self, m: PlannedMessage) -> _Event:
         # The hot path: about 10,000 calls for a large roster.
@@ -457,38 +512,77 @@ def build_calendar(
     stamps: Mapping[str, EventStamp],
     config: CalendarConfig,
     now: datetime,
+    cache: CalendarCache | None = None,
 ) -> Built:
     """The calendar for ``roster`` and ``plan``, stamped against ``stamps``.
 
     An event whose content hash matches its stored stamp keeps its SEQUENCE
     and DTSTAMP; a new event gets SEQUENCE 0 and a changed one the stored
     SEQUENCE + 1, both stamped ``now``.  Same inputs, same bytes.
+
+    ``cache`` (an earlier build's :attr:`Built.cache`) changes only the
+    speed: a program or recommender whose events are made of the same things
+    as then keeps them.  A recommender counts as the same when the entry and
+    the programs of their letters are equal to the cached ones.
     """
     now = now.replace(microsecond=0)
-    now_stamp = _utc_stamp(now)
-    stamp_texts: dict[datetime, str] = {}  # stored stamps repeat: format each once
-    builder = _Builder(roster, plan, config)
-    events = builder.events()
-    body: list[str] = []
-    changed: dict[str, EventStamp] = {}
-    blake2b = hashlib.blake2b
-    for ev in events:
-        content = "\r\n".join(ev.lines)
-        digest = blake2b(content.encode(), digest_size=16).hexdigest()
-        old = stamps.get(ev.uid)
-        if old is not None and old.hash == digest:
-            seq = old.sequence
-            stamp = stamp_texts.get(old.stamp) or stamp_texts.setdefault(
-                old.stamp, _utc_stamp(old.stamp)
-            )
+    builder = _Builder(roster, config)
+    if cache is None or cache.config != config:
+        cache = CalendarCache(config, {}, {})
+    old_programs, old_recommenders = cache.programs, cache.recommenders
+
+    changed_programs: set[str] = set()
+    for p in roster.programs:
+        old = old_programs.get(p.id)
+        if old is None or not (old.key[0] is p or old.key[0] == p):
+            changed_programs.add(p.id)
+
+    by_recommender: dict[str, list[PlannedMessage]] = {}
+    for m in plan.messages:
+        by_recommender.setdefault(m.recommender, []).append(m)
+    recommenders: dict[str, _Group] = {}
+    writers: dict[str, list[tuple[Recommender, Letter]]] = {}
+    same: set[str] = set()  # recommenders whose entry and programs are the cached ones
+    for rec in roster.recommenders:
+        messages = tuple(by_recommender.pop(rec.id, ()))
+        for letter in rec.letters:
+            writers.setdefault(letter.program, []).append((rec, letter))
+        old = old_recommenders.get(rec.id)
+        if (
+            old is not None
+            and (old.key[0] is rec or old.key[0] == rec)
+            and not any(letter.program in changed_programs for letter in rec.letters)
+        ):
+            same.add(rec.id)
+            if old.key[1] == messages:
+                recommenders[rec.id] = old
+                continue
+        recommenders[rec.id] = builder.recommender_group(rec, messages, (rec, messages))
+
+    programs: dict[str, _Group] = {}
+    for p in roster.programs:
+        letters = writers.get(p.id, [])
+        ids = tuple(rec.id for rec, _ in letters)
+        old = old_programs.get(p.id)
+        if (
+            old is not None
+            and p.id not in changed_programs
+            and old.key[1] == ids
+            and same.issuperset(ids)
+        ):
+            programs[p.id] = old
         else:
-            seq = 0 if old is None else old.sequence + 1
-            stamp = now_stamp
-            changed[ev.uid] = EventStamp(hash=digest, sequence=seq, stamp=now)
-        body.append(
-            f"BEGIN:VEVENT\r\nUID:{ev.uid}\r\nDTSTAMP:{stamp}\r\nSEQUENCE:{seq}\r\n"
-            f"LAST-MODIFIED:{stamp}\r\n{content}\r\nEND:VEVENT"
-        )
+            programs[p.id] = builder.program_group(p, letters, (p, ids))
+
+    groups = [*programs.values(), *recommenders.values()]
+    # Messages to nobody in the roster (a plan made for another roster).
+    strays = builder.message_events(m for ms in by_recommender.values() for m in ms)
+    if strays:
+        groups.append(builder.group((), strays))
+    events = [ev for group in groups for ev in group.events]
+    events.sort(key=lambda ev: ev.order)
+
+    body, changed = _stamp(events, stamps, now)
     head = [
         "BEGIN:VCALENDAR",
         "VERSION:2.0",
@@ -497,10 +591,45 @@ def build_calendar(
         _text("X-WR-CALNAME", "lormail — " + roster.applicant.name),
         "REFRESH-INTERVAL;VALUE=DURATION:PT1H",
         "X-PUBLISHED-TTL:PT1H",
-        *(fold(line) for line in builder.zones.vtimezones()),
+        *(fold(line) for line in _vtimezones(group.zones for group in groups)),
     ]
     text = "\r\n".join([*head, *body, "END:VCALENDAR"]) + "\r\n"
-    return Built(text.encode(), changed)
+    return Built(text.encode(), changed, CalendarCache(config, programs, recommenders))
+
+
+def _content(ev: _Event) -> _Content:
+    text = "\r\n".join(ev.lines)
+    return _Content(ev.order, ev.uid, text, _hash(text))
+
+
+def _hash(text: str) -> str:
+    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+
+
+def _stamp(
+    events: Iterable[_Content], stamps: Mapping[str, EventStamp], now: datetime
+) -> tuple[list[str], dict[str, EventStamp]]:
+    """Each event as a VEVENT, stamped; and the stamps that changed."""
+    now_stamp = _utc_stamp(now)
+    stamp_texts: dict[datetime, str] = {}  # stored stamps repeat: format each once
+    body: list[str] = []
+    changed: dict[str, EventStamp] = {}
+    for ev in events:
+        old = stamps.get(ev.uid)
+        if old is not None and old.hash == ev.hash:
+            seq = old.sequence
+            stamp = stamp_texts.get(old.stamp) or stamp_texts.setdefault(
+                old.stamp, _utc_stamp(old.stamp)
+            )
+        else:
+            seq = 0 if old is None else old.sequence + 1
+            stamp = now_stamp
+            changed[ev.uid] = EventStamp(hash=ev.hash, sequence=seq, stamp=now)
+        body.append(
+            f"BEGIN:VEVENT\r\nUID:{ev.uid}\r\nDTSTAMP:{stamp}\r\nSEQUENCE:{seq}\r\n"
+            f"LAST-MODIFIED:{stamp}\r\n{ev.text}\r\nEND:VEVENT"
+        )
+    return body, changed
 
 
 def empty_calendar(name: str = "lormail") -> bytes:

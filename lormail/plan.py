@@ -45,7 +45,7 @@ DECLINE_THANKS_TTL = timedelta(days=30)
 OUTCOME_TTL = timedelta(days=90)
 OPEN_STATUSES = frozenset({"asked", "agreed"})
 
-__all__ = ["RecommenderPlan", "ask_by_date", "open_letters", "plan", "plan_parts"]
+__all__ = ["Parts", "RecommenderPlan", "ask_by_date", "open_letters", "plan", "plan_parts"]
 
 
 @dataclass(slots=True)
@@ -96,26 +96,33 @@ class RecommenderPlan:
         return self.since <= now < self.until
 
 
-def plan_parts(
-    roster: Roster,
-    snapshot: Snapshot,
-    now: datetime,
-    keep: Mapping[str, RecommenderPlan] | None = None,
-) -> tuple[Plan, dict[str, RecommenderPlan]]:
-    """:func:`plan`, and each recommender's part of it.
+@dataclass(frozen=True, slots=True)
+class Parts:
+    """A plan's recommender parts, with the roster and snapshot they were planned from."""
 
-    ``keep`` holds earlier parts that the caller knows were planned for the
-    same roster entry, the same programs and the same snapshot; each is used
-    again when it :meth:`~RecommenderPlan.holds_at` ``now``.  The plan is the
-    same as without them.
+    roster: Roster
+    snapshot: Snapshot
+    by_recommender: Mapping[str, RecommenderPlan]
+
+
+def plan_parts(
+    roster: Roster, snapshot: Snapshot, now: datetime, earlier: Parts | None = None
+) -> tuple[Plan, Parts]:
+    """:func:`plan`, and its parts, for a later call to keep what still holds.
+
+    With ``earlier`` parts, a recommender whose entry and letters' programs
+    are as they were (and the snapshot too) keeps their part when it
+    :meth:`~RecommenderPlan.holds_at` ``now``.  The plan is the same as
+    without them.
     """
     now = now.astimezone(UTC)
+    keep = _keepable(earlier, roster, snapshot)
     observed: dict[str, datetime] = {}
     by_recommender = _log_by_recommender(snapshot.log)
     parts: dict[str, RecommenderPlan] = {}
     messages: list[PlannedMessage] = []
     for rec in roster.recommenders:
-        part = keep.get(rec.id) if keep else None
+        part = keep.get(rec.id)
         if part is None or not part.holds_at(now):
             planner = _RecommenderPlanner(roster, rec, snapshot, now, observed)
             out = planner.run(by_recommender.get(rec.id, {}))
@@ -123,7 +130,33 @@ def plan_parts(
         parts[rec.id] = part
         messages.extend(part.messages)
     messages.sort(key=lambda m: (m.send_at, m.key))
-    return Plan(now=now, messages=tuple(messages), observed=observed), parts
+    return Plan(now=now, messages=tuple(messages), observed=observed), Parts(
+        roster, snapshot, parts
+    )
+
+
+def _keepable(
+    earlier: Parts | None, roster: Roster, snapshot: Snapshot
+) -> Mapping[str, RecommenderPlan]:
+    """The earlier parts planned from what a recommender's plan reads now."""
+    if earlier is None or not (earlier.snapshot is snapshot or earlier.snapshot == snapshot):
+        return {}
+    before = earlier.roster
+    changed = {p.id for p in roster.programs if not _same(before.programs_by_id.get(p.id), p)}
+    keep: dict[str, RecommenderPlan] = {}
+    for rec in roster.recommenders:
+        part = earlier.by_recommender.get(rec.id)
+        if (
+            part is not None
+            and _same(before.recommenders_by_id.get(rec.id), rec)
+            and not any(letter.program in changed for letter in rec.letters)
+        ):
+            keep[rec.id] = part
+    return keep
+
+
+def _same(before: object, now: object) -> bool:
+    return before is now or before == now
 
 
 def open_letters(roster: Roster, rec: Recommender) -> list[Program]:

@@ -276,16 +276,16 @@ def test_a_recommenders_part_holds_until_it_says(
     whole, parts = plan_parts(r, snapshot, now)
     assert whole == plan(r, snapshot, now)
     for rec in r.recommenders:
-        part = parts[rec.id]
+        part = parts.by_recommender[rec.id]
         assert part.since == now <= part.until
         if part.until == now:
             event("a part that holds only at its instant")
             continue
         last = part.until - timedelta(microseconds=1)
         for at in (now + (last - now) * share, last):
-            again = plan_parts(r, snapshot, at)[1][rec.id]
+            again = plan_parts(r, snapshot, at)[1].by_recommender[rec.id]
             assert again.messages == part.messages, (rec.id, at)
             assert again.until == part.until
     # Parts kept from then give the plan made from scratch, whenever it is asked for.
     for at in (now + timedelta(seconds=later), now - timedelta(seconds=later)):
-        assert plan_parts(r, snapshot, at, keep=parts)[0] == plan(r, snapshot, at)
+        assert plan_parts(r, snapshot, at, parts)[0] == plan(r, snapshot, at)
