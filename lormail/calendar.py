@@ -36,7 +36,8 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, tzinfo
-from typing import NamedTuple
+from functools import lru_cache
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 from lormail import __version__
@@ -78,31 +79,34 @@ _LAST_MESSAGE = frozenset({SCHEDULED, DUE, SENT})
 
 
 class _Event(NamedTuple):  # a tuple: ~10,000 are made per build
-    order: tuple[object, ...]  # where it goes in the file; unique with the UID
+    order: tuple[object, ...]  # where it goes in its group; unique with the UID
     uid: str
     lines: list[str]  # folded content lines, without UID/DTSTAMP/SEQUENCE/LAST-MODIFIED
 
 
-class _Content(NamedTuple):
-    """An event's content, ready to be stamped."""
-
-    order: tuple[object, ...]
-    uid: str
-    text: str  # the content lines, joined
-    hash: str  # of ``text``, as stored in an EventStamp
-
-
 class _Group(NamedTuple):
-    """The events of one program (its deadline) or one recommender (the rest).
+    """The events of one program (its deadline) or one recommender (the rest), stamped.
 
     ``key`` holds what they are made of, beyond the calendar config: for a
     program, the program and the ids of its writers; for a recommender, the
-    entry and their planned messages.
+    entry and their planned messages.  ``text`` holds the VEVENTs, and
+    ``stamps`` the stamp each was written with.
     """
 
     key: tuple[object, ...]
-    events: tuple[_Content, ...]
+    uids: tuple[str, ...]
     zones: frozenset[tuple[str, int]]  # (zone, year) of the times written
+    text: str
+    stamps: tuple[EventStamp, ...]
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Unpickled by tuple.__new__ (in C), not by the class's own __new__.
+        return tuple.__new__, (_Group, tuple(self))
+
+    def current(self, stamps: Mapping[str, EventStamp]) -> bool:
+        """Whether every event's stored stamp is still the one it was written with."""
+        get = stamps.get
+        return all(get(uid) == done for uid, done in zip(self.uids, self.stamps, strict=True))
 
 
 @dataclass(frozen=True)
@@ -169,6 +173,12 @@ def _text(name: str, value: str) -> str:
 def _utc_stamp(instant: datetime) -> str:
     d = instant.astimezone(UTC)
     return f"{d.year:04d}{d.month:02d}{d.day:02d}T{d.hour:02d}{d.minute:02d}{d.second:02d}Z"
+
+
+@lru_cache(maxsize=256)
+def _stamp_text(instant: datetime) -> str:
+    """A DTSTAMP (stored stamps repeat: each is formatted once)."""
+    return _utc_stamp(instant)
 
 
 def _local_stamp(d: datetime) -> str:
@@ -265,9 +275,18 @@ def _vtimezones(used: Iterable[frozenset[tuple[str, int]]]) -> list[str]:
 class _Builder:
     """Turns the roster and plan into events, a group at a time; one instance per build."""
 
-    def __init__(self, roster: Roster, config: CalendarConfig) -> None:
+    def __init__(
+        self,
+        roster: Roster,
+        config: CalendarConfig,
+        stamps: Mapping[str, EventStamp],
+        now: datetime,
+    ) -> None:
         self.roster = roster
         self.config = config
+        self.stamps = stamps
+        self.now = now
+        self.changed: dict[str, EventStamp] = {}  # stamps of new or changed events
         self.zones = _Zones()
         self._ask_by: dict[str, date | None] = {}
 
@@ -305,7 +324,27 @@ class _Builder:
         return [self._message(m) for m in messages if m.status in _SHOWN]
 
     def group(self, key: tuple[object, ...], events: list[_Event]) -> _Group:
-        return _Group(key, tuple(_content(ev) for ev in events), self.zones.take())
+        """The events, in order, stamped: an event whose content hash matches its
+        stored stamp keeps it; a new or changed one is stamped ``now``."""
+        events.sort(key=lambda ev: ev.order)
+        get = self.stamps.get
+        blocks: list[str] = []
+        done: list[EventStamp] = []
+        for ev in events:
+            text = "\r\n".join(ev.lines)
+            digest = hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+            stamp = get(ev.uid)
+            if stamp is None or stamp.hash != digest:
+                seq = 0 if stamp is None else stamp.sequence + 1
+                stamp = self.changed[ev.uid] = EventStamp(digest, seq, self.now)
+            done.append(stamp)
+            when = _stamp_text(stamp.stamp)
+            blocks.append(
+                f"BEGIN:VEVENT\r\nUID:{ev.uid}\r\nDTSTAMP:{when}\r\nSEQUENCE:{stamp.sequence}"
+                f"\r\nLAST-MODIFIED:{when}\r\n{text}\r\nEND:VEVENT"
+            )
+        uids = tuple(ev.uid for ev in events)
+        return _Group(key, uids, self.zones.take(), "\r\n".join(blocks), tuple(done))
 
     def _deadline(self, p: Program, letters: Iterable[tuple[Recommender, Letter]]) -> _Event:
         lines = [_text("SUMMARY", "Deadline: " + p.name)]
@@ -526,7 +565,7 @@ def build_calendar(
     the programs of their letters are equal to the cached ones.
     """
     now = now.replace(microsecond=0)
-    builder = _Builder(roster, config)
+    builder = _Builder(roster, config, stamps, now)
     if cache is None or cache.config != config:
         cache = CalendarCache(config, {}, {})
     old_programs, old_recommenders = cache.programs, cache.recommenders
@@ -554,7 +593,7 @@ def build_calendar(
             and not any(letter.program in changed_programs for letter in rec.letters)
         ):
             same.add(rec.id)
-            if old.key[1] == messages:
+            if old.key[1] == messages and old.current(stamps):
                 recommenders[rec.id] = old
                 continue
         recommenders[rec.id] = builder.recommender_group(rec, messages, (rec, messages))
@@ -569,20 +608,21 @@ def build_calendar(
             and p.id not in changed_programs
             and old.key[1] == ids
             and same.issuperset(ids)
+            and old.current(stamps)
         ):
             programs[p.id] = old
         else:
             programs[p.id] = builder.program_group(p, letters, (p, ids))
 
-    groups = [*programs.values(), *recommenders.values()]
+    # Each program's deadline, by deadline; then each recommender's events, by id.
+    order = sorted(roster.programs, key=lambda p: (p.deadline, p.id))
+    groups = [programs[p.id] for p in order]
+    groups += [recommenders[rid] for rid in sorted(recommenders)]
     # Messages to nobody in the roster (a plan made for another roster).
     strays = builder.message_events(m for ms in by_recommender.values() for m in ms)
     if strays:
         groups.append(builder.group((), strays))
-    events = [ev for group in groups for ev in group.events]
-    events.sort(key=lambda ev: ev.order)
 
-    body, changed = _stamp(events, stamps, now)
     head = [
         "BEGIN:VCALENDAR",
         "VERSION:2.0",
@@ -593,43 +633,10 @@ def build_calendar(
         "X-PUBLISHED-TTL:PT1H",
         *(fold(line) for line in _vtimezones(group.zones for group in groups)),
     ]
+    body = [group.text for group in groups if group.uids]
     text = "\r\n".join([*head, *body, "END:VCALENDAR"]) + "\r\n"
-    return Built(text.encode(), changed, CalendarCache(config, programs, recommenders))
-
-
-def _content(ev: _Event) -> _Content:
-    text = "\r\n".join(ev.lines)
-    return _Content(ev.order, ev.uid, text, _hash(text))
-
-
-def _hash(text: str) -> str:
-    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
-
-
-def _stamp(
-    events: Iterable[_Content], stamps: Mapping[str, EventStamp], now: datetime
-) -> tuple[list[str], dict[str, EventStamp]]:
-    """Each event as a VEVENT, stamped; and the stamps that changed."""
-    now_stamp = _utc_stamp(now)
-    stamp_texts: dict[datetime, str] = {}  # stored stamps repeat: format each once
-    body: list[str] = []
-    changed: dict[str, EventStamp] = {}
-    for ev in events:
-        old = stamps.get(ev.uid)
-        if old is not None and old.hash == ev.hash:
-            seq = old.sequence
-            stamp = stamp_texts.get(old.stamp) or stamp_texts.setdefault(
-                old.stamp, _utc_stamp(old.stamp)
-            )
-        else:
-            seq = 0 if old is None else old.sequence + 1
-            stamp = now_stamp
-            changed[ev.uid] = EventStamp(hash=ev.hash, sequence=seq, stamp=now)
-        body.append(
-            f"BEGIN:VEVENT\r\nUID:{ev.uid}\r\nDTSTAMP:{stamp}\r\nSEQUENCE:{seq}\r\n"
-            f"LAST-MODIFIED:{stamp}\r\n{ev.text}\r\nEND:VEVENT"
-        )
-    return body, changed
+    cache = CalendarCache(config, programs, recommenders)
+    return Built(text.encode(), builder.changed, cache)
 
 
 def empty_calendar(name: str = "lormail") -> bytes:

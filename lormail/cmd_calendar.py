@@ -21,7 +21,7 @@ from pathlib import Path
 
 from lormail import files
 from lormail.app import App
-from lormail.calendar import build_calendar
+from lormail.calendar import Built, CalendarCache, build_calendar
 from lormail.errors import EXIT_OK, EXIT_RUNTIME, LormailError, Problem
 from lormail.feed import feed_url, load_or_create_token, rotate_token
 from lormail.model import CalendarConfig, Plan, Roster
@@ -30,17 +30,22 @@ from lormail.store import Store
 
 @contextlib.contextmanager
 def publishing(
-    roster: Roster, plan: Plan, config: CalendarConfig, state_dir: Path, now: datetime
-) -> Iterator[bytes]:
-    """Build the calendar and give its bytes to the caller; then store the changed stamps.
+    roster: Roster,
+    plan: Plan,
+    config: CalendarConfig,
+    state_dir: Path,
+    now: datetime,
+    cache: CalendarCache | None = None,
+) -> Iterator[Built]:
+    """Build the calendar and give it to the caller; then store the changed stamps.
 
     The stamps are stored only after the caller has published the bytes: if
     that fails, the next build still sees those events as changed and stamps
-    them again.
+    them again.  ``cache`` is an earlier build's (see :func:`build_calendar`).
     """
     with Store.open(state_dir) as store:
-        built = build_calendar(roster, plan, store.event_stamps(), config, now)
-        yield built.data
+        built = build_calendar(roster, plan, store.event_stamps(), config, now, cache)
+        yield built
         store.save_event_stamps(built.changed)
 
 
@@ -53,10 +58,10 @@ def publish(
     output: Path | None = None,
 ) -> bytes:
     """Build the calendar, write it to ``output`` (if any), then store the changed stamps."""
-    with publishing(roster, plan, config, state_dir, now) as data:
+    with publishing(roster, plan, config, state_dir, now) as built:
         if output is not None:
-            write_atomic(output, data)
-    return data
+            write_atomic(output, built.data)
+    return built.data
 
 
 def write_atomic(path: Path, data: bytes) -> None:

@@ -10,7 +10,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
+from operator import attrgetter
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 # The message kinds, in the order SPEC §3 lists them; that order also breaks
@@ -254,6 +256,13 @@ class PlannedMessage:
     reminder_number: int | None = None
     final_reminder: bool = False
     outcomes: tuple[tuple[str, str], ...] = ()  # (program id, outcome), sorted
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # By its fields: restoring a slotted dataclass's state is several times slower.
+        return PlannedMessage, _message_fields(self)
+
+
+_message_fields = attrgetter(*PlannedMessage.__slots__)
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,7 +19,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from lormail.errors import LormailError, Problem
 from lormail.files import ensure_private_dir
@@ -83,13 +83,16 @@ def from_text(text: str) -> datetime:
     return datetime.fromisoformat(text)
 
 
-@dataclass(frozen=True, slots=True)
-class EventStamp:
+class EventStamp(NamedTuple):
     """A calendar event's last published content hash, SEQUENCE and DTSTAMP."""
 
     hash: str
     sequence: int
     stamp: datetime
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Unpickled by tuple.__new__ (in C), not by the class's own __new__.
+        return tuple.__new__, (EventStamp, tuple(self))
 
 
 @dataclass(frozen=True, slots=True)
@@ -322,7 +325,7 @@ class Store:
 
     def event_stamps(self) -> dict[str, EventStamp]:
         return {
-            uid: EventStamp(hash=h, sequence=seq, stamp=from_text(stamp))
+            uid: EventStamp(h, seq, from_text(stamp))
             for uid, h, seq, stamp in self.conn.execute(
                 "SELECT uid, hash, sequence, stamp FROM events"
             )

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from lormail.calendar import build_calendar
 from lormail.model import EMPTY_SNAPSHOT, CalendarConfig, LogEntry, Roster, Unavailable
 from lormail.plan import plan, plan_parts
+from lormail.store import EventStamp
 from tests.builders import LONDON
 from tests.test_plan_properties import FATES, START, instants, record_fates, rosters
 
@@ -143,3 +144,10 @@ def test_an_edit_planned_and_built_from_kept_parts_is_the_same_as_from_scratch(
     stamps.update(scratch.changed)
     third = build_calendar(r, first, stamps, config, later, cached.cache)
     assert third.data == build_calendar(r, first, stamps, config, later).data
+    # Another build (`lormail ics`) stamped some events meanwhile: their stamps count.
+    stamps.update(third.changed)
+    meanwhile = later + timedelta(hours=1)
+    for uid in sorted(stamps)[::3]:
+        stamps[uid] = EventStamp(stamps[uid].hash, stamps[uid].sequence + 1, meanwhile)
+    fourth = build_calendar(r, first, stamps, config, later, third.cache)
+    assert fourth.data == build_calendar(r, first, stamps, config, later).data
