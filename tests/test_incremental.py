@@ -8,13 +8,17 @@ recommender, reorder them), let time pass and messages go, and compare.
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import replace
-from datetime import datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
+from pathlib import Path
 
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from lormail.calendar import build_calendar
+from lormail.checker import MEMO_NAME, _Memo
+from lormail.inputs import Inputs, load_inputs
 from lormail.model import EMPTY_SNAPSHOT, CalendarConfig, LogEntry, Roster, Unavailable
 from lormail.plan import plan, plan_parts
 from lormail.store import EventStamp
@@ -151,3 +155,54 @@ def test_an_edit_planned_and_built_from_kept_parts_is_the_same_as_from_scratch(
         stamps[uid] = EventStamp(stamps[uid].hash, stamps[uid].sequence + 1, meanwhile)
     fourth = build_calendar(r, first, stamps, config, later, third.cache)
     assert fourth.data == build_calendar(r, first, stamps, config, later).data
+
+
+# --- the daemon's memo ----------------------------------------------------------------
+
+
+def _example_inputs(tmp_path: Path) -> Inputs:
+    root = Path(__file__).resolve().parent.parent
+    for name in ("config.example.yaml", "roster.example.yaml"):
+        shutil.copy(root / name, tmp_path / name)
+    shutil.copytree(root / "templates", tmp_path / "templates")
+    inputs = load_inputs(tmp_path / "config.example.yaml", check=False)
+    assert inputs is not None
+    return inputs.pinned(tmp_path / "state")
+
+
+def test_a_memo_is_read_back_only_by_its_run_for_its_inputs(tmp_path: Path) -> None:
+    inputs = _example_inputs(tmp_path)
+    state = tmp_path / "state"
+    state.mkdir(mode=0o700)
+    now = datetime(2026, 10, 1, 12, tzinfo=UTC)
+    whole, parts = plan_parts(inputs.roster, EMPTY_SNAPSHOT, now)
+    built = build_calendar(inputs.roster, whole, {}, inputs.config.calendar, now)
+    _Memo("run-1", inputs.digest, state, parts, built.cache).save()
+    assert (state / MEMO_NAME).stat().st_mode & 0o777 == 0o600
+
+    memo = _Memo.load("run-1", inputs)
+    assert memo is not None and memo.calendar is not None
+    # The roster's own entries come back as the very objects, not copies.
+    rid = inputs.roster.recommenders[0].id
+    group = memo.calendar.recommenders[rid]
+    assert group.key[0] is inputs.roster.recommenders_by_id[rid]
+    assert memo.parts.roster is inputs.roster
+    assert memo.parts.by_recommender == parts.by_recommender
+    assert memo.calendar == built.cache
+    # With it, planning and building again keep every part and group.
+    again, kept = plan_parts(inputs.roster, EMPTY_SNAPSHOT, now, memo.parts)
+    assert all(kept.by_recommender[r] is memo.parts.by_recommender[r] for r in kept.by_recommender)
+    rebuilt = build_calendar(inputs.roster, again, built.changed, inputs.config.calendar, now)
+    cached = build_calendar(
+        inputs.roster, again, built.changed, inputs.config.calendar, now, memo.calendar
+    )
+    assert cached.data == rebuilt.data
+
+    # Another run, other inputs, or a damaged file: no memo, and no error.
+    assert _Memo.load("run-2", inputs) is None
+    assert _Memo.load("run-1", replace(inputs, roster_digest="other")) is None
+    data = (state / MEMO_NAME).read_bytes()
+    (state / MEMO_NAME).write_bytes(data[: len(data) // 2])
+    assert _Memo.load("run-1", inputs) is None
+    (state / MEMO_NAME).unlink()
+    assert _Memo.load("run-1", inputs) is None
