@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import fcntl
 import gc
 import hashlib
 import io
@@ -134,6 +135,16 @@ def _read_routed(fd: int) -> tuple[int, bytes] | None:
     return None if raw is None else (to, raw)
 
 
+def _pipe() -> tuple[int, int]:
+    """A pipe that holds a megabyte where the system allows: a calendar's few
+    megabytes then pass in a few writes, not a hundred 64 KB turns."""
+    read_fd, write_fd = os.pipe()
+    if hasattr(fcntl, "F_SETPIPE_SZ"):
+        with contextlib.suppress(OSError):
+            fcntl.fcntl(write_fd, fcntl.F_SETPIPE_SZ, 1 << 20)
+    return read_fd, write_fd
+
+
 def _read_exactly(fd: int, size: int) -> bytes:
     chunks = []
     while size:
@@ -164,7 +175,7 @@ class CheckServerHandle:
     def spawn(cls, config_path: Path) -> CheckServerHandle:
         """Fork the server.  Call before the process starts any thread."""
         to_server, from_daemon = os.pipe()[::-1]
-        from_server, to_daemon = os.pipe()
+        from_server, to_daemon = _pipe()
         pid = os.fork()
         if pid == 0:  # pragma: no cover - the server (measured through the daemon's tests)
             os.close(to_server)
@@ -268,7 +279,7 @@ class CheckServer:
         # Frames come through here whole (a worker killed while writing one
         # leaves half a frame, which goes no further); the daemon's are passed
         # on as they are, without unpickling.
-        read_fd, write_fd = os.pipe()
+        read_fd, write_fd = _pipe()
         pid = os.fork()
         if pid == 0:  # pragma: no cover - the worker
             os.close(read_fd)
