@@ -36,9 +36,9 @@ part of its plan, with the instant until which it holds, and the calendar's
 events grouped by program and recommender.  The next check plans and builds
 again only what an edit or the passing time changed (see
 :func:`lormail.plan.plan_parts` and :func:`lormail.calendar.build_calendar`,
-whose results are the same with or without it).  It is a compressed file in
-the state folder (about 2 MB for a 10,000-letter roster), not a part of any
-process that stays.
+whose results are the same with or without it).  It is a file in the state
+folder (about 12 MB for a 10,000-letter roster), not a part of any process
+that stays.
 
 The server adds ``("again",)`` (read the files again) and ends every check
 with ``("end",)``.
@@ -409,11 +409,11 @@ class _Worker:
         _write_all(self.fd, (_MINE_BYTE if mine else _THEIRS_BYTE) + _pack(frame))
 
     def run(self, why: str, reload: bool, first: bool) -> None:
-        self.memo = _Memo.load(self.server.run, self.server.inputs)
+        self.memo = loaded = _Memo.load(self.server.run, self.server.inputs)
         try:
             self._run(why, reload, first)
         finally:
-            if self.memo is not None:
+            if self.memo is not None and self.memo is not loaded:  # a check that planned
                 self.memo.save()
 
     def _run(self, why: str, reload: bool, first: bool) -> None:

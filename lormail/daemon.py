@@ -507,5 +507,9 @@ def cmd_run(app: App, args: argparse.Namespace) -> int:
             break
     finally:
         daemon.shutdown()
+        # A second SIGTERM or Ctrl-C during the shutdown is already answered:
+        # take it, or unblocking it would kill the process at the last moment.
+        while set(SIGNALS) & signal.sigpending():
+            signal.sigwait(SIGNALS)
         signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
     return daemon.exit_code

@@ -169,6 +169,9 @@ def test_sigterm_finishes_the_message_in_flight_and_exits_0(tmp_path: Path) -> N
         with DaemonProc(cfg) as daemon:
             wait_for(lambda: sink.started >= 1, 20, "the first message in flight")
             daemon.signal(signal.SIGTERM)
+            # A second one while it finishes (an impatient Ctrl-C) changes nothing.
+            wait_for(lambda: "finishing the message" in daemon.log(), 10, "the shutdown")
+            daemon.signal(signal.SIGTERM)
             assert daemon.stop(timeout=20) == 0
             log = daemon.log()
         assert len(sink.snapshot()) == 1, "the message in flight was finished, no other began"
