@@ -9,15 +9,18 @@ from __future__ import annotations
 import argparse
 import difflib
 import sys
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
-from lormail.app import App
+from lormail.app.check import check_templates
+from lormail.app.context import App
+from lormail.commands.output import console, print_json
+from lormail.core.instants import utc_text
+from lormail.core.render import Templates
 from lormail.errors import EXIT_OK, EXIT_USAGE, LormailError, Problem
 from lormail.model import (
     DUE,
-    KINDS,
     SCHEDULED,
     Plan,
     PlannedMessage,
@@ -25,8 +28,6 @@ from lormail.model import (
     Recommender,
     Roster,
 )
-from lormail.output import console, print_json, utc_text
-from lormail.render import Templates
 
 UPCOMING = (SCHEDULED, DUE)
 
@@ -35,7 +36,7 @@ UPCOMING = (SCHEDULED, DUE)
 
 
 def _data_file(name: str) -> Path:
-    from lormail.render import default_templates_dir
+    from lormail.core.render import default_templates_dir
 
     # Beside the shipped templates in a wheel; the source tree's root otherwise.
     return default_templates_dir().parent / name
@@ -77,72 +78,8 @@ def cmd_init(app: App, args: argparse.Namespace) -> int:
 # --- check --------------------------------------------------------------------
 
 
-def sample_messages(roster: Roster, rec: Recommender) -> list[PlannedMessage]:
-    """One message of every kind to ``rec``, to prove every template renders for them."""
-    from lormail.plan import open_letters
-
-    progs = tuple(
-        sorted(
-            (lt.program for lt in rec.letters), key=lambda p: (roster.programs_by_id[p].deadline, p)
-        )
-    )
-    opened = tuple(p.id for p in open_letters(roster, rec)) or progs
-    # Dated at the first deadline (any instant would do; this one is real).
-    at = min(
-        (roster.programs_by_id[p].deadline for p in progs),
-        default=datetime(2000, 1, 1, tzinfo=UTC),
-    )
-    n = len(rec.policy.reminders) or 1
-    out = []
-    for kind in KINDS:
-        programs = opened if kind in ("request", "packet", "reminder") else progs
-        if kind == "reminder":
-            programs = programs[:1]
-        out.append(
-            PlannedMessage(
-                key=f"{kind}:{rec.id}",
-                kind=kind,
-                recommender=rec.id,
-                to=rec.email,
-                send_at=at,
-                expires_at=None,
-                status=SCHEDULED,
-                reason="check",
-                programs=programs,
-                reminder_number=n if kind == "reminder" else None,
-                final_reminder=kind == "reminder",
-                outcomes=tuple((p, "interview") for p in progs) if kind == "outcome" else (),
-            )
-        )
-    return out
-
-
-def check_templates(roster: Roster, templates: Templates) -> list[Problem]:
-    problems: list[Problem] = []
-    seen: set[str] = set()
-    for rec in roster.recommenders:
-        for msg in sample_messages(roster, rec):
-            try:
-                templates.render(msg, roster)
-            except LormailError as err:
-                for p in err.problems:
-                    text = str(p)
-                    if text not in seen:  # one line per template fault, not per person
-                        seen.add(text)
-                        problems.append(
-                            Problem(
-                                f"{p.message} (rendering {msg.kind} for {rec.id})",
-                                p.file,
-                                p.line,
-                                p.col,
-                                p.path,
-                            )
-                        )
-    return problems
-
-
 def cmd_check(app: App, args: argparse.Namespace) -> int:
-    from lormail.roster import load_roster_checked
+    from lormail.load.roster import load_roster_checked
 
     problems: list[Problem] = []
     config = app.config()
@@ -256,7 +193,7 @@ def letter_state(rec: Recommender, submitted_on: date | None) -> str:
 
 
 def status_json(app: App, roster: Roster, plan: Plan) -> dict[str, Any]:
-    from lormail.health import read_health
+    from lormail.edge.health import read_health
 
     health = read_health(app.state_dir())
     upcoming: dict[str, PlannedMessage] = {}
@@ -401,7 +338,7 @@ def cmd_preview(app: App, args: argparse.Namespace) -> int:
         raise LormailError([Problem(f"no message with key '{args.key}'{hint}")], EXIT_USAGE)
     rendered = app.templates().render(msg, roster)
     try:
-        from lormail.compose import preview_text
+        from lormail.app.preview import preview_text
     except ImportError:
         text = f"To: {msg.to}\nSubject: {rendered.subject}\n\n{rendered.body}"
     else:
