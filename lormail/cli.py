@@ -21,11 +21,11 @@ from lormail.errors import EXIT_RUNTIME, EXIT_USAGE, LormailError
 
 # command -> "module:function"; each function is (App, argparse.Namespace) -> int.
 COMMANDS: dict[str, str] = {
-    "init": "lormail.commands.core:cmd_init",
-    "check": "lormail.commands.core:cmd_check",
-    "plan": "lormail.commands.core:cmd_plan",
-    "status": "lormail.commands.core:cmd_status",
-    "preview": "lormail.commands.core:cmd_preview",
+    "init": "lormail.commands.init:cmd_init",
+    "check": "lormail.commands.check:cmd_check",
+    "plan": "lormail.commands.plan:cmd_plan",
+    "status": "lormail.commands.status:cmd_status",
+    "preview": "lormail.commands.preview:cmd_preview",
     "send-due": "lormail.commands.send:cmd_send_due",
     "run": "lormail.daemon.main:cmd_run",
     "ics": "lormail.commands.calendar:cmd_ics",
