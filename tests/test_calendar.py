@@ -140,7 +140,7 @@ def test_dated_deadline_is_all_day_with_letter_states_and_alarms() -> None:
         "Portal: ERAS LoR Portal\n"
         "Letters:\n"
         "- Dr. Emily Johnson [LoR-12345]: agreed on Wed 28 Oct 2026, letter open\n"
-        "- Dr. Anil Patel: not asked yet (ask by Sat 5 Dec 2026)\n"
+        "- Dr. Anil Patel: not asked yet (ask by Fri 4 Dec 2026)\n"
         "- Prof. Linh Nguyen: declined on Thu 19 Nov 2026\n"
         "- Dr. Grace Lee: not asked yet (ask by Fri 4 Dec 2026)"
     )

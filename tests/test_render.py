@@ -89,6 +89,6 @@ def test_an_undefined_name_lists_every_entry(tmp_path: Path) -> None:
     (problem,) = caught.value.problems
     assert problem.message == (
         "'recomender' is undefined (available: applicant, days_left, deadline, "
-        "final_reminder, letters, materials, outcomes, program, recommender, "
-        "reminder_number, send_date, submitted)"
+        "final_reminder, first_contact, letters, materials, others, outcomes, program, "
+        "recommender, reminded, reminder_number, request_date, send_date, submitted)"
     )

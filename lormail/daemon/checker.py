@@ -35,7 +35,7 @@ A check leaves a *memo* for the next (:class:`_Memo`): each recommender's
 part of its plan, with the instant until which it holds, and the calendar's
 events grouped by program and recommender.  The next check plans and builds
 again only what an edit or the passing time changed (see
-:func:`lormail.core.plan.plan_parts` and :func:`lormail.core.calendar.build_calendar`,
+:func:`lormail.core.plan.plan` and :func:`lormail.core.calendar.build_calendar`,
 whose results are the same with or without it).  It is a file in the state
 folder (about 12 MB for a 10,000-letter roster), not a part of any process
 that stays.
@@ -75,9 +75,16 @@ from lormail.model import DUE, SCHEDULED, Config, Plan, Program, Recommender, Ro
 if TYPE_CHECKING:
     from lormail.app.send import SendReport
     from lormail.core.calendar import CalendarCache
-    from lormail.core.plan import Parts
 
 log = logging.getLogger("lormail.daemon")
+
+
+@dataclass(frozen=True, slots=True)
+class Parts:
+    """The roster a memo's calendar was built from (the plan is made from scratch)."""
+
+    roster: Roster
+
 
 MEMO_NAME = "check-memo"  # in the state folder (see _Memo)
 FULL_CHECK_EVERY = timedelta(hours=1)  # send_due runs at least this often
@@ -512,20 +519,19 @@ class _Worker:
     def _plan(self, inputs: Inputs, report: SendReport | None) -> tuple[_Summary, bool, Plan]:
         """The plan as of now, when to look again, and whether anything is due now."""
         from lormail.app.send import pick
-        from lormail.core.plan import plan_parts
+        from lormail.core.plan import plan
         from lormail.edge.store import read_snapshot
 
         assert inputs.config.state_dir is not None
         now = utc_now()
         snapshot = read_snapshot(inputs.config.state_dir)
-        earlier = self.memo.parts if self.memo is not None else None
-        new, parts = plan_parts(inputs.roster, snapshot, now, earlier)
+        new, parts = plan(inputs.roster, snapshot, now), Parts(inputs.roster)
         calendar = self.memo.calendar if self.memo is not None else None
         self.memo = _Memo(self.server.run, inputs.digest, inputs.config.state_dir, parts, calendar)
         due = bool(pick(new.messages, inputs.config.dry_run))
         times = [now + FULL_CHECK_EVERY]
         times += [m.send_at for m in new.messages if m.status == SCHEDULED and m.send_at > now]
-        # When a deadline passes, the next letter's reminders start.
+        # When a deadline passes, a thank-you held back by it may go.
         times += [p.deadline for p in inputs.roster.programs if p.deadline > now]
         retry = report.next_retry if report is not None else None
         if retry is not None:
