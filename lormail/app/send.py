@@ -374,7 +374,7 @@ class Batch:
         note = None
         if refused:
             note = "; ".join(f"copy to {addr} refused: {why}" for addr, why in refused)
-        self.store.mark_sent(out.key, at, reply, note, then_sending=upcoming)
+        self.store.mark_sent(out.key, at, reply, note, then_sending=upcoming, joined=out.joined)
         self.tally.sent.append(out.key)
         # Later reminders in this batch thread under what just went.
         self.log_view[out.key] = LogEntry(key=out.key, state=LOG_SENT, at=at)
@@ -479,6 +479,7 @@ def _outbound(msg: PlannedMessage, outgoing: Outgoing) -> Outbound:
         message_id=outgoing.message_id,
         to=outgoing.to,
         subject=outgoing.subject,
+        joined=msg.joined,
     )
 
 

@@ -115,6 +115,7 @@ class Outbound:
     message_id: str
     to: str
     subject: str
+    joined: tuple[str, ...] = ()  # a reminder round: every reminder key it stands for
 
 
 _LOG_COLUMNS = (
@@ -131,6 +132,15 @@ _UPSERT = (
     "recommender = excluded.recommender, state = excluded.state, "
     "message_id = excluded.message_id, to_addr = excluded.to_addr, "
     "subject = excluded.subject, updated_at = excluded.updated_at"
+)
+# A reminder that went in another's round: its row copies the round's.
+_JOINED = (
+    "INSERT INTO log(key, kind, recommender, state, message_id, to_addr, subject, "
+    "created_at, updated_at, sent_at, reply) "
+    "SELECT ?1, kind, recommender, state, message_id, to_addr, subject, updated_at, "
+    "updated_at, sent_at, 'in the round of ' || key FROM log WHERE key = ?2 "
+    "ON CONFLICT(key) DO UPDATE SET state = excluded.state, sent_at = excluded.sent_at, "
+    "updated_at = excluded.updated_at, reply = excluded.reply, retry_at = NULL, error = NULL"
 )
 # The same for `sending`, which also counts the attempt and clears retry_at.
 _UPSERT_SENDING = (
@@ -420,11 +430,14 @@ class Store:
         reply: str,
         note: str | None = None,
         then_sending: Outbound | None = None,
+        joined: Sequence[str] = (),
     ) -> None:
         """Committed right after the server accepted.  ``note``: e.g. a refused Bcc.
 
         ``then_sending``: the next message of the batch, marked ``sending`` in the
         same transaction (one fsync for both) just before its SMTP transaction.
+        ``joined``: the other reminders of a round (SPEC §3.0 rule 4), logged as
+        sent with it, in the same transaction, so that none goes again.
         """
         with self.transaction() as conn:
             conn.execute(
@@ -432,6 +445,9 @@ class Store:
                 "reply = ?, error = ? WHERE key = ?",
                 (LOG_SENT, to_text(at), to_text(at), reply, note, key),
             )
+            for other in joined:
+                if other != key:
+                    conn.execute(_JOINED, (other, key))
             if then_sending is not None:
                 self._sending(conn, then_sending, at)
 
