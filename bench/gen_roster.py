@@ -6,7 +6,9 @@ writes the roster and, next to it, a ``config.yaml`` that uses the maildir
 transport, keeps its state in a sibling ``state`` folder and is not a dry run.
 The same arguments always give the same bytes.  Deadlines are spread over the
 months after ``--today``; a few programs' deadlines have passed (their letters
-are in, some outcomes are known).
+are in, some outcomes are known).  A recommender's programs on one letter
+service (ERAS, AMCAS) go as one letter for all of them, as they do in life,
+sometimes with its own ``due`` date.
 """
 
 from __future__ import annotations
@@ -107,6 +109,9 @@ FIELDS = (
 )
 KINDS = ("residency (ERAS)", "MPH (SOPHAS)", "PhD", "MSc", "fellowship", "MD (AMCAS)")
 PORTALS = ("ERAS LoR Portal", "SOPHAS", "AMCAS Letter Service", "Graduate Admissions", None)
+# Portals where one upload serves every program that uses them.
+SERVICES = {"ERAS LoR Portal": "eras", "AMCAS Letter Service": "amcas"}
+_Program = tuple[str, date, str, str | None]  # id, deadline date, yaml text, portal
 OUTCOMES = ("interview", "waitlisted", "accepted", "matched", "rejected", "withdrawn")
 
 
@@ -115,8 +120,8 @@ def _q(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def _programs(rng: random.Random, count: int, today: date) -> list[tuple[str, date, str]]:
-    """Writes nothing; returns (id, deadline date, yaml text) per program."""
+def _programs(rng: random.Random, count: int, today: date) -> list[_Program]:
+    """Writes nothing; returns (id, deadline date, yaml text, portal) per program."""
     out = []
     for i in range(count):
         pid = f"p{i:05d}"
@@ -140,12 +145,12 @@ def _programs(rng: random.Random, count: int, today: date) -> list[tuple[str, da
             known = deadline + timedelta(days=rng.randint(1, 30))
             if known < today and rng.random() < 0.7:
                 lines.append(f"    outcome_on: {known.isoformat()}")
-        out.append((pid, deadline, "\n".join(lines)))
+        out.append((pid, deadline, "\n".join(lines), portal))
     return out
 
 
 def _recommender(
-    rng: random.Random, i: int, letters: int, programs: list[tuple[str, date, str]], today: date
+    rng: random.Random, i: int, letters: int, programs: list[_Program], today: date
 ) -> str:
     given, surname = rng.choice(GIVEN), rng.choice(SURNAMES)
     rid = f"r{i:05d}"
@@ -199,8 +204,21 @@ def _recommender(
         lines.append("    send_days: [mon, wed, fri]")
     if chosen:
         lines.append("    letters:")
-    for pid, deadline, _ in chosen:
-        parts = [f"program: {pid}"]
+    # One letter per letter service used more than once, one per program otherwise.
+    groups: dict[str, list[_Program]] = {}
+    for prog in chosen:
+        service = SERVICES.get(prog[3] or "")
+        groups.setdefault(service or prog[0], []).append(prog)
+    for key, group in groups.items():
+        deadline = group[0][1]  # the earliest: chosen is sorted by deadline
+        if len(group) > 1:
+            ids = ", ".join(p[0] for p in group)
+            parts = [f"id: {key}", f"programs: [{ids}]"]
+            if rng.random() < 0.3 and deadline > today + timedelta(days=7):
+                deadline -= timedelta(days=rng.randint(1, 7))
+                parts.append(f"due: {deadline.isoformat()}")
+        else:
+            parts = [f"program: {group[0][0]}"]
         if rng.random() < 0.3:
             parts.append(f'letter_id: "LoR-{rng.randint(10000, 99999)}"')
         if status == "agreed" and (deadline < today or rng.random() < 0.3):
@@ -246,7 +264,7 @@ def generate(recommenders: int, letters: int, seed: int, today: date) -> str:
         "",
         "programs:",
     ]
-    parts.extend(text for _, _, text in programs)
+    parts.extend(text for _, _, text, _ in programs)
     parts.append("")
     parts.append("recommenders:" if recommenders else "recommenders: []")
     parts.extend(_recommender(rng, i, letters, programs, today) for i in range(recommenders))
