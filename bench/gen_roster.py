@@ -204,12 +204,17 @@ def _recommender(
         lines.append("    send_days: [mon, wed, fri]")
     if chosen:
         lines.append("    letters:")
-    # One letter per letter service used more than once, one per program otherwise.
+    # One letter per letter service used more than once, one per program otherwise;
+    # programs elsewhere make up the letters a service's upload saved.
     groups: dict[str, list[_Program]] = {}
     for prog in chosen:
         service = SERVICES.get(prog[3] or "")
         groups.setdefault(service or prog[0], []).append(prog)
-    for key, group in groups.items():
+    taken = {p[0] for p in chosen}
+    spare = [p for p in pool if p[0] not in taken and p[3] not in SERVICES]
+    for prog in rng.sample(spare, min(len(chosen) - len(groups), len(spare))):
+        groups[prog[0]] = [prog]
+    for key, group in sorted(groups.items(), key=lambda g: (g[1][0][1], g[0])):
         deadline = group[0][1]  # the earliest: chosen is sorted by deadline
         if len(group) > 1:
             ids = ", ".join(p[0] for p in group)

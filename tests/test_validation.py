@@ -1169,6 +1169,9 @@ def test_generated_roster_loads(here: Path) -> None:
     roster = load_roster(config.roster)
     assert len(roster.recommenders) == 120 and len(roster.programs) == 60
     assert sum(len(r.letters) for r in roster.recommenders) == 600
+    # An ERAS or AMCAS upload serves every program of the recommender that uses it.
+    several = [lt for r in roster.recommenders for lt in r.letters if len(lt.programs) > 1]
+    assert several and {lt.key for lt in several} == {"eras", "amcas"}
     assert {r.status for r in roster.recommenders} == {"planned", "asked", "agreed", "declined"}
     assert len({r.timezone for r in roster.recommenders}) == 6
     assert any(r.unavailable for r in roster.recommenders)
