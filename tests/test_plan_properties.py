@@ -251,9 +251,11 @@ def test_invariants_hold_through_a_simulated_run(
     """Like the daemon: wake at the next send_at, or earlier; sometimes sleep for days."""
     snapshot = EMPTY_SNAPSHOT
     now = start
+    rounds = False
     for nap in naps:
         p = plan(r, snapshot, now)
         check_invariants(r, p, snapshot)
+        rounds = rounds or any(m.joined for m in p.messages)
         # Deterministic: the same inputs give the same plan, byte for byte.
         assert as_json(plan(r, snapshot, now)) == as_json(p)
         snapshot = record_due(snapshot, p)
@@ -266,6 +268,7 @@ def test_invariants_hold_through_a_simulated_run(
         now = min([woke, *upcoming]) if nap < 24 * 10 else woke  # long naps: a laptop asleep
     n = len([e for e in snapshot.log.values() if e.state == "sent"])
     event(f"messages sent in the run: {min(n, 5)}{'+' if n >= 5 else ''}")
+    event(f"reminder rounds joining letters: {'yes' if rounds else 'no'}")
 
 
 @settings(max_examples=60, deadline=None)
@@ -319,3 +322,75 @@ def test_invariants_hold_when_messages_fail_retry_or_dry_run(
         assert as_json(plan(r, snapshot, now)) == as_json(p)
         snapshot = record_fates(snapshot, p, fates)
         now += timedelta(hours=nap)
+
+
+@st.composite
+def busy_rosters(draw: st.DrawFn) -> Roster:
+    """A season's crowd: several open letters per recommender, deadlines weeks apart at most."""
+    first = draw(days(40, 120))
+    programs = [
+        Program(
+            id=f"p{i}",
+            name=f"Program {i}",
+            deadline=datetime.combine(
+                first + timedelta(days=draw(st.integers(0, 30))), time(23, 59, 59), tzinfo=zone
+            ),
+            deadline_is_date=True,
+            timezone=zone,
+        )
+        for i, zone in enumerate(draw(st.lists(st.sampled_from(ZONES), min_size=2, max_size=8)))
+    ]
+    recs = []
+    for j in range(draw(st.integers(1, 2))):
+        chosen = draw(st.permutations(programs))[: draw(st.integers(2, len(programs)))]
+        cut = draw(st.integers(0, len(chosen) - 1))
+        groups = [chosen[:cut], *([p] for p in chosen[cut:])] if cut > 1 else [[p] for p in chosen]
+        letters = tuple(
+            Letter(
+                f"L{k}" if len(g) > 1 else g[0].id,
+                programs=tuple(p.id for p in g),
+                submitted_on=draw(st.none() | st.none() | days(30, 150)),
+            )
+            for k, g in enumerate(groups)
+            if g
+        )
+        recs.append(
+            Recommender(
+                id=f"r{j}",
+                name=f"Dr. R{j}",
+                email=f"r{j}@example.org",
+                timezone=draw(st.sampled_from(ZONES)),
+                status=draw(st.sampled_from(["asked", "agreed"])),
+                policy=replace(
+                    draw(policies()),
+                    reminders=tuple(
+                        sorted(draw(st.sets(st.integers(1, 21), min_size=1, max_size=3)))[::-1]
+                    ),
+                    min_gap=draw(st.sampled_from([timedelta(days=d) for d in (2, 5, 7)])),
+                ),
+                salutation=f"Dr. R{j}",
+                asked_on=draw(days(0, 30)),
+                letters=letters,
+                holidays=draw(st.sampled_from([None, ("US", None)])),
+            )
+        )
+    return roster(programs, recs)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(r=busy_rosters(), naps=st.lists(st.integers(1, 24 * 6), min_size=60, max_size=90))
+def test_invariants_hold_for_rounds_of_several_letters(r: Roster, naps: list[int]) -> None:
+    snapshot = EMPTY_SNAPSHOT
+    now = datetime.combine(START, time(0), tzinfo=UTC)
+    rounds = False
+    for nap in naps:
+        p = plan(r, snapshot, now)
+        check_invariants(r, p, snapshot)
+        assert as_json(plan(r, snapshot, now)) == as_json(p)
+        rounds = rounds or any(m.joined and m.status == "due" for m in p.messages)
+        snapshot = record_due(snapshot, p)
+        again = plan(r, snapshot, now)
+        assert [m.key for m in again.messages if m.status == "due"] == []
+        upcoming = [m.send_at for m in again.messages if m.status == "scheduled"]
+        now = min([now + timedelta(hours=nap), *upcoming])
+    event(f"a round of several letters went: {'yes' if rounds else 'no'}")

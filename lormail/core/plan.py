@@ -509,6 +509,22 @@ class _RecommenderPlanner:
                 prev = time if prev is None else max(prev, time)
                 continue
             cand = cands[index]
+            # Rule 5: never within a day of the deadline; skipped when the gap put it
+            # there, expired (below) when it is already past the deadline itself.
+            if (
+                cand.guard is not None
+                and time > cand.guard
+                and (cand.gap_moved or cand.expires is None or time < cand.expires)
+            ):
+                why = "the gap would put it" if cand.gap_moved else "it would go"
+                self._skip(cand, f"{why} within a day of the deadline")
+                continue
+            if cand.expires is not None and time >= cand.expires:
+                cand.status = EXPIRED
+                cand.reason = (
+                    f"expired: too late by {self._day(self._local_date(time))}; {cand.reason}"
+                )
+                continue
             if (
                 cand.kind == "reminder"
                 and round_ is not None
@@ -533,16 +549,6 @@ class _RecommenderPlanner:
                 cand.gap_moved = True
                 cand.time = moved
                 heapq.heappush(heap, (moved, order, key, index))
-                continue
-            if cand.gap_moved and cand.guard is not None and time > cand.guard:
-                # Rule 5: a reminder the gap pushed within a day of the deadline.
-                self._skip(cand, "the gap would put it within a day of the deadline")
-                continue
-            if cand.expires is not None and time >= cand.expires:
-                cand.status = EXPIRED
-                cand.reason = (
-                    f"expired: too late by {self._day(self._local_date(time))}; {cand.reason}"
-                )
                 continue
             cand.status = DUE if time <= self.now else SCHEDULED
             if cand.status == DUE and cand.dry_run:
@@ -613,7 +619,7 @@ class _RecommenderPlanner:
                 expires_at=None,
                 status=status,
                 reason=reason,
-                subject=entry.subject or "",
+                subject=entry.subject or "(subject not logged)",
             )
 
 
