@@ -211,6 +211,9 @@ LOG_SENT = "sent"
 LOG_FAILED = "failed"
 LOG_SKIPPED = "skipped"
 LOG_DRY_RUN = "dry-run"
+# Delivered into the local Maildir (transport maildir): it reached no recommender,
+# so it never counts as sent once the transport is smtp (see Store.snapshot).
+LOG_LOCAL = "local"
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,6 +225,11 @@ class LogEntry:
     at: datetime  # when it was sent (sent) or last changed
     retry_at: datetime | None = None  # queued after a transient failure: not before this
     error: str | None = None
+    # The address the message went to (sent) or was refused for (failed): a
+    # failed message whose recommender's address has changed since goes again.
+    to: str | None = None
+    # The subject as it was sent (sent, local): shown as is, never rendered again.
+    subject: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
