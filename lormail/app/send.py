@@ -4,9 +4,9 @@
 every message the plan says is due, in plan order, over one connection, moving
 each log row ``queued → sending → sent | failed | skipped``:
 
-- the ``sending`` row is committed before the SMTP transaction starts and the
-  ``sent`` row right after the server accepts, so a crash can at worst repeat
-  the one message in flight, with the same Message-ID;
+- the ``sending`` row is committed (durably) before the SMTP transaction starts
+  and the ``sent`` row right after the server accepts, so a crash can at worst
+  repeat the one message in flight, with the same Message-ID;
 - a row found in ``sending`` at start-up (a run died mid-send) is reported and
   put back in the queue, so it is retried at once with the same Message-ID; a
   key interrupted :data:`MAX_INTERRUPTIONS` times is marked ``failed`` rather
@@ -15,6 +15,7 @@ each log row ``queued → sending → sent | failed | skipped``:
   message would expire, then it is ``skipped``; permanent ones are ``failed``
   with the server's reply; a dropped connection is reopened once per batch;
 - ``smtp.max_per_hour`` holds back the rest (``queued`` until a slot frees);
+- a delivery into the local Maildir is logged ``local``: it reached nobody;
 - ``dry_run`` renders, composes and logs ``dry-run`` rows and sends nothing;
 - a ``stop`` event (SIGTERM/SIGINT) ends the batch after the message in flight.
 
@@ -28,7 +29,6 @@ import contextlib
 import logging
 import os
 import threading
-from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING
 
 from lormail.core.instants import utc_z
 from lormail.edge.files import ensure_private_dir
-from lormail.edge.store import Outbound, Store, backoff
+from lormail.edge.store import Outbound, StateError, Store, backoff
 from lormail.model import (
     DRY_RUN,
     DUE,
@@ -53,15 +53,12 @@ from lormail.model import (
 if TYPE_CHECKING:
     from lormail.app.context import App
     from lormail.core.compose import ComposeContext, Outgoing, RenderedLike
-    from lormail.edge.transport import Transport
+    from lormail.edge.transport import Accepted, Transport
     from lormail.model import Config, Roster
 
 log = logging.getLogger("lormail.send")
 
 MAX_INTERRUPTIONS = 3  # a key found in `sending` this often is failed, not resent
-# Every log commit survives a crash of lormail at once; one survives a crash of
-# the machine (power cut) at most this many seconds later (Store.group_commit).
-DURABLE_WITHIN = 0.1
 LOCK_NAME = "send.lock"
 
 
@@ -71,7 +68,7 @@ class SendReport:
 
     now: datetime
     dry_run: bool
-    sent: tuple[str, ...] = ()
+    sent: tuple[str, ...] = ()  # to the recipient, or into the local Maildir
     dry_runs: tuple[str, ...] = ()
     retrying: tuple[str, ...] = ()  # queued after a transient failure (or an outage)
     deferred: tuple[str, ...] = ()  # held back by smtp.max_per_hour
@@ -165,7 +162,6 @@ class Batch:
     tally: _Tally = field(default_factory=_Tally)
     # The snapshot's log plus what this batch sent: reminders thread under it.
     log_view: dict[str, LogEntry] = field(default_factory=dict)
-    chores: _Chores = field(default_factory=lambda: _Chores())
 
     # -- the steps ----------------------------------------------------------------
 
@@ -290,107 +286,88 @@ class Batch:
         log.info("holding %d message(s) until %s (smtp.max_per_hour)", len(held), free_at)
         return todo[:budget]
 
-    def _prepared(
-        self, todo: Sequence[PlannedMessage], ctx: ComposeContext
-    ) -> Iterator[tuple[PlannedMessage, Outgoing]]:
-        for msg in todo:
-            outgoing = self.compose(msg, ctx)
-            if outgoing is not None:
-                yield msg, outgoing
-
     def _stopping(self) -> bool:
         return self.stop is not None and self.stop.is_set()
 
     def _send_all(
         self, transport: Transport, todo: Sequence[PlannedMessage], ctx: ComposeContext
     ) -> None:
-        """Send in order.  One commit per message: its ``sent`` row together with the
-        next one's ``sending`` row, so both rules hold (``sending`` before a transaction
-        starts, ``sent`` right after the server accepts) at half the commits.  The rest
-        of the work (composing the next message, the log line of the last one) is done
-        while the server answers this one's commands."""
-
-        queue = _Lookahead(self._prepared(todo, ctx))
-        try:
-            with self.store.group_commit(DURABLE_WITHIN):
-                self._send_queue(transport, queue)
-        finally:
-            self.chores.run_all()
-
-    def _send_queue(self, transport: Transport, queue: _Lookahead) -> None:
+        """Send in order over one connection; each log commit is durable before the
+        next step (``sending`` before the transaction, ``sent`` right after it)."""
         from lormail.edge.transport import TransportError
 
-        current = None if self._stopping() else queue.take()
-        if current is not None:
-            self.store.mark_sending(_outbound(*current), self.clock())
         reconnects, delivered = 1, 0
-        while current is not None:
-            msg, outgoing = current
-            out = _outbound(msg, outgoing)
-            self.chores.add(queue.prepare)
-            try:
-                accepted = transport.send(
-                    outgoing.data, outgoing.envelope_from, outgoing.recipients, self.chores.one
-                )
-            except TransportError as err:
-                self.chores.run_all()
-                if err.connection and err.transient and delivered and reconnects:
-                    # The session dropped mid-batch (idle timeout, network blip):
-                    # open a new one once and resend this message.
-                    reconnects -= 1
-                    log.warning("connection lost (%s); reconnecting once", err)
-                    transport.reconnect()
-                    self.store.mark_sending(out, self.clock())
-                    continue
-                if err.connection and err.transient:
-                    retry_at = self._retry(msg, out, str(err))
-                    self._queue_rest(queue.rest(), retry_at, str(err))
-                    return
-                if err.transient:
-                    self._retry(msg, out, str(err))
-                else:
-                    self._fail(out, str(err), err.reply)
-                current = None if self._stopping() else queue.take()
-                if current is not None:
-                    self.store.mark_sending(_outbound(*current), self.clock())
+        for index, msg in enumerate(todo):
+            if self._stopping():
+                log.info("stopping: the rest of the due messages wait for the next run")
+                self.tally.stopped = True
+                return
+            outgoing = self.compose(msg, ctx)
+            if outgoing is None:
                 continue
-            current = None if self._stopping() else queue.take()
-            upcoming = None if current is None else _outbound(*current)
-            self._sent(out, accepted.reply, accepted.refused, upcoming)
-            delivered += 1
-        if self._stopping():
-            self.chores.run_all()
-            log.info("stopping: the rest of the due messages wait for the next run")
-            self.tally.stopped = True
+            out = _outbound(msg, outgoing)
+            while True:
+                self.store.mark_sending(out, self.clock())
+                try:
+                    accepted = transport.send(
+                        outgoing.data, outgoing.envelope_from, outgoing.recipients
+                    )
+                except TransportError as err:
+                    if err.connection and err.transient and delivered and reconnects:
+                        # The session dropped mid-batch (idle timeout, network blip):
+                        # open a new one once and resend this message.
+                        reconnects -= 1
+                        log.warning("connection lost (%s); reconnecting once", err)
+                        transport.reconnect()
+                        continue
+                    if err.connection and err.transient:
+                        retry_at = self._retry(msg, out, str(err))
+                        self._queue_rest(todo[index + 1 :], ctx, retry_at, str(err))
+                        return
+                    if err.transient:
+                        self._retry(msg, out, str(err))
+                    else:
+                        self._fail(out, str(err), err.reply)
+                    break
+                self._sent(out, accepted)
+                delivered += 1
+                break
 
-    def _sent(
-        self,
-        out: Outbound,
-        reply: str,
-        refused: Sequence[tuple[str, str]],
-        upcoming: Outbound | None,
-    ) -> None:
+    def _sent(self, out: Outbound, accepted: Accepted) -> None:
         at = self.clock()
         note = None
-        if refused:
-            note = "; ".join(f"copy to {addr} refused: {why}" for addr, why in refused)
-        self.store.mark_sent(out.key, at, reply, note, then_sending=upcoming)
+        if accepted.refused:
+            note = "; ".join(f"copy to {addr} refused: {why}" for addr, why in accepted.refused)
+        try:
+            if accepted.local:
+                self.store.mark_local(out.key, at, accepted.reply)
+            else:
+                self.store.mark_sent(out.key, at, accepted.reply, note)
+        except StateError as err:
+            # It went; only the log cannot say so.  The row stays `sending`, so
+            # the next run sends it once more, with the same Message-ID.
+            raise StateError(
+                f"{err.problems[0].message}; {out.key} went to {out.to} but could not be "
+                "logged, so it may go once more (with the same Message-ID)"
+            ) from None
         self.tally.sent.append(out.key)
         # Later reminders in this batch thread under what just went.
-        self.log_view[out.key] = LogEntry(key=out.key, state=LOG_SENT, at=at)
-
-        def say() -> None:
-            log.info("sent %s to %s (%s)", out.key, out.to, reply)
-            if note:
-                log.warning("sent %s, but %s", out.key, note)
-
-        # Written while the server answers the next message's first command.
-        self.chores.add(say)
+        if not accepted.local or self.config.transport == "maildir":
+            self.log_view[out.key] = LogEntry(
+                key=out.key, state=LOG_SENT, at=at, to=out.to, subject=out.subject
+            )
+        if accepted.local:
+            log.info(
+                "local %s: %s (transport maildir: %s gets nothing)", out.key, accepted.reply, out.to
+            )
+        else:
+            log.info("sent %s to %s (%s)", out.key, out.to, accepted.reply)
+        if note:
+            log.warning("sent %s, but %s", out.key, note)
 
     def _fail(self, out: Outbound, error: str, reply: str | None) -> None:
         self.store.mark_failed(out, self.clock(), error, reply)
         self.tally.failed.append(out.key)
-        self.chores.run_all()  # the log lines in order
         log.error("failed %s to %s: %s", out.key, out.to, error)
 
     def _retry(self, msg: PlannedMessage, out: Outbound, error: str) -> datetime:
@@ -400,7 +377,6 @@ class Batch:
         attempts = row.attempts if row is not None else 0
         retry_at = now + backoff(max(1, attempts))
         self.tally.error(error)
-        self.chores.run_all()  # the log lines in order
         if msg.expires_at is not None and retry_at >= msg.expires_at:
             reason = f"expired before it could be sent; last error: {error}"
             self.store.mark_skipped(out, now, reason)
@@ -415,60 +391,26 @@ class Batch:
 
     def _queue_rest(
         self,
-        rest: Sequence[tuple[PlannedMessage, Outgoing]],
+        rest: Sequence[PlannedMessage],
+        ctx: ComposeContext,
         retry_at: datetime,
         error: str,
     ) -> None:
         """After a lost connection, the rest waits with the message that failed."""
         now = self.clock()
-        for msg, outgoing in rest:
+        waiting = 0
+        for msg in rest:
+            outgoing = self.compose(msg, ctx)
+            if outgoing is None:
+                continue
             if msg.expires_at is not None and retry_at >= msg.expires_at:
                 self._retry(msg, _outbound(msg, outgoing), error)
                 continue
             self.store.mark_queued(_outbound(msg, outgoing), now, retry_at, f"not tried: {error}")
             self.tally.retrying.append(msg.key)
-        if rest:
-            log.warning("%d more message(s) wait until %s", len(rest), utc_z(retry_at))
-
-
-class _Chores:
-    """Small jobs done one at a time while the server answers a command (the
-    transport's ``meanwhile``), in the order they were added."""
-
-    def __init__(self) -> None:
-        self._jobs: deque[Callable[[], object]] = deque()
-
-    def add(self, job: Callable[[], object]) -> None:
-        self._jobs.append(job)
-
-    def one(self) -> None:
-        if self._jobs:
-            self._jobs.popleft()()
-
-    def run_all(self) -> None:
-        while self._jobs:
-            self._jobs.popleft()()
-
-
-class _Lookahead:
-    """The composed messages in order, the next one made ahead of time (see _send_all)."""
-
-    def __init__(self, items: Iterator[tuple[PlannedMessage, Outgoing]]) -> None:
-        self._items = items
-        self._ahead: list[tuple[PlannedMessage, Outgoing] | None] = []
-
-    def prepare(self) -> None:
-        if not self._ahead:
-            self._ahead.append(next(self._items, None))
-
-    def take(self) -> tuple[PlannedMessage, Outgoing] | None:
-        self.prepare()
-        return self._ahead.pop()
-
-    def rest(self) -> list[tuple[PlannedMessage, Outgoing]]:
-        ahead = [a for a in self._ahead if a is not None]
-        self._ahead = []
-        return [*ahead, *self._items]
+            waiting += 1
+        if waiting:
+            log.warning("%d more message(s) wait until %s", waiting, utc_z(retry_at))
 
 
 def _outbound(msg: PlannedMessage, outgoing: Outgoing) -> Outbound:
@@ -497,7 +439,7 @@ def run_batch(batch: Batch, now: datetime) -> SendReport:
     from lormail.core.plan import plan as make_plan
 
     batch.recover()
-    snapshot = batch.store.snapshot()
+    snapshot = batch.store.snapshot(batch.config.transport)
     planned = make_plan(batch.roster, snapshot, now)
     batch.store.record_first_seen(planned.observed)
     batch.retire_expired(planned.messages)

@@ -122,6 +122,7 @@ def _entry(row: LogRow) -> dict[str, Any]:
 
 _STATE_STYLE = {
     "sent": "green",
+    "local": "blue",
     "failed": "bold red",
     "queued": "yellow",
     "sending": "yellow",
@@ -156,7 +157,7 @@ def cmd_log(app: App, args: argparse.Namespace) -> int:
         note = row.error or ""
         if row.retry_at is not None:
             note = f"retry at {utc_text(row.retry_at)}: {note}"
-        elif row.state == "sent":
+        elif row.state in ("sent", "local"):
             note = row.reply or ""
             if row.error:
                 note += f" ({row.error})"

@@ -517,7 +517,7 @@ class _Worker:
 
         assert inputs.config.state_dir is not None
         now = utc_now()
-        snapshot = read_snapshot(inputs.config.state_dir)
+        snapshot = read_snapshot(inputs.config.state_dir, inputs.config.transport)
         earlier = self.memo.parts if self.memo is not None else None
         new, parts = plan_parts(inputs.roster, snapshot, now, earlier)
         calendar = self.memo.calendar if self.memo is not None else None

@@ -20,6 +20,7 @@ import re
 from datetime import timedelta
 from pathlib import Path
 
+from lormail.core.hosts import is_loopback
 from lormail.load import fields as F
 from lormail.load.fields import LINE, Source, join
 from lormail.load.policy import duration
@@ -66,15 +67,6 @@ def parse_config(text: str, path: Path) -> Config:
     finally:
         if enabled:
             gc.enable()
-
-
-def is_loopback(host: str) -> bool:
-    if host.lower().rstrip(".") == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def from_address_problem(value: str) -> str | None:
