@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING
 
 from lormail.core.instants import utc_z
 from lormail.edge.files import ensure_private_dir
-from lormail.edge.store import Outbound, StateError, Store, backoff
+from lormail.edge.store import Outbound, StateError, Store, backoff, state_error
 from lormail.model import (
     DRY_RUN,
     DUE,
@@ -129,8 +129,11 @@ def sender_lock(state_dir: Path) -> Iterator[bool]:
     """Hold the state's send lock if free; yields False when another sender has it."""
     import fcntl
 
-    ensure_private_dir(state_dir)
-    fd = os.open(state_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        ensure_private_dir(state_dir)
+        fd = os.open(state_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as err:
+        raise state_error(state_dir, err) from None
     with os.fdopen(fd, "r+b") as handle:
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -175,6 +175,41 @@ def cmd_log(app: App, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# --- retry and state reset ------------------------------------------------------------
+
+
+def cmd_retry(app: App, args: argparse.Namespace) -> int:
+    """Plan a failed message again: the planner schedules it like any message waiting."""
+    from lormail.edge.store import DB_NAME, Store
+
+    key: str = args.key
+    state_dir = app.state_dir()
+    if not (state_dir / DB_NAME).exists():
+        raise LormailError([Problem(f"retry: no message {key!r} in the log (see 'lormail log')")])
+    with Store.open(state_dir) as store:
+        row = store.retry(key, app.now())
+    print(f"{key} to {row.to} is planned again, with its Message-ID {row.message_id}")
+    return EXIT_OK
+
+
+def cmd_state(app: App, args: argparse.Namespace) -> int:
+    """``state reset``: a new, empty send log, the old one kept aside; Message-IDs stay."""
+    from lormail.app.send import sender_lock
+    from lormail.edge.store import Store
+
+    state_dir = app.state_dir()
+    with sender_lock(state_dir) as mine:
+        if not mine:
+            raise LormailError(
+                [Problem("another lormail is sending; stop it before resetting the state")],
+                EXIT_RUNTIME,
+            )
+        kept = Store.reset(state_dir, app.now())
+    where = f"; the old one is kept as {kept}" if kept is not None else ""
+    print(f"started a new send log in {state_dir}{where}")
+    return EXIT_OK
+
+
 # --- credentials ---------------------------------------------------------------
 
 _FAILURE_LABEL = {

@@ -55,7 +55,7 @@ class StateError(RuntimeFailure):
     """The state folder cannot be used right now (read-only, full, lost log): exit 1."""
 
 
-def _state_error(where: Path, err: BaseException) -> StateError:
+def state_error(where: Path, err: BaseException) -> StateError:
     """One line for a failure of SQLite or of the file system under the state folder."""
     code = getattr(err, "sqlite_errorcode", None)
     # A read-only folder shows as READONLY or CANTOPEN (no room for the WAL files).
@@ -68,6 +68,8 @@ def _state_error(where: Path, err: BaseException) -> StateError:
     ):
         return StateError(f"state folder is full: {where} (free some disk space)")
     text = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
+    if code is not None and code & 0xFF == sqlite3.SQLITE_IOERR:
+        return StateError(f"cannot write the state folder {where}: {text} (is the disk full?)")
     return StateError(f"cannot use the state folder {where}: {text}")
 
 
@@ -252,7 +254,7 @@ class Store:
                 fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
                 os.close(fd)
         except OSError as err:
-            raise _state_error(state_dir, err) from None
+            raise state_error(state_dir, err) from None
         conn: sqlite3.Connection | None = None
         try:
             conn = sqlite3.connect(path, timeout=10.0, isolation_level=None)
@@ -267,7 +269,7 @@ class Store:
         except sqlite3.OperationalError as err:
             if conn is not None:
                 conn.close()
-            raise _state_error(state_dir, err) from None
+            raise state_error(state_dir, err) from None
         except sqlite3.DatabaseError as err:
             if conn is not None:
                 conn.close()
@@ -294,7 +296,7 @@ class Store:
                     if old.exists():
                         os.replace(old, Path(str(kept) + suffix))
         except OSError as err:
-            raise _state_error(state_dir, err) from None
+            raise state_error(state_dir, err) from None
         cls._open(state_dir).close()
         return kept
 
@@ -314,7 +316,7 @@ class Store:
         try:
             self.conn.execute("BEGIN EXCLUSIVE")
         except sqlite3.OperationalError as err:
-            raise _state_error(self.path.parent, err) from None
+            raise state_error(self.path.parent, err) from None
         try:
             yield self.conn
             self.conn.execute("COMMIT")
@@ -322,7 +324,7 @@ class Store:
             with contextlib.suppress(sqlite3.Error):
                 self.conn.execute("ROLLBACK")
             if isinstance(err, sqlite3.OperationalError):
-                raise _state_error(self.path.parent, err) from None
+                raise state_error(self.path.parent, err) from None
             raise
 
     def _migrate(self) -> None:
@@ -574,7 +576,7 @@ def _write_secret(state_dir: Path, value: str) -> None:
     try:
         write_atomic(state_dir / SECRET_FILE, (value + "\n").encode("ascii"), keep_mode=False)
     except OSError as err:
-        raise _state_error(state_dir, err) from None
+        raise state_error(state_dir, err) from None
 
 
 def peek_message_id_secret(state_dir: Path) -> bytes | None:
