@@ -399,3 +399,108 @@ def test_non_ascii_addresses_need_smtputf8(tmp_path: Path, smtputf8: bool) -> No
             transport.close()
     (got,) = server.sink.received
     assert got.rcpt_tos == ["zoë@exämple.org"]
+
+
+# --- secrets on the wire ----------------------------------------------------------------
+
+UNICODE_PASSWORD = "pässwörd-ünïcødé-€"
+
+
+@pytest.mark.parametrize("mechanism", ["PLAIN", "LOGIN"])
+def test_a_non_ascii_password_logs_in(
+    tmp_path: Path,
+    trusted: trustme.LeafCert,
+    monkeypatch: pytest.MonkeyPatch,
+    mechanism: str,
+) -> None:
+    other = "LOGIN" if mechanism == "PLAIN" else "PLAIN"
+    source = PasswordSource(UNICODE_PASSWORD)
+    monkeypatch.setattr("lormail.edge.credentials.secret_source", lambda smtp: source())
+    with smtp_server(
+        security="starttls", cert=trusted, users={USER: UNICODE_PASSWORD}, exclude_auth=(other,)
+    ) as server:
+        app = app_for(tmp_path, server.port, security="starttls", auth="password")
+        report = send_due(app, NOW)
+    assert (report.sent, report.errors) == (("request:r0000",), ())
+
+
+class EchoSink(Sink):
+    """A server that answers AUTH PLAIN by echoing what it was sent, blob and password."""
+
+    async def auth_PLAIN(self, server: Any, args: list[str]) -> Any:
+        import base64
+
+        from aiosmtpd.smtp import AuthResult
+
+        blob = args[1] if len(args) > 1 else ""
+        password = base64.b64decode(blob).split(b"\0")[-1].decode("utf-8")
+        return AuthResult(
+            success=False, handled=False, message=f"535 5.7.8 {blob} rejected ({password})"
+        )
+
+
+@pytest.mark.parametrize("password", [PASSWORD, UNICODE_PASSWORD])
+def test_an_echoed_auth_plain_blob_never_reaches_the_state_or_the_log(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    password: str,
+) -> None:
+    import base64
+
+    source = PasswordSource(password)
+    monkeypatch.setattr("lormail.edge.credentials.secret_source", lambda smtp: source())
+    with smtp_server(EchoSink(), users={USER: password}, exclude_auth=("LOGIN",)) as server:
+        app = app_for(tmp_path, server.port, auth="password")
+        report = send_due(app, NOW)
+    assert report.retrying == ("request:r0000",)
+    (error,) = report.errors
+    assert error == (
+        f"127.0.0.1:{server.port} rejected the login for '{USER}': 535 5.7.8 *** rejected (***)"
+    )
+    blob = base64.b64encode(f"\0{USER}\0{password}".encode()).decode()
+    forms = [password, blob, blob.rstrip("="), base64.b64encode(password.encode()).decode()]
+    stored = b"".join(p.read_bytes() for p in app.state_dir().iterdir() if p.is_file())
+    for form in forms:
+        assert form.encode() not in stored
+        assert form not in caplog.text
+        assert all(form not in e for e in report.errors)
+
+
+# --- what a loopback host is ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [
+        ("localhost", True),
+        ("LOCALHOST", True),
+        ("localhost.", True),
+        ("localhost.localdomain", True),
+        ("localhost.localdomain.", True),
+        ("127.0.0.1", True),
+        ("127.45.6.7", True),
+        ("::1", True),
+        ("[::1]", True),
+        ("::ffff:127.0.0.1", True),
+        ("localhost.example.com", False),
+        ("mylocalhost", False),
+        ("128.0.0.1", False),
+        ("::2", False),
+        ("0.0.0.0", False),
+        ("smtp.example.com", False),
+        ("", False),
+    ],
+)
+def test_one_rule_decides_what_a_loopback_host_is(host: str, loopback: bool) -> None:
+    from lormail.core.hosts import is_loopback
+    from lormail.load import config
+
+    assert config.is_loopback is is_loopback  # the config check asks the same function
+    assert is_loopback(host) is loopback
+    smtp = SmtpConfig(host=host or "x", port=25, security="none")
+    if loopback:
+        SmtpTransport(smtp)
+    else:
+        with pytest.raises(LormailError, match="allowed only to a loopback host"):
+            SmtpTransport(smtp)

@@ -286,3 +286,18 @@ def test_a_full_state_folder_is_one_clear_line_and_sends_nothing(tmp_path: Path)
     assert set(states.values()) == {"local"}
     total = len(list((tmp_path / "outbox" / "new").iterdir()))
     assert sent < 40 and total in (40, 41)
+
+
+def test_check_finds_a_message_that_can_never_be_sent(tmp_path: Path) -> None:
+    config = write_setup(tmp_path, 1)
+    config.write_text(config.read_text() + "templates: templates\n")
+    (tmp_path / "templates").mkdir()
+    (tmp_path / "templates" / "request.txt.j2").write_text(
+        'Subject: Caf{{ "\\udce9" }} for {{ recommender.name }}\n\nHello\n'
+    )
+    done = run(config, "check")
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr == (
+        "the request message to r0000 can never be sent: the message cannot be encoded: "
+        "'utf-8' codec can't encode character '\\udce9' in position 0: surrogates not allowed\n"
+    )
