@@ -301,3 +301,56 @@ def test_check_finds_a_message_that_can_never_be_sent(tmp_path: Path) -> None:
         "the request message to r0000 can never be sent: the message cannot be encoded: "
         "'utf-8' codec can't encode character '\\udce9' in position 0: surrogates not allowed\n"
     )
+
+
+def test_a_delivery_the_log_could_not_record_is_logged_later_never_sent_again(
+    tmp_path: Path,
+) -> None:
+    """The daemon's case: the disk fills between the delivery and its log entry."""
+    from lormail.app.send import Batch, run_batch
+    from lormail.core.render import Templates
+    from lormail.edge.store import StateError
+    from lormail.edge.transport import Accepted, MaildirTransport
+
+    config = make_config(tmp_path)
+    roster = make_roster(1)
+    state = tmp_path / "state"
+    wal = state / "state.db-wal"
+    limits = resource.getrlimit(resource.RLIMIT_FSIZE)
+
+    class FillsTheDisk(MaildirTransport):
+        def send(self, data: bytes, from_addr: str, to_addrs: Any) -> Accepted:
+            accepted = super().send(data, from_addr, to_addrs)
+            # No file may grow from here on: the log's next commit cannot be written.
+            size = wal.stat().st_size
+            resource.setrlimit(resource.RLIMIT_FSIZE, (size, limits[1]))
+            return accepted
+
+    def batch(store: Store, transport: type[MaildirTransport]) -> Batch:
+        templates = Templates(None)
+        return Batch(
+            store=store,
+            roster=roster,
+            config=config,
+            render=lambda msg: templates.render(msg, roster),
+            transport=lambda: contextlib.closing(transport(config.maildir)),
+            clock=lambda: NOW,
+        )
+
+    with Store.open(state) as store:
+        try:
+            with pytest.raises(StateError) as caught:
+                run_batch(batch(store, FillsTheDisk), NOW)
+        finally:
+            resource.setrlimit(resource.RLIMIT_FSIZE, limits)
+    assert str(caught.value) == (
+        f"cannot write the state folder {state}: disk I/O error (is the disk full?); "
+        "request:r0000 went to r0000@hospital.example.org but could not be logged, so it "
+        "may go once more (with the same Message-ID)"
+    )
+    assert rows(state)["request:r0000"].state == "sending"
+    with Store.open(state) as store:
+        report = run_batch(batch(store, MaildirTransport), NOW)
+    assert (report.sent, report.recovered, report.failed) == ((), (), ())
+    assert rows(state)["request:r0000"].state == "local"
+    assert len(list((tmp_path / "outbox" / "new").iterdir())) == 1

@@ -63,6 +63,24 @@ LOCK_NAME = "send.lock"
 
 
 @dataclass(frozen=True, slots=True)
+class _Unlogged:
+    """A delivery the log could not record (the state folder was full or read-only)."""
+
+    key: str
+    at: datetime
+    reply: str
+    note: str | None
+    local: bool
+
+
+# By state database: deliveries this process made but could not log.  The next
+# batch in the same process (the daemon's) records them before anything else,
+# so that a message that went is neither sent again nor, after repeated
+# failures of the disk, counted as interrupted and marked failed.
+_UNLOGGED: dict[Path, dict[str, _Unlogged]] = {}
+
+
+@dataclass(frozen=True, slots=True)
 class SendReport:
     """What one :func:`send_due` call did, key by key."""
 
@@ -167,6 +185,21 @@ class Batch:
     log_view: dict[str, LogEntry] = field(default_factory=dict)
 
     # -- the steps ----------------------------------------------------------------
+
+    def record_unlogged(self) -> None:
+        """Log the deliveries an earlier batch of this process could not (see _UNLOGGED)."""
+        waiting = _UNLOGGED.get(self.store.path, {})
+        for key, done in list(waiting.items()):
+            if done.local:
+                self.store.mark_local(key, done.at, done.reply)
+            else:
+                self.store.mark_sent(key, done.at, done.reply, done.note)
+            del waiting[key]
+            log.info(
+                "logged %s, which went at %s while the state folder could not be written",
+                key,
+                utc_z(done.at),
+            )
 
     def recover(self) -> None:
         """Requeue rows a dead run left in ``sending``; fail a key that keeps dying."""
@@ -347,8 +380,11 @@ class Batch:
             else:
                 self.store.mark_sent(out.key, at, accepted.reply, note)
         except StateError as err:
-            # It went; only the log cannot say so.  The row stays `sending`, so
-            # the next run sends it once more, with the same Message-ID.
+            # It went; only the log cannot say so.  The next batch of this process
+            # logs it; a new process finds it `sending` and sends it once more,
+            # with the same Message-ID.
+            unlogged = _Unlogged(out.key, at, accepted.reply, note, accepted.local)
+            _UNLOGGED.setdefault(self.store.path, {})[out.key] = unlogged
             raise StateError(
                 f"{err.problems[0].message}; {out.key} went to {out.to} but could not be "
                 "logged, so it may go once more (with the same Message-ID)"
@@ -441,6 +477,7 @@ def run_batch(batch: Batch, now: datetime) -> SendReport:
     from lormail.core.compose import ComposeContext
     from lormail.core.plan import plan as make_plan
 
+    batch.record_unlogged()
     batch.recover()
     snapshot = batch.store.snapshot(batch.config.transport)
     planned = make_plan(batch.roster, snapshot, now)
