@@ -332,7 +332,7 @@ def make_app(config: Config, roster: Roster, now: datetime | None = NOW) -> App:
 
 
 def state_secret(state_dir: Path) -> bytes:
-    from lormail.edge.store import peek_message_id_secret
+    from lormail.edge.statedir import peek_message_id_secret
 
     secret = peek_message_id_secret(state_dir)
     assert secret is not None

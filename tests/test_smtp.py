@@ -237,7 +237,7 @@ def test_4xx_is_retried_with_backoff(tmp_path: Path) -> None:
 
 
 def test_backoff_caps_at_an_hour() -> None:
-    from lormail.edge.store import backoff
+    from lormail.app.send import backoff
 
     assert [backoff(n).total_seconds() / 60 for n in range(1, 10)] == [
         1,

@@ -26,7 +26,8 @@ from _smtp_helpers import (
 )
 
 from lormail.app.send import send_due
-from lormail.edge.store import SECRET_FILE, Store, peek_message_id_secret
+from lormail.edge.statedir import SECRET_FILE, peek_message_id_secret
+from lormail.edge.store import Store
 from lormail.model import FAILED, SENT
 
 PYTHON = [os.fspath(Path(os.sys.executable)), "-m", "lormail"]
@@ -309,7 +310,7 @@ def test_a_delivery_the_log_could_not_record_is_logged_later_never_sent_again(
     """The daemon's case: the disk fills between the delivery and its log entry."""
     from lormail.app.send import Batch, run_batch
     from lormail.core.render import Templates
-    from lormail.edge.store import StateError
+    from lormail.edge.statedir import StateError
     from lormail.edge.transport import Accepted, MaildirTransport
 
     config = make_config(tmp_path)

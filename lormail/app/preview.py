@@ -20,7 +20,7 @@ def preview_text(app: App, msg: PlannedMessage, rendered: RenderedLike) -> str:
     """
     import secrets as _secrets
 
-    from lormail.edge.store import peek_message_id_secret
+    from lormail.edge.statedir import peek_message_id_secret
 
     secret = peek_message_id_secret(app.state_dir())
     missing: list[Path] = []

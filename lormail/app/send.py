@@ -27,17 +27,19 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from lormail.app.report import SendReport as SendReport
+from lormail.app.report import Tally
 from lormail.core.instants import utc_z
-from lormail.edge.files import ensure_private_dir
-from lormail.edge.store import Outbound, StateError, Store, backoff, state_error
+from lormail.edge.statedir import StateError
+from lormail.edge.statedir import sender_lock as sender_lock
+from lormail.edge.store import Outbound, Store
 from lormail.model import (
     DRY_RUN,
     DUE,
@@ -59,7 +61,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("lormail.send")
 
 MAX_INTERRUPTIONS = 3  # a key found in `sending` this often is failed, not resent
-LOCK_NAME = "send.lock"
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,88 +81,8 @@ class _Unlogged:
 _UNLOGGED: dict[Path, dict[str, _Unlogged]] = {}
 
 
-@dataclass(frozen=True, slots=True)
-class SendReport:
-    """What one :func:`send_due` call did, key by key."""
-
-    now: datetime
-    dry_run: bool
-    sent: tuple[str, ...] = ()  # to the recipient, or into the local Maildir
-    dry_runs: tuple[str, ...] = ()
-    retrying: tuple[str, ...] = ()  # queued after a transient failure (or an outage)
-    deferred: tuple[str, ...] = ()  # held back by smtp.max_per_hour
-    failed: tuple[str, ...] = ()
-    skipped: tuple[str, ...] = ()  # expired while waiting to be retried
-    recovered: tuple[str, ...] = ()  # found in `sending` at start-up
-    errors: tuple[str, ...] = ()  # distinct problems, one line each
-    next_retry: datetime | None = None
-    busy: bool = False  # another lormail holds the send lock; nothing was done
-    stopped: bool = False  # a stop request ended the batch early
-
-    @property
-    def exit_code(self) -> int:
-        """0 when everything due went (or was dry-run / held by the rate limit), else 1."""
-        return 1 if (self.failed or self.retrying or self.errors) else 0
-
-
-@dataclass
-class _Tally:
-    sent: list[str] = field(default_factory=list)
-    dry_runs: list[str] = field(default_factory=list)
-    retrying: list[str] = field(default_factory=list)
-    deferred: list[str] = field(default_factory=list)
-    failed: list[str] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)
-    recovered: list[str] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
-    retry_times: list[datetime] = field(default_factory=list)
-    stopped: bool = False
-
-    def error(self, text: str) -> None:
-        if text not in self.errors:
-            self.errors.append(text)
-
-    def report(self, now: datetime, dry_run: bool) -> SendReport:
-        return SendReport(
-            now=now,
-            dry_run=dry_run,
-            sent=tuple(self.sent),
-            dry_runs=tuple(self.dry_runs),
-            retrying=tuple(self.retrying),
-            deferred=tuple(self.deferred),
-            failed=tuple(self.failed),
-            skipped=tuple(self.skipped),
-            recovered=tuple(self.recovered),
-            errors=tuple(self.errors),
-            next_retry=min(self.retry_times) if self.retry_times else None,
-            stopped=self.stopped,
-        )
-
-
 def _utc_now() -> datetime:
     return datetime.now(UTC).replace(microsecond=0)
-
-
-@contextlib.contextmanager
-def sender_lock(state_dir: Path) -> Iterator[bool]:
-    """Hold the state's send lock if free; yields False when another sender has it."""
-    import fcntl
-
-    try:
-        ensure_private_dir(state_dir)
-        fd = os.open(state_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
-    except OSError as err:
-        raise state_error(state_dir, err) from None
-    with os.fdopen(fd, "r+b") as handle:
-        try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            yield False
-            return
-        try:
-            yield True
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
 Renderer = Callable[[PlannedMessage], "RenderedLike"]
@@ -180,7 +101,7 @@ class Batch:
     clock: Callable[[], datetime]
     dry_run: bool = False
     stop: threading.Event | None = None
-    tally: _Tally = field(default_factory=_Tally)
+    tally: Tally = field(default_factory=Tally)
     # The snapshot's log plus what this batch sent: reminders thread under it.
     log_view: dict[str, LogEntry] = field(default_factory=dict)
 
@@ -461,6 +382,11 @@ def _outbound(msg: PlannedMessage, outgoing: Outgoing) -> Outbound:
         to=outgoing.to,
         subject=outgoing.subject,
     )
+
+
+def backoff(attempts: int) -> timedelta:
+    """The wait after ``attempts`` failed tries: 1 min, doubling, at most 1 h."""
+    return timedelta(minutes=min(60, 2 ** max(0, min(attempts - 1, 6))))
 
 
 def pick(messages: Sequence[PlannedMessage], dry_run: bool) -> list[PlannedMessage]:

@@ -132,7 +132,8 @@ _STATE_STYLE = {
 
 
 def cmd_log(app: App, args: argparse.Namespace) -> int:
-    from lormail.edge.store import DB_NAME, Store
+    from lormail.edge.statedir import DB_NAME
+    from lormail.edge.store import Store
 
     state_dir = app.state_dir()
     rows: list[LogRow] = []
@@ -180,7 +181,8 @@ def cmd_log(app: App, args: argparse.Namespace) -> int:
 
 def cmd_retry(app: App, args: argparse.Namespace) -> int:
     """Plan a failed message again: the planner schedules it like any message waiting."""
-    from lormail.edge.store import DB_NAME, Store
+    from lormail.edge.statedir import DB_NAME
+    from lormail.edge.store import Store
 
     key: str = args.key
     state_dir = app.state_dir()

@@ -483,7 +483,7 @@ def _fixed_mmap_threshold() -> None:
 def cmd_run(app: App, args: argparse.Namespace) -> int:
     """Run until SIGTERM/SIGINT; exit 2 at once if the files are bad at start."""
     configure_logging(app.debug)
-    from lormail.edge.store import ensure_log_intact
+    from lormail.edge.statedir import ensure_log_intact
 
     ensure_log_intact(app.state_dir())  # a lost send log: exit 1 before anything goes
     _fixed_mmap_threshold()

@@ -8,30 +8,34 @@ that every writer moves a row the same way.  The schema carries a version so
 that a newer lormail can migrate an older state.  Instants are stored as UTC
 RFC 3339 text ("2026-09-14T14:00:00Z"), which sorts as time does.
 
-The Message-ID secret lives in its own 0600 file beside the database, so that
-starting a new log (``lormail state reset``) keeps every Message-ID.  A state
-folder that holds that secret or the feed token was used before: a missing or
-empty database there is a lost log, and opening it refuses rather than start a
-second round of every message.  Every SQLite or file-system failure becomes one
-line (:class:`StateError`), e.g. "state folder is read-only: …".
+Opening refuses the lost log of a used state folder, and every SQLite or
+file-system failure becomes one line (see :mod:`lormail.edge.statedir`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
-import secrets
 import sqlite3
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from lormail.core.instants import utc_z
-from lormail.edge.files import ensure_private_dir, write_atomic
-from lormail.errors import EXIT_USAGE, LormailError, Problem, RuntimeFailure
+from lormail.edge.files import ensure_private_dir
+from lormail.edge.statedir import (
+    DB_NAME,
+    SECRET_FILE,
+    StateError,
+    ensure_log_intact,
+    message_id_secret,
+    set_aside,
+    state_error,
+    write_secret,
+)
+from lormail.errors import EXIT_USAGE, LormailError, Problem
 from lormail.model import (
     EMPTY_SNAPSHOT,
     LOG_DRY_RUN,
@@ -47,30 +51,6 @@ from lormail.model import (
 )
 
 SCHEMA_VERSION = 2
-DB_NAME = "state.db"
-SECRET_FILE = "message-id.key"
-
-
-class StateError(RuntimeFailure):
-    """The state folder cannot be used right now (read-only, full, lost log): exit 1."""
-
-
-def state_error(where: Path, err: BaseException) -> StateError:
-    """One line for a failure of SQLite or of the file system under the state folder."""
-    code = getattr(err, "sqlite_errorcode", None)
-    # A read-only folder shows as READONLY or CANTOPEN (no room for the WAL files).
-    if code in (sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_PERM) or (
-        isinstance(err, OSError) and err.errno in (errno.EACCES, errno.EPERM, errno.EROFS)
-    ):
-        return StateError(f"state folder is read-only: {where}")
-    if code == sqlite3.SQLITE_FULL or (
-        isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
-    ):
-        return StateError(f"state folder is full: {where} (free some disk space)")
-    text = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
-    if code is not None and code & 0xFF == sqlite3.SQLITE_IOERR:
-        return StateError(f"cannot write the state folder {where}: {text} (is the disk full?)")
-    return StateError(f"cannot use the state folder {where}: {text}")
 
 
 _SCHEMA = """
@@ -198,39 +178,6 @@ def _row(v: Sequence[Any]) -> LogRow:
     )
 
 
-def used_before(state_dir: Path) -> bool:
-    """The folder holds the Message-ID secret, made with its first database: lormail ran here.
-
-    The feed token alone does not count: the daemon and ``feed-url`` make it
-    before any log exists, and a fresh folder must not look like a lost one.
-    """
-    return (state_dir / SECRET_FILE).exists()
-
-
-def log_is_lost(state_dir: Path) -> bool:
-    """A used folder whose ``state.db`` is missing or empty (SPEC §4)."""
-    path = state_dir / DB_NAME
-    try:
-        empty = path.stat().st_size == 0
-    except FileNotFoundError:
-        empty = True
-    return empty and used_before(state_dir)
-
-
-def _lost_log(state_dir: Path) -> StateError:
-    return StateError(
-        f"{state_dir / DB_NAME} is missing or empty, but this state folder was used before; "
-        "nothing is sent until you restore it from a backup, or run 'lormail state reset' "
-        "to start a new log (messages already sent may then go again)"
-    )
-
-
-def ensure_log_intact(state_dir: Path) -> None:
-    """Raise :class:`StateError` when the send log of a used state folder is lost."""
-    if log_is_lost(state_dir):
-        raise _lost_log(state_dir)
-
-
 class Store:
     """An open state database.  Use as a context manager or call :meth:`close`."""
 
@@ -281,22 +228,9 @@ class Store:
 
     @classmethod
     def reset(cls, state_dir: Path, at: datetime) -> Path | None:
-        """Start a new, empty log on purpose; the old database (if any) is kept aside.
-
-        Returns where the old database went.  The Message-ID secret stays, so a
-        message sent again after a reset carries the Message-ID it had.
-        """
-        path = state_dir / DB_NAME
-        kept: Path | None = None
-        try:
-            if path.exists():
-                kept = state_dir / f"{DB_NAME}.{at.strftime('%Y%m%dT%H%M%SZ')}.old"
-                for suffix in ("-wal", "-shm", ""):
-                    old = Path(str(path) + suffix)
-                    if old.exists():
-                        os.replace(old, Path(str(kept) + suffix))
-        except OSError as err:
-            raise state_error(state_dir, err) from None
+        """Start a new, empty log on purpose (``lormail state reset``); returns where the
+        old database went.  The Message-ID secret stays, so every Message-ID does."""
+        kept = set_aside(state_dir, at)
         cls._open(state_dir).close()
         return kept
 
@@ -357,7 +291,7 @@ class Store:
             old = conn.execute("SELECT value FROM meta WHERE name = 'message_id_secret'").fetchone()
         if old is not None and not (self.path.parent / SECRET_FILE).exists():
             # An older state kept the secret in the database: it moves to its own file.
-            _write_secret(self.path.parent, str(old[0]))
+            write_secret(self.path.parent, str(old[0]))
 
     # --- what the planner reads ------------------------------------------
 
@@ -468,21 +402,8 @@ class Store:
             self._sending(conn, out, at)
 
     def _sending(self, conn: sqlite3.Connection, out: Outbound, at: datetime) -> None:
-        # The upsert and one more attempt in one statement: it runs once per message.
-        now = to_text(at)
-        conn.execute(
-            _UPSERT_SENDING,
-            (
-                out.key,
-                out.kind,
-                out.recommender,
-                LOG_SENDING,
-                out.message_id,
-                out.to,
-                out.subject,
-                now,
-            ),
-        )
+        values = (out.key, out.kind, out.recommender, LOG_SENDING, out.message_id, out.to)
+        conn.execute(_UPSERT_SENDING, (*values, out.subject, to_text(at)))
 
     def mark_sent(self, key: str, at: datetime, reply: str, note: str | None = None) -> None:
         """Committed right after the server accepted.  ``note``: e.g. a refused Bcc."""
@@ -570,58 +491,6 @@ class Store:
         found = self.log_row(key)
         assert found is not None
         return found
-
-
-def _write_secret(state_dir: Path, value: str) -> None:
-    try:
-        write_atomic(state_dir / SECRET_FILE, (value + "\n").encode("ascii"), keep_mode=False)
-    except OSError as err:
-        raise state_error(state_dir, err) from None
-
-
-def peek_message_id_secret(state_dir: Path) -> bytes | None:
-    """The Message-ID secret if one was made already (creates nothing)."""
-    try:
-        text = (state_dir / SECRET_FILE).read_text(encoding="ascii").strip()
-    except FileNotFoundError:
-        return None
-    except (OSError, UnicodeDecodeError) as err:
-        raise StateError(
-            f"{state_dir / SECRET_FILE}: cannot read the Message-ID secret: {err}"
-        ) from None
-    try:
-        return bytes.fromhex(text)
-    except ValueError:
-        raise StateError(
-            f"{state_dir / SECRET_FILE}: is not a Message-ID secret (64 hex digits)"
-        ) from None
-
-
-def message_id_secret(state_dir: Path) -> bytes:
-    """The random key under which Message-IDs are derived; made once per state folder.
-
-    A secret of the state (not, say, a hash of the applicant's address, which
-    is public in ``From``) so that nobody can test guesses of recommender or
-    program ids against a Message-ID.  It lives in its own 0600 file, apart
-    from the log, so that a new log keeps every Message-ID.
-    """
-    found = peek_message_id_secret(state_dir)
-    if found is not None:
-        return found
-    ensure_private_dir(state_dir)
-    _write_secret(state_dir, secrets.token_hex(32))
-    made = peek_message_id_secret(state_dir)
-    assert made is not None
-    return made
-
-
-def backoff(attempts: int) -> timedelta:
-    """The wait after ``attempts`` failed tries: 1 min, doubling, at most 1 h."""
-    return timedelta(minutes=min(60, 2 ** max(0, min(attempts - 1, 6))))
-
-
-# The row states a send may still follow (the others are final or dry-run).
-PENDING_STATES = frozenset({LOG_QUEUED, LOG_SENDING})
 
 
 def read_snapshot(state_dir: Path, transport: str) -> Snapshot:
