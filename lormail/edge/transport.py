@@ -309,9 +309,7 @@ class SmtpTransport:
         value, user = secret.reveal(), smtp.username
 
         def scrub(text: str) -> str:
-            for form in secret_forms(user, value):
-                text = text.replace(form, "***")
-            return text
+            return secret.scrub(text, user)
 
         try:
             if smtp.auth == "xoauth2":
@@ -419,25 +417,6 @@ class SmtpTransport:
             with contextlib.suppress(Exception):
                 self._conn.quit()
         self._drop()
-
-
-def secret_forms(user: str, value: str) -> tuple[str, ...]:
-    """Every form in which the secret goes on the wire, longest first: the value,
-    its base64, and the base64 of the AUTH PLAIN and XOAUTH2 blobs (with and
-    without padding), so that a server's echo of any of them can be blanked."""
-    if not value:
-        return ()
-    blobs = (
-        value,
-        f"\0{user}\0{value}",
-        f"{user}\0{value}",
-        f"user={user}\x01auth=Bearer {value}\x01\x01",
-    )
-    forms = {value}
-    for blob in blobs:
-        encoded = base64.b64encode(blob.encode("utf-8")).decode("ascii")
-        forms.update((encoded, encoded.rstrip("=")))
-    return tuple(sorted(forms, key=len, reverse=True))
 
 
 def _login_utf8(conn: smtplib.SMTP, user: str, password: str) -> None:
