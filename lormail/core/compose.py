@@ -46,10 +46,11 @@ from typing import Protocol
 
 from lormail.model import LOG_SENT, Config, LogEntry, PlannedMessage, Roster
 
-POLICY = policy.SMTP
-# The SMTP policy writes a header value it is given as text exactly as given
-# when no line of it is longer than this; a longer one it re-folds through
-# the header registry, which is what must never happen to roster text.
+# The SMTP policy, told to write a header value given as text exactly as given:
+# by default it re-folds one with a line over 78 characters through the header
+# registry, which is what must never happen to roster text.  Header objects
+# (a non-ASCII address) are folded by the registry as ever.
+POLICY = policy.SMTP.clone(refold_source="none")
 _FOLD_AT = POLICY.max_line_length or 78
 MAX_LINE = 998  # RFC 5322 §2.1.1: no line of a message may be longer (CRLF apart)
 
@@ -185,7 +186,7 @@ def mailbox_value(name: str, display: str, addr: str) -> str | Address:
     """One mailbox, ``Name <addr>``, for the ``name`` header.
 
     A plain ASCII address gets a value written here: the display name as atoms,
-    or quoted, when the line fits; else as encoded words.  A non-ASCII address
+    or quoted and folded at its spaces, or as encoded words.  A non-ASCII address
     (SMTPUTF8) goes through the header registry, and the parse-back check
     stands guard over it.
     """
@@ -202,35 +203,30 @@ def mailbox_value(name: str, display: str, addr: str) -> str | Address:
     if _PLAIN_TEXT.fullmatch(display) and "=?" not in display:
         if _ATOMS.fullmatch(display) and _fits(name, f"{display} <{addr}>"):
             return f"{display} <{addr}>"
-        folded = _fold_words(name, formataddr((display, addr)))
-        if folded is not None:
-            return folded
-    # Non-ASCII, or a word too long to fold at: encoded words, the address after them.
-    return _fold_words(name, f"{_encoded(name, display)} <{addr}>") or ""
+        return _fold_words(name, formataddr((display, addr)))
+    # Non-ASCII, control characters, or text that looks like an encoded word:
+    # encoded words, which decode to text and never to syntax.
+    return _fold_words(name, f"{_encoded(name, display)} <{addr}>")
 
 
-def _fold_words(name: str, value: str) -> str | None:
-    """``value`` folded at its spaces so that no line passes the policy's limit, or
-    None when a word is too long for that.  Folding inside a quoted display name
-    is allowed (RFC 5322 FWS) and unfolds to the same text, quotes and all."""
+def _fold_words(name: str, value: str) -> str:
+    """``value`` folded at its spaces, each line within the policy's limit where a
+    word allows.  Folding inside a quoted display name is allowed (RFC 5322 FWS)
+    and unfolds to the same text, quotes and all.  A line never starts with an
+    empty word: a blank continuation line could end the header block for some
+    reader."""
     words = value.replace("\r\n ", " ").split(" ")
     lines: list[str] = []
     line = words[0]
     room = _FOLD_AT - len(name) - 2
     for word in words[1:]:
-        if len(line) + 1 + len(word) <= room:
+        if not word or len(line) + 1 + len(word) <= room:
             line += " " + word
             continue
         lines.append(line)
         room = _FOLD_AT - 1  # a continuation line starts with a space
         line = word
     lines.append(line)
-    if any(not x.strip() for x in lines[1:]):
-        return None  # a blank continuation line could end the header block for some reader
-    if any(
-        len(x) > (_FOLD_AT - len(name) - 2 if i == 0 else _FOLD_AT - 1) for i, x in enumerate(lines)
-    ):
-        return None
     return "\r\n ".join(lines)
 
 
