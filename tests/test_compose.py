@@ -440,7 +440,7 @@ def test_a_header_line_over_998_bytes_is_refused(tmp_path: Path) -> None:
     config = make_config(tmp_path)
     msg = replace(planned(), to=addr)
     assert wire_problem(msg, RENDERED, make_roster(1), config) == (
-        "a header line is 1021 bytes long, over the limit of 998"  # To: "Dr. Rec 0"
+        "a header line is 1021 bytes long, over the limit of 998"
     )
 
 

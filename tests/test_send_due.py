@@ -321,7 +321,7 @@ def test_python_dash_m_lormail_send_due(tmp_path: Path) -> None:
     config = write_setup(tmp_path, 1)
     done = run(lormail(config, "send-due", "--now", NOW_TEXT))
     assert done.returncode == 0, done.stderr
-    assert done.stdout == "sent 1\n"
+    assert done.stdout == "delivered locally 1 (into the Maildir: nobody receives these)\n"
     line = done.stderr
     assert line.startswith(f"lormail: local request:r0000: delivered to {tmp_path}/outbox/new/")
     assert line.endswith(" (transport maildir: r0000@hospital.example.org gets nothing)\n")
@@ -343,7 +343,7 @@ def test_dry_run_flag_and_config(tmp_path: Path) -> None:
     flag = run(lormail(config, "send-due", "--dry-run", "--now", NOW_TEXT))
     assert flag.stdout == "sent 0, dry-run 0 (nothing sent)\n"  # already dry-run
     real = run(lormail(config, "send-due", "--now", NOW_TEXT))
-    assert real.stdout == "sent 2\n"
+    assert real.stdout == "delivered locally 2 (into the Maildir: nobody receives these)\n"
 
 
 # --- durability ------------------------------------------------------------------------

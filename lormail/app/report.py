@@ -13,6 +13,8 @@ class SendReport:
     now: datetime
     dry_run: bool
     sent: tuple[str, ...] = ()  # to the recipient, or into the local Maildir
+    # Of those sent, the ones that went into the local Maildir (reaching nobody).
+    local: tuple[str, ...] = ()
     dry_runs: tuple[str, ...] = ()
     retrying: tuple[str, ...] = ()  # queued after a transient failure (or an outage)
     deferred: tuple[str, ...] = ()  # held back by smtp.max_per_hour
@@ -33,6 +35,7 @@ class SendReport:
 @dataclass
 class Tally:
     sent: list[str] = field(default_factory=list)
+    local: list[str] = field(default_factory=list)
     dry_runs: list[str] = field(default_factory=list)
     retrying: list[str] = field(default_factory=list)
     deferred: list[str] = field(default_factory=list)
@@ -52,6 +55,7 @@ class Tally:
             now=now,
             dry_run=dry_run,
             sent=tuple(self.sent),
+            local=tuple(self.local),
             dry_runs=tuple(self.dry_runs),
             retrying=tuple(self.retrying),
             deferred=tuple(self.deferred),

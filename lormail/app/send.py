@@ -311,6 +311,8 @@ class Batch:
                 "logged, so it may go once more (with the same Message-ID)"
             ) from None
         self.tally.sent.append(out.key)
+        if accepted.local:
+            self.tally.local.append(out.key)
         # Later reminders in this batch thread under what just went.
         if not accepted.local or self.config.transport == "maildir":
             self.log_view[out.key] = LogEntry(

@@ -67,7 +67,13 @@ def stop_on_signals(stop: threading.Event) -> Iterator[None]:
 def summary(report: SendReport) -> str:
     if report.busy:
         return "another lormail is sending right now; nothing done"
-    parts = [f"sent {len(report.sent)}"]
+    parts = []
+    if len(report.sent) > len(report.local) or not report.local:
+        parts.append(f"sent {len(report.sent) - len(report.local)}")
+    if report.local:
+        parts.append(
+            f"delivered locally {len(report.local)} (into the Maildir: nobody receives these)"
+        )
     if report.dry_run or report.dry_runs:
         parts.append(f"dry-run {len(report.dry_runs)} (nothing sent)")
     if report.retrying:
