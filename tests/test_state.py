@@ -69,6 +69,9 @@ def test_maildir_deliveries_never_count_as_sent_once_the_transport_is_smtp(
         smtp = make_app(config, roster)
         (msg,) = smtp.plan(NOW).messages
         assert msg.status == "due"
+        # A dry run first: logged once, as for any message never sent.
+        assert send_due(smtp, NOW, dry_run=True).dry_runs == ("request:r0000",)
+        assert send_due(smtp, NOW, dry_run=True).dry_runs == ()
         report = send_due(smtp, NOW)
     assert report.sent == ("request:r0000",)
     (got,) = server.sink.received

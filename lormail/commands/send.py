@@ -1,4 +1,5 @@
-"""The commands ``send-due``, ``log`` and ``credentials`` (SPEC §6): parse, call, print.
+"""The commands ``send-due``, ``log``, ``retry``, ``state reset`` and ``credentials``
+(SPEC §6): parse, call, print.
 
 The work is in :mod:`lormail.app.send`, :mod:`lormail.edge.store`,
 :mod:`lormail.edge.credentials` and :mod:`lormail.edge.transport`; this module only

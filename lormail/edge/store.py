@@ -448,10 +448,11 @@ class Store:
             )
 
     def mark_dry_run(self, out: Outbound, at: datetime) -> None:
-        """Rendered and logged, not sent; does not count as sent.  Never demotes a send."""
+        """Rendered and logged, not sent; does not count as sent.  Never demotes a send
+        (a local delivery, which reached nobody, is no send)."""
         with self.transaction() as conn:
             row = conn.execute("SELECT state FROM log WHERE key = ?", (out.key,)).fetchone()
-            final = (LOG_SENT, LOG_LOCAL, LOG_FAILED, LOG_SKIPPED, LOG_SENDING)
+            final = (LOG_SENT, LOG_FAILED, LOG_SKIPPED, LOG_SENDING)
             if row is not None and row[0] in final:
                 return
             self._upsert(conn, out, LOG_DRY_RUN, at)
