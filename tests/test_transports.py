@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 import trustme
 from _smtp_helpers import NOW, PASSWORD, USER, make_config, make_roster, smtp_server
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from lormail.core.compose import ComposeContext, Outgoing, compose
 from lormail.core.render import Rendered
@@ -203,3 +205,49 @@ class TestSmtp(TransportTests):
 
         smtp = make_config(tmp_path, transport="smtp", host="127.0.0.1", port=free_port()).smtp
         return SmtpTransport(replace(smtp, security="starttls", auth="none"))
+
+
+# --- any roster text, through a real server ------------------------------------------
+
+_TEXT = st.text(st.characters(exclude_characters="\r\n", exclude_categories=("Cs",)), max_size=60)
+_PIECES = st.sampled_from(["=?utf-8?q?", "?=", "=0D=0A", "Bcc: x@y.test", ",", ":", '"', " "])
+_ROSTER_TEXT = st.lists(st.one_of(_TEXT, _PIECES), max_size=6).map("".join)
+
+
+@pytest.fixture(scope="module")
+def plain_server() -> Iterator[object]:
+    with smtp_server() as server:
+        yield server
+
+
+@given(name=_ROSTER_TEXT, subject=_ROSTER_TEXT)
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+def test_what_the_server_receives_has_one_recipient_and_the_subject_as_written(
+    plain_server: object, tmp_path: Path, name: str, subject: str
+) -> None:
+    sink = plain_server.sink  # type: ignore[attr-defined]
+    sink.received.clear()
+    out = outgoing(tmp_path, subject=subject.strip(), name=name)
+    smtp = make_config(
+        tmp_path,
+        transport="smtp",
+        host="127.0.0.1",
+        port=plain_server.port,  # type: ignore[attr-defined]
+    ).smtp
+    transport = SmtpTransport(smtp)
+    try:
+        send(transport, out)
+    finally:
+        transport.close()
+    (got,) = sink.received
+    assert got.rcpt_tos == ["r0000@hospital.example.org"]
+    parsed = _parse(got.content)
+    assert [k.lower() for k in parsed] == [
+        "from", "to", "subject", "date", "message-id",
+        "content-type", "content-transfer-encoding", "mime-version",
+    ]  # fmt: skip
+    assert [a.addr_spec for a in parsed["To"].addresses] == ["r0000@hospital.example.org"]
+    assert "".join(parsed["To"].addresses[0].display_name.split()) == "".join(name.split())
+    assert parsed["Subject"] == subject.strip()
