@@ -504,3 +504,36 @@ def test_one_rule_decides_what_a_loopback_host_is(host: str, loopback: bool) -> 
     else:
         with pytest.raises(LormailError, match="allowed only to a loopback host"):
             SmtpTransport(smtp)
+
+
+def test_an_echoed_blob_never_reaches_stderr_or_the_state_of_the_command(tmp_path: Path) -> None:
+    import base64
+    import json
+    import subprocess
+
+    from _smtp_helpers import lormail, subprocess_env, write_setup
+
+    keyring_file = tmp_path / "keyring" / "store.json"
+    keyring_file.parent.mkdir()
+    keyring_file.write_text(json.dumps({f"lormail/{USER}": UNICODE_PASSWORD}))
+    env = subprocess_env(
+        PYTHON_KEYRING_BACKEND="_smtp_helpers.FileKeyring", LORMAIL_TEST_KEYRING=str(keyring_file)
+    )
+    with smtp_server(EchoSink(), users={USER: "x"}, exclude_auth=("LOGIN",)) as server:
+        config = write_setup(
+            tmp_path, 1, smtp={"host": "127.0.0.1", "port": server.port, "auth": "password"}
+        )
+        done = subprocess.run(
+            lormail(config, "send-due", "--now", "2026-09-01T15:00:00Z"),
+            capture_output=True,
+            env=env,
+            timeout=60,
+            check=False,
+        )
+    assert done.returncode == 1
+    assert "535 5.7.8 *** rejected (***)" in done.stderr.decode()
+    blob = base64.b64encode(f"\0{USER}\0{UNICODE_PASSWORD}".encode()).decode()
+    state = tmp_path / "state"
+    stored = b"".join(p.read_bytes() for p in state.iterdir() if p.is_file())
+    for form in (UNICODE_PASSWORD, blob, blob.rstrip("=")):
+        assert form.encode() not in done.stderr + done.stdout + stored
