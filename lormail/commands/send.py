@@ -38,13 +38,6 @@ def ensure_logging() -> None:
     handler.setFormatter(logging.Formatter("lormail: %(message)s"))
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
-    # The line holds the message only: skip finding the caller's frame and
-    # looking up the thread and process of each record (the logging
-    # documentation's "Optimization" switches), a line per message sent.
-    logging._srcfile = None
-    logging.logThreads = False
-    logging.logProcesses = False
-    logging.logMultiprocessing = False
 
 
 @contextlib.contextmanager
