@@ -7,7 +7,7 @@ import hashlib
 import hmac
 import mailbox
 from dataclasses import replace
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
@@ -103,25 +103,69 @@ def test_from_defaults_to_the_applicant(tmp_path: Path) -> None:
     assert wire(out.message)["From"] == "Sarah Chen <sarah@example.edu>"
 
 
+def _sent(key: str, hours: int, subject: str | None) -> LogEntry:
+    return LogEntry(key=key, state="sent", at=NOW + timedelta(hours=hours), subject=subject)
+
+
+def _mid(key: str) -> str:
+    return message_id(key, SECRET, "example.edu")
+
+
 @pytest.mark.parametrize(
-    ("sent", "parent"),
-    [(("packet", "request"), "packet"), (("request",), "request"), ((), None)],
+    ("log", "in_reply_to", "references", "subject"),
+    [
+        # The last message sent starts the thread: the packet, after the request.
+        (
+            [
+                _sent("request:r0000", 0, "A letter?"),
+                _sent("packet:r0000", 1, "Your packet"),
+                _sent("request:r0001", 2, "Another person's"),
+            ],
+            "packet:r0000",
+            ("packet:r0000",),
+            "Re: Your packet",
+        ),
+        # A reminder that went joins the thread; the next replies to it.
+        (
+            [
+                _sent("request:r0000", 0, "A letter?"),
+                _sent("reminder:r0000:cv:1", 1, "Re: A letter?"),
+            ],
+            "reminder:r0000:cv:1",
+            ("request:r0000", "reminder:r0000:cv:1"),
+            "Re: A letter?",
+        ),
+        # A log row from before subjects were kept: the template's subject stays.
+        ([_sent("request:r0000", 0, None)], "request:r0000", ("request:r0000",), None),
+        ([], None, (), None),
+    ],
 )
-def test_reminders_thread_under_what_was_sent(
-    tmp_path: Path, sent: tuple[str, ...], parent: str | None
+def test_reminders_reply_in_the_thread_of_the_last_message_sent(
+    tmp_path: Path,
+    log: list[LogEntry],
+    in_reply_to: str | None,
+    references: tuple[str, ...],
+    subject: str | None,
 ) -> None:
-    log = {f"{k}:r0000": LogEntry(key=f"{k}:r0000", state="sent", at=NOW) for k in sent}
+    entries = {e.key: e for e in log}
     # A packet that was only dry-run is not in the recommender's mailbox.
-    log.setdefault("packet:r0000", LogEntry(key="packet:r0000", state="dry-run", at=NOW))
-    msg = planned("reminder", reminder_number=1)
-    out = compose(msg, RENDERED, context(tmp_path, log=log), NOW)
+    entries.setdefault("packet:r0000", LogEntry(key="packet:r0000", state="dry-run", at=NOW))
+    msg = planned("reminder", reminder_number=2)
+    out = compose(msg, RENDERED, context(tmp_path, log=entries), NOW)
     headers = wire(out.message)
-    if parent is None:
+    if in_reply_to is None:
         assert headers["In-Reply-To"] is None and headers["References"] is None
     else:
-        expected = message_id(f"{parent}:r0000", SECRET, "example.edu")
-        assert headers["In-Reply-To"] == expected
-        assert headers["References"] == expected
+        assert headers["In-Reply-To"] == _mid(in_reply_to)
+        assert str(headers["References"]).split() == [_mid(k) for k in references]
+    assert headers["Subject"] == out.subject == (subject or RENDERED.subject)
+
+
+def test_other_kinds_start_their_own_thread(tmp_path: Path) -> None:
+    log = {"request:r0000": _sent("request:r0000", 0, "A letter?")}
+    out = compose(planned("packet"), RENDERED, context(tmp_path, log=log), NOW)
+    assert wire(out.message)["In-Reply-To"] is None
+    assert out.subject == RENDERED.subject
 
 
 def test_packet_attaches_files_and_leaves_urls_to_the_template(tmp_path: Path) -> None:

@@ -20,7 +20,8 @@ recipient or subject do not read back exactly as meant is refused
 
 Owned here: the From/To/Date/Subject headers, the Message-ID derived from the
 key (HMAC-SHA256 under the state's secret, so it is stable across retries and
-restarts yet says nothing about the roster), reply threading of reminders,
+restarts yet says nothing about the roster), reply threading of reminders and
+follow-ups (in the thread of the last message sent, under its subject),
 attachments, the HTML alternative, and the envelope (``bcc_self`` is an
 envelope recipient only).
 """
@@ -130,16 +131,50 @@ def domain_of(addr: str) -> str:
     return addr.rpartition("@")[2].strip().lower() or "localhost"
 
 
-def thread_parent(msg: PlannedMessage, log: Mapping[str, LogEntry]) -> str | None:
-    """The key a reminder replies to: the packet if it went, else the request if it went."""
-    if msg.kind != "reminder":
+# Kinds that reply in the thread of the last message sent to the recommender.
+REPLY_KINDS = frozenset({"reminder", "request_followup"})
+
+
+@dataclass(frozen=True, slots=True)
+class Thread:
+    """Where a reply goes (SPEC §3.2): the message it answers, the thread's Message-IDs
+    oldest first, and the thread's subject with ``Re:`` (None when the log lacks it)."""
+
+    in_reply_to: str
+    references: tuple[str, ...]
+    subject: str | None
+
+
+def thread_of(
+    msg: PlannedMessage, log: Mapping[str, LogEntry], secret: bytes, domain: str
+) -> Thread | None:
+    """The thread a reminder or follow-up replies in: that of the last message sent to
+    its recommender, so that every mail client shows one conversation (Gmail threads
+    by subject too, hence the subject).  None for other kinds, or before any message
+    went."""
+    if msg.kind not in REPLY_KINDS:
         return None
-    for kind in ("packet", "request"):
-        parent = f"{kind}:{msg.recommender}"
-        entry = log.get(parent)
-        if entry is not None and entry.state == LOG_SENT:
-            return parent
-    return None
+    sent = sorted(
+        (
+            entry
+            for entry in log.values()
+            if entry.state == LOG_SENT
+            and entry.key != msg.key
+            and entry.key.split(":")[1:2] == [msg.recommender]
+        ),
+        key=lambda entry: (entry.at, entry.key),
+    )
+    if not sent:
+        return None
+    # The thread: the last message that was not itself a reply, and the replies since.
+    starts = [i for i, entry in enumerate(sent) if entry.key.split(":", 1)[0] not in REPLY_KINDS]
+    chain = sent[starts[-1] if starts else 0 :]
+    ids = tuple(message_id(entry.key, secret, domain) for entry in chain)
+    root = (chain[0].subject or "").strip()
+    subject = None
+    if root:
+        subject = root if root[:3].lower() == "re:" else f"Re: {root}"
+    return Thread(in_reply_to=ids[-1], references=ids, subject=subject)
 
 
 # --- header values ---------------------------------------------------------------
@@ -305,13 +340,16 @@ def compose(
     from_name = from_name.strip()
     recommender = roster.recommenders_by_id.get(msg.recommender)
     to_name = recommender.name.strip() if recommender is not None else ""
+    domain = domain_of(from_addr)
+    thread = thread_of(msg, ctx.log, ctx.secret, domain)
     subject = rendered.subject.strip()
+    if thread is not None and thread.subject is not None:
+        subject = thread.subject
     _no_breaks("the subject", subject)
     _no_breaks("the recipient's name", to_name)
     _no_breaks("the sender's name", from_name)
     _no_breaks("the recipient's address", msg.to)
 
-    domain = domain_of(from_addr)
     mid = message_id(msg.key, ctx.secret, domain)
     message = EmailMessage(policy=POLICY)
     try:
@@ -322,10 +360,9 @@ def compose(
             ("Date", format_datetime(at.astimezone(roster.applicant.timezone))),
             ("Message-ID", mid),
         ]
-        parent = thread_parent(msg, ctx.log)
-        if parent is not None:
-            parent_id = message_id(parent, ctx.secret, domain)
-            headers += [("In-Reply-To", parent_id), ("References", parent_id)]
+        if thread is not None:
+            references = _fold_words("References", " ".join(thread.references))
+            headers += [("In-Reply-To", thread.in_reply_to), ("References", references)]
         for name, value in headers:
             if isinstance(value, str):
                 message.set_raw(name, value)  # written as given: see text_value
