@@ -396,3 +396,30 @@ def test_a_key_moves_through_the_log_states(tmp_path: Path) -> None:
         later,
         "250 ok",
     )
+
+
+# --- attachments that are not files -----------------------------------------------------
+
+
+@pytest.mark.parametrize("what", ["fifo", "device", "huge"])
+def test_a_material_that_is_no_regular_file_is_refused_at_once(tmp_path: Path, what: str) -> None:
+    from lormail.model import Material
+
+    if what == "fifo":
+        path = tmp_path / "cv.pdf"
+        os.mkfifo(path)  # reading it would wait for a writer for ever
+        why = "not a regular file"
+    elif what == "device":
+        path = Path("/dev/zero")  # reading it would fill memory
+        why = "not a regular file"
+    else:
+        path = tmp_path / "cv.pdf"
+        with path.open("wb") as fh:
+            fh.truncate(21 * 1024 * 1024)
+        why = "larger than 20 MB"
+    roster = make_roster(1, kind="packet", materials=(Material(label="CV", path=path),))
+    app = make_app(make_config(tmp_path), roster)
+    report = send_due(app, NOW)
+    assert report.retrying == ("packet:r0000",)
+    assert report.errors == (f"cannot render or compose packet:r0000: cannot attach {path}: {why}",)
+    assert not (tmp_path / "outbox").exists()

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from lormail.app.context import App
 from lormail.core.compose import ComposeContext, RenderedLike, compose, summary_text
+from lormail.edge.files import read_attachment
 from lormail.model import PlannedMessage
 
 
@@ -27,7 +28,7 @@ def preview_text(app: App, msg: PlannedMessage, rendered: RenderedLike) -> str:
 
     def read(path: Path) -> bytes:
         try:
-            return path.read_bytes()
+            return read_attachment(path)
         except OSError:
             missing.append(path)
             return b""

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING
 from lormail.app.report import SendReport as SendReport
 from lormail.app.report import Tally
 from lormail.core.instants import utc_z
+from lormail.edge.files import read_attachment
 from lormail.edge.statedir import StateError
 from lormail.edge.statedir import sender_lock as sender_lock
 from lormail.edge.store import Outbound, Store
@@ -419,6 +420,7 @@ def run_batch(batch: Batch, now: datetime) -> SendReport:
             config=batch.config,
             secret=batch.store.message_id_secret(),
             log=batch.log_view,
+            read_bytes=read_attachment,
         )
         batch.run(todo, ctx)
     return batch.tally.report(now, batch.dry_run)
