@@ -213,14 +213,14 @@ class Store:
             # Made with the database (after an older state's secret moved out of
             # it), so that a folder with a log always has one.
             message_id_secret(state_dir)
-        except sqlite3.OperationalError as err:
+        except BaseException as err:
             if conn is not None:
                 conn.close()
-            raise state_error(state_dir, err) from None
-        except sqlite3.DatabaseError as err:
-            if conn is not None:
-                conn.close()
-            raise StateError(f"{path}: cannot open the state database: {err}") from None
+            if isinstance(err, sqlite3.OperationalError):
+                raise state_error(state_dir, err) from None
+            if isinstance(err, sqlite3.DatabaseError):
+                raise StateError(f"{path}: cannot open the state database: {err}") from None
+            raise
         for suffix in ("", "-wal", "-shm"):
             with contextlib.suppress(OSError):
                 os.chmod(str(path) + suffix, 0o600)
