@@ -29,7 +29,7 @@ import logging
 import os
 import threading
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -162,6 +162,7 @@ class Batch:
     clock: Callable[[], datetime]
     dry_run: bool = False
     stop: threading.Event | None = None
+    holds: Mapping[str, datetime] = field(default_factory=dict)  # edit holds (the daemon's)
     tally: _Tally = field(default_factory=_Tally)
     # The snapshot's log plus what this batch sent: reminders thread under it.
     log_view: dict[str, LogEntry] = field(default_factory=dict)
@@ -499,6 +500,10 @@ def run_batch(batch: Batch, now: datetime) -> SendReport:
     batch.recover()
     snapshot = batch.store.snapshot()
     planned = make_plan(batch.roster, snapshot, now)
+    if batch.holds:
+        from lormail.core.holds import apply_holds
+
+        planned = apply_holds(planned, batch.holds)
     batch.store.record_first_seen(planned.observed)
     batch.retire_expired(planned.messages)
     todo = pick(planned.messages, batch.dry_run)
@@ -519,12 +524,14 @@ def send_due(
     now: datetime | None = None,
     dry_run: bool = False,
     stop: threading.Event | None = None,
+    holds: Mapping[str, datetime] | None = None,
 ) -> SendReport:
     """Send (or dry-run) everything due at ``now``; the daemon calls this every minute.
 
     ``now`` None means the real clock, also for the log's timestamps; a given
     ``now`` (``--now``) is used for both the plan and the stamps.  ``dry_run``
-    adds to config ``dry_run``; it never turns it off.
+    adds to config ``dry_run``; it never turns it off.  ``holds`` (the
+    daemon's edit holds, :mod:`lormail.core.holds`) keep what they hold back.
     """
     from lormail.edge.transport import open_transport
 
@@ -558,5 +565,6 @@ def send_due(
                 clock=clock,
                 dry_run=dry,
                 stop=stop,
+                holds=holds or {},
             )
             return run_batch(batch, at)
