@@ -6,7 +6,8 @@
 - :func:`write_setup`: a config and roster in a folder (SMTP to the sink,
   no password, state beside them, optional feed and calendar file).
 - :class:`DaemonProc`: ``python -m lormail --config CFG run``, optionally
-  under libfaketime, with its stderr in a file and helpers to wait on it.
+  under libfaketime, with a short tick (``LORMAIL_TICK``), its stderr in a
+  file and helpers to wait on it.
 """
 
 from __future__ import annotations
@@ -118,6 +119,7 @@ def write_setup(
     feed_port: int | None = None,
     calendar_file: bool = False,
     extra: str = "",
+    edit_grace: str = "0s",
 ) -> Path:
     """config.yaml + roster.yaml in ``folder``; returns the config's path."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -131,6 +133,7 @@ def write_setup(
         "roster: roster.yaml\n"
         "state_dir: state\n"
         "dry_run: false\n"
+        f"edit_grace: {edit_grace}\n"
         "transport: smtp\n"
         "smtp:\n"
         "  host: 127.0.0.1\n"
@@ -167,12 +170,18 @@ class DaemonProc:
         env: dict[str, str] | None = None,
         prefix: list[str] | None = None,
         log_name: str = "daemon.log",
+        tick: float = 0.5,
+        limit: float | None = None,
     ) -> None:
         self.config = config
         self.log_path = config.parent / log_name
         full_env = dict(os.environ)
         full_env.pop("JOURNAL_STREAM", None)
         full_env.update({"PYTHONUNBUFFERED": "1", "TZ": "UTC", "PYTHONPATH": str(ROOT)})
+        # The tick is injected: no test waits for a real minute.
+        full_env["LORMAIL_TICK"] = str(tick)
+        if limit is not None:
+            full_env["LORMAIL_CHECK_LIMIT"] = str(limit)
         full_env.update(env or {})
         cmd = [*(prefix or []), sys.executable, "-m", "lormail", "--config", str(config), "run"]
         self._log = self.log_path.open("ab")

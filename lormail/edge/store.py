@@ -68,7 +68,7 @@ CREATE TABLE IF NOT EXISTS first_seen (
     key TEXT PRIMARY KEY,
     at  TEXT NOT NULL
 );
--- what an edit made due waits until (core/holds.py); the daemon writes it
+-- until when the daemon holds what an edit made due (core/holds.py)
 CREATE TABLE IF NOT EXISTS edit_holds (
     key   TEXT PRIMARY KEY,
     until TEXT NOT NULL
