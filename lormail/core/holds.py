@@ -101,3 +101,11 @@ def apply_holds(plan: Plan, holds: Mapping[str, datetime]) -> Plan:
 def is_held(message: PlannedMessage, holds: Mapping[str, datetime]) -> bool:
     """Does ``message`` (from :func:`apply_holds`' plan) wait for an edit's hold?"""
     return message.status == SCHEDULED and holds.get(message.key) == message.send_at
+
+
+def hold_text(message: PlannedMessage, holds: Mapping[str, datetime], now: datetime) -> str | None:
+    """ "in 9 min (waiting after your edit)" for a held message, else None."""
+    if not is_held(message, holds):
+        return None
+    minutes = max(1, -(-int((message.send_at - now).total_seconds()) // 60))
+    return f"in {minutes} min ({HOLD_NOTE})"
