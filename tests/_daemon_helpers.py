@@ -292,3 +292,11 @@ def lormail_log(config: Path) -> list[dict[str, Any]]:
 
 def which(name: str) -> str | None:
     return shutil.which(name)
+
+
+def lormail_cli(config: Path, *args: str) -> str:
+    """``lormail --config CFG ARGS…``'s stdout (it must exit 0)."""
+    cmd = [sys.executable, "-m", "lormail", "--config", str(config), *args]
+    env = dict(os.environ, PYTHONPATH=str(ROOT), TZ="UTC")
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True, timeout=60)
+    return out.stdout

@@ -9,6 +9,7 @@ the wall clock is moved, the monotonic clock is not (as in a suspend).
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import re
@@ -30,6 +31,7 @@ from tests._daemon_helpers import (
     heartbeat,
     http_get,
     libfaketime,
+    lormail_cli,
     lormail_log,
     plan_json,
     save_atomic,
@@ -164,7 +166,7 @@ def test_sigterm_finishes_the_message_in_flight_and_exits_0(tmp_path: Path) -> N
         {"im": (d + timedelta(days=60)).isoformat()},
         [recommender(p, ["im"], agreed_on=(d - timedelta(days=1)).isoformat()) for p in people],
     )
-    with sink_server(Sink(delay=1.5)) as (sink, port):
+    with sink_server(Sink(delay=0.6)) as (sink, port):
         cfg = write_setup(tmp_path, text, port)
         with DaemonProc(cfg) as daemon:
             wait_for(lambda: sink.started >= 1, 20, "the first message in flight")
@@ -254,8 +256,13 @@ def test_edits_broken_kept_out_valid_applied(tmp_path: Path) -> None:
             assert time.monotonic() - t0 < 3
             wait_for(lambda: len(sink.to("patel@uni.example.org")) == 1, 10, "patel's packet")
             log = daemon.log()[mark:]
-            assert "cancelled reminder:johnson:im:1" in log
-            assert "planned thank_you:johnson:im at " in log
+            # Each decision once.
+            assert log.count("cancelled reminder:johnson:im:1") == 1
+            assert log.count("planned thank_you:johnson:im at ") == 1
+            assert log.count("sent packet:patel") == 1
+            assert "Last error" not in lormail_cli(cfg, "status")
+            status = json.loads(lormail_cli(cfg, "status", "--json"))
+            assert status["daemon"]["last_error"] is None
             plan = plan_json(cfg)
             upcoming = {m["key"]: m for m in plan["messages"] if m["status"] == "scheduled"}
             assert "thank_you:johnson:im" in upcoming
@@ -290,32 +297,72 @@ def _children(pid: int) -> list[int]:
     ]
 
 
+GOOD_REMINDER = "Subject: Reminder (good)\n\nDear {{ recommender.salutation }},\n"
+# Sandboxed Jinja2 bounds range(); a nested loop still runs for hours.
+NEVER_ENDS = (
+    "Subject: Reminder\n\n"
+    "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}\n"
+)
+
+
+def _with_templates(tmp_path: Path, text: str, port: int) -> Path:
+    cfg = write_setup(tmp_path, text, port, extra="templates: templates\n")
+    (tmp_path / "templates").mkdir()
+    (tmp_path / "templates" / "reminder.txt.j2").write_text(GOOD_REMINDER, encoding="utf-8")
+    return cfg
+
+
 @pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs Linux /proc")
-def test_checks_run_in_workers_and_a_lost_check_server_stops_the_daemon_with_1(
+def test_a_template_that_never_finishes_is_refused_and_the_daemon_goes_on(
     tmp_path: Path,
 ) -> None:
     d = today()
     text = roster({"im": (d + timedelta(days=40)).isoformat()}, [recommender("lee", ["im"])])
-    cfg = write_setup(tmp_path, text, free_port())
-    with DaemonProc(cfg) as daemon:
+    cfg = _with_templates(tmp_path, text, free_port())
+    template = tmp_path / "templates" / "reminder.txt.j2"
+    with DaemonProc(cfg, limit=1) as daemon:
         daemon.wait_log("planned", 20)
-        servers = _children(daemon.pid)
-        assert len(servers) == 1, servers  # idle: the check server, and no worker
-        # A worker's check goes on while the server lives...
+        assert _children(daemon.pid) == [], "one process"
         mark = len(daemon.log())
-        save_atomic(tmp_path / "roster.yaml", text.replace("Program IM", "Program IM (renamed)"))
-        daemon.signal(signal.SIGHUP)
-        daemon.wait_log("reloaded roster.yaml", 10, after=mark)
-        assert _children(daemon.pid) == servers
-        # ...and without it the daemon cannot check: it says so and exits 1.
-        os.kill(servers[0], signal.SIGKILL)
+        save_atomic(template, NEVER_ENDS)
+        log = daemon.wait_log("rejected edit (file changed)", 20, after=mark)
+        line = (
+            f"rejected edit: {template}:3:1: rendering did not finish within 1 s "
+            "(a loop that never ends?)"
+        )
+        assert line in log[mark:]
+        hb = heartbeat(cfg)
+        assert hb is not None and hb["running"]
+        assert hb["last_error"] == line
+        assert f"Last error: {line}" in lormail_cli(cfg, "status")
+        # The hourly look and a SIGHUP do not try the same bytes again.
         mark = len(daemon.log())
-        save_atomic(tmp_path / "roster.yaml", text)
         daemon.signal(signal.SIGHUP)
-        assert daemon.proc.wait(20) == 1
-        log = daemon.log()[mark:]
-        assert "the check server is gone: stopping" in log
-        assert "Traceback" not in log
+        daemon.wait_log("SIGHUP: reloading", 5, after=mark)
+        time.sleep(0.5)
+        assert "rejected" not in daemon.log()[mark:]
+        # Fixed: accepted, and the error is gone.
+        save_atomic(template, GOOD_REMINDER.replace("good", "fixed"))
+        daemon.wait_log("reloaded templates (file changed)", 10, after=mark)
+        wait_for(lambda: (heartbeat(cfg) or {}).get("last_error", 1) is None, 10, "no error")
+        assert "Last error" not in lormail_cli(cfg, "status")
+        assert daemon.stop() == 0
+
+
+def test_sigterm_ends_a_check_that_never_finishes(tmp_path: Path) -> None:
+    d = today()
+    text = roster({"im": (d + timedelta(days=40)).isoformat()}, [recommender("lee", ["im"])])
+    cfg = _with_templates(tmp_path, text, free_port())
+    with DaemonProc(cfg, limit=600) as daemon:
+        daemon.wait_log("planned", 20)
+        save_atomic(tmp_path / "templates" / "reminder.txt.j2", NEVER_ENDS)
+        time.sleep(1.0)  # the check of the edit is under way, for ten minutes
+        daemon.signal(signal.SIGTERM)
+        assert daemon.stop(timeout=10) == 0
+        log = daemon.log()
+    assert "SIGTERM: finishing the message in flight, then stopping" in log
+    assert log.rstrip().endswith("INFO stopped"), log
+    assert "rejected" not in log and "Traceback" not in log
 
 
 def test_sighup_reloads_and_picks_up_a_rotated_feed_token(tmp_path: Path) -> None:

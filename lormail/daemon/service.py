@@ -90,7 +90,7 @@ class Daemon:
         self.checker = Checker(self.config_path, state_dir, retry, on_inputs=self._follow)
         self._start_feed(app.config().calendar.feed)
         try:
-            with self.guard.running(self.limit, STOP_GRACE):
+            with self.guard.running(self.limit, 0.0):
                 self.checker.load("start")
         except Interrupted as err:
             raise LormailError([self._cut_short(err)]) from None
@@ -163,9 +163,12 @@ class Daemon:
         if self.stopping.is_set() or checker is None:
             return
         try:
-            with self.guard.running(self.limit, STOP_GRACE):
+            # No send batch to wind down here: cut short at the limit itself.
+            with self.guard.running(self.limit, 0.0):
                 checker.load(why)
         except Interrupted as err:
+            if self.stopping.is_set():
+                return
             checker.cut_short(LormailError([self._cut_short(err)]), why)
         if self.stopping.is_set():
             return
@@ -174,6 +177,8 @@ class Daemon:
             with self.guard.running(self.limit, STOP_GRACE) as stop:
                 outcome = checker.run(stop)
         except Interrupted:
+            if self.stopping.is_set():
+                return
             self._failed(self.guard.why or "interrupted")
         except LormailError as err:
             self._failed(" ".join(str(p) for p in err.problems))
