@@ -104,11 +104,13 @@ def accept(sources: Sources) -> Inputs:
 
     config = sources.config
     roster = parse_roster(sources.roster_text, config.roster)
-    problems = check_templates(roster, Templates(config.templates))
+    templates = Templates(config.templates)
+    problems = check_templates(roster, templates)
     if problems:
         raise LormailError(problems)
-    # A fresh instance: the check's holds a rendering context for every recommender.
-    return Inputs(config, roster, Templates(config.templates), sources.digest)
+    # The checked instance: it compiled every template it rendered, so a later
+    # save reaches the daemon only through a check of its own.
+    return Inputs(config, roster, templates, sources.digest)
 
 
 def load_inputs(config_path: Path) -> Inputs:

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING
 from lormail.app.context import App, utc_now
 from lormail.core.instants import utc_text
 from lormail.daemon.check import Checker, Outcome
-from lormail.daemon.limit import Guard, Interrupted, where
+from lormail.daemon.limit import Guard, Interrupted, pause, where
 from lormail.edge.health import Health, write_health
 from lormail.errors import EXIT_RUNTIME, LormailError, Problem
 
@@ -142,7 +142,7 @@ class Daemon:
         while self.guard.busy():
             if time.monotonic() > end:
                 return False
-            time.sleep(0.05)
+            pause(0.05)
         return True
 
     # -- the worker's jobs ------------------------------------------------------------
