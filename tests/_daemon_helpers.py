@@ -25,6 +25,7 @@ import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from email import message_from_bytes, policy
 from pathlib import Path
 from typing import Any
@@ -57,6 +58,7 @@ class Got:
     to: list[str]
     subject: str
     key_hint: str  # the X-header-free way to tell messages apart: subject + recipient
+    at: datetime = field(default_factory=lambda: datetime.now(UTC))  # when it was accepted
 
 
 @dataclass

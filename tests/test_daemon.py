@@ -289,6 +289,67 @@ def test_edits_broken_kept_out_valid_applied(tmp_path: Path) -> None:
     assert len(sink.to("johnson@uni.example.org")) == 1
 
 
+def test_what_an_edit_made_due_waits_edit_grace_but_send_due_by_hand_does_not(
+    tmp_path: Path,
+) -> None:
+    d = today()
+    deadline = (d + timedelta(days=40)).isoformat()
+    agreed = (d - timedelta(days=2)).isoformat()
+    people = [recommender("lee", ["im"], agreed_on=agreed)]
+    with sink_server() as (sink, port):
+        cfg = write_setup(tmp_path, roster({"im": deadline}, people), port, edit_grace="5s")
+        rpath = tmp_path / "roster.yaml"
+        with DaemonProc(cfg) as daemon:
+            # A start is no edit: what is due goes at once.
+            wait_for(lambda: len(sink.to("lee@uni.example.org")) == 1, 20, "lee's packet")
+            # Dr. Patel is added, agreed two days ago: the packet is due, and waits.
+            people.append(recommender("patel", ["im"], agreed_on=agreed))
+            mark = len(daemon.log())
+            save_atomic(rpath, roster({"im": deadline}, people))
+            daemon.wait_log("reloaded roster.yaml (file changed)", 10, after=mark)
+            packet = next(m for m in plan_json(cfg)["messages"] if m["key"] == "packet:patel")
+            assert packet["status"] == "scheduled", packet
+            assert packet["reason"].endswith(" (waiting after your edit)")
+            assert sink.to("patel@uni.example.org") == []
+            wait_for(lambda: len(sink.to("patel@uni.example.org")) == 1, 20, "patel's packet")
+            until = datetime.fromisoformat(packet["send_at"])
+            assert sink.to("patel@uni.example.org")[0].at >= until
+            # Dr. Quinn is added; `send-due` by hand sends at once.
+            people.append(recommender("quinn", ["im"], agreed_on=agreed))
+            mark = len(daemon.log())
+            save_atomic(rpath, roster({"im": deadline}, people))
+            daemon.wait_log("reloaded roster.yaml (file changed)", 10, after=mark)
+            assert lormail_cli(cfg, "send-due").startswith("sent 1")
+            assert len(sink.to("quinn@uni.example.org")) == 1
+            time.sleep(0.5)
+            assert daemon.stop() == 0
+    ids = Counter(g.message_id for g in sink.snapshot())
+    assert len(ids) == 3 and set(ids.values()) == {1}
+
+
+def test_a_dry_run_is_logged_once(tmp_path: Path) -> None:
+    d = today()
+    text = roster(
+        {"im": (d + timedelta(days=40)).isoformat()},
+        [recommender("lee", ["im"], agreed_on=(d - timedelta(days=1)).isoformat())],
+    )
+    with sink_server() as (sink, port):
+        cfg = write_setup(tmp_path, text, port)
+        cfg.write_text(cfg.read_text().replace("dry_run: false", "dry_run: true"))
+        with DaemonProc(cfg) as daemon:
+            daemon.wait_log("dry-run packet:lee to lee@uni.example.org", 20)
+            mark = len(daemon.log())
+            save_atomic(tmp_path / "roster.yaml", text.replace("Program IM", "Program IM (2)"))
+            daemon.wait_log("reloaded roster.yaml (file changed)", 10, after=mark)
+            daemon.signal(signal.SIGHUP)
+            daemon.wait_log("SIGHUP: reloading", 5, after=mark)
+            time.sleep(0.5)
+            assert daemon.stop() == 0
+            log = daemon.log()
+    assert log.count("dry-run packet:lee") == 1, log
+    assert sink.snapshot() == []
+
+
 def _children(pid: int) -> list[int]:
     return [
         int(c)
