@@ -392,9 +392,7 @@ def test_a_template_that_never_finishes_is_refused_and_the_daemon_goes_on(
             "(a loop that never ends?)"
         )
         assert line in log[mark:]
-        hb = heartbeat(cfg)
-        assert hb is not None and hb["running"]
-        assert hb["last_error"] == line
+        wait_for(lambda: (heartbeat(cfg) or {}).get("last_error") == line, 10, "the error")
         assert f"Last error: {line}" in lormail_cli(cfg, "status")
         # The hourly look and a SIGHUP do not try the same bytes again.
         mark = len(daemon.log())
@@ -410,6 +408,7 @@ def test_a_template_that_never_finishes_is_refused_and_the_daemon_goes_on(
         assert daemon.stop() == 0
 
 
+@pytest.mark.slow
 def test_sigterm_ends_a_check_that_never_finishes(tmp_path: Path) -> None:
     d = today()
     text = roster({"im": (d + timedelta(days=40)).isoformat()}, [recommender("lee", ["im"])])
@@ -461,6 +460,7 @@ def test_sighup_reloads_and_picks_up_a_rotated_feed_token(tmp_path: Path) -> Non
 # --- crashes ------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_sigkill_at_random_moments_loses_nothing_and_repeats_only_the_one_in_flight(
     tmp_path: Path,
 ) -> None:
@@ -476,12 +476,12 @@ def test_sigkill_at_random_moments_loses_nothing_and_repeats_only_the_one_in_fli
     kills = 0
     with sink_server(Sink(delay=0.02)) as (sink, port):
         cfg = write_setup(tmp_path, text, port)
-        while kills < 12 and len({g.message_id for g in sink.snapshot()}) < 190:
+        while kills < 20 and len({g.message_id for g in sink.snapshot()}) < 190:
             with DaemonProc(cfg) as daemon:
                 before = len(sink.snapshot())
                 # Kill once sending is under way, at a random moment of it.
                 wait_for(lambda b=before: len(sink.snapshot()) > b, 30, "sending under way")
-                time.sleep(rng.uniform(0.0, 0.4))
+                time.sleep(rng.uniform(0.0, 0.2))
                 daemon.kill()
                 kills += 1
         with DaemonProc(cfg) as daemon:
@@ -494,7 +494,7 @@ def test_sigkill_at_random_moments_loses_nothing_and_repeats_only_the_one_in_fli
     got = Counter(g.message_id for g in sink.snapshot())
     entries = {e["key"]: e for e in lormail_log(cfg)}
     expected = {e["message_id"] for e in entries.values()}
-    assert kills >= 10, f"seed {seed}: only {kills} kills"
+    assert kills >= 20, f"seed {seed}: only {kills} kills"
     assert set(got) == expected and len(expected) == 200, f"seed {seed}"
     assert all(e["state"] == "sent" for e in entries.values()), f"seed {seed}"
     twice = [mid for mid, n in got.items() if n > 1]
