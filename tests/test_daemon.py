@@ -366,6 +366,10 @@ NEVER_ENDS = (
 )
 
 
+# Asked today: nothing is due for weeks, so no send gets in the way.
+QUIET_LEE = recommender("lee", ["im"], status="asked", asked_on=today().isoformat())
+
+
 def _with_templates(tmp_path: Path, text: str, port: int) -> Path:
     cfg = write_setup(tmp_path, text, port, extra="templates: templates\n")
     (tmp_path / "templates").mkdir()
@@ -378,7 +382,7 @@ def test_a_template_that_never_finishes_is_refused_and_the_daemon_goes_on(
     tmp_path: Path,
 ) -> None:
     d = today()
-    text = roster({"im": (d + timedelta(days=40)).isoformat()}, [recommender("lee", ["im"])])
+    text = roster({"im": (d + timedelta(days=40)).isoformat()}, [QUIET_LEE])
     cfg = _with_templates(tmp_path, text, free_port())
     template = tmp_path / "templates" / "reminder.txt.j2"
     with DaemonProc(cfg, limit=1) as daemon:
@@ -411,7 +415,7 @@ def test_a_template_that_never_finishes_is_refused_and_the_daemon_goes_on(
 @pytest.mark.slow
 def test_sigterm_ends_a_check_that_never_finishes(tmp_path: Path) -> None:
     d = today()
-    text = roster({"im": (d + timedelta(days=40)).isoformat()}, [recommender("lee", ["im"])])
+    text = roster({"im": (d + timedelta(days=40)).isoformat()}, [QUIET_LEE])
     cfg = _with_templates(tmp_path, text, free_port())
     with DaemonProc(cfg, limit=600) as daemon:
         daemon.wait_log("planned", 20)
