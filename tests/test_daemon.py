@@ -156,6 +156,25 @@ def test_template_that_does_not_render_at_start_exits_2(tmp_path: Path) -> None:
     assert "nickname" in proc.stderr
 
 
+def test_a_template_that_never_finishes_at_start_exits_2_with_its_place(tmp_path: Path) -> None:
+    cfg = _with_templates(tmp_path, roster({"im": "2027-01-15"}, [QUIET_LEE]), free_port())
+    template = tmp_path / "templates" / "reminder.txt.j2"
+    template.write_text(NEVER_ENDS, encoding="utf-8")
+    proc = subprocess.run(
+        [sys.executable, "-m", "lormail", "--config", str(cfg), "run"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=dict(os.environ, PYTHONPATH=str(ROOT), LORMAIL_CHECK_LIMIT="1"),
+        timeout=30,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.splitlines()[-1] == (
+        f"{template}:3:1: rendering did not finish within 1 s (a loop that never ends?)"
+    )
+    assert "Traceback" not in proc.stderr
+
+
 # --- signals ---------------------------------------------------------------------------
 
 
