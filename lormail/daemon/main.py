@@ -7,8 +7,9 @@ monotonic clock whatever the wall clock does.  HUP asks for a check (which
 reads the files); TERM/INT finish the message in flight and exit 0.
 
 Two environment variables shorten the waits, for tests: ``LORMAIL_TICK``
-(seconds, default 60) and ``LORMAIL_CHECK_LIMIT`` (a check's time limit in
-seconds, default 60).
+(seconds, default 60; a shorter one also shortens the retry after a check that
+left something due and the grace a stopping check gets) and
+``LORMAIL_CHECK_LIMIT`` (a check's time limit in seconds, default 60).
 """
 
 from __future__ import annotations

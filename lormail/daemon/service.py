@@ -62,6 +62,8 @@ class Daemon:
         self.config_path = config_path
         self.tick_seconds = tick
         self.limit = limit
+        # A shorter tick (tests) shortens this wait too.
+        self.stop_grace = min(STOP_GRACE, tick)
         self.started_at = utc_now()
         self.stopping = threading.Event()
         self.guard = Guard()
@@ -124,7 +126,7 @@ class Daemon:
             self.watcher.stop()
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)
-        code = 0 if self._wait_idle(STOP_GRACE) else EXIT_RUNTIME
+        code = 0 if self._wait_idle(self.stop_grace) else EXIT_RUNTIME
         if code and self.guard.interrupt("stopping"):
             code = 0 if self._wait_idle(2.0) else EXIT_RUNTIME
         if code:
@@ -174,7 +176,7 @@ class Daemon:
             return
         outcome: Outcome | None = None
         try:
-            with self.guard.running(self.limit, STOP_GRACE) as stop:
+            with self.guard.running(self.limit, self.stop_grace) as stop:
                 outcome = checker.run(stop)
         except Interrupted:
             if self.stopping.is_set():
