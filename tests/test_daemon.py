@@ -392,8 +392,8 @@ NEVER_ENDS = (
 QUIET_LEE = recommender("lee", ["im"], status="asked", asked_on=today().isoformat())
 
 
-def _with_templates(tmp_path: Path, text: str, port: int) -> Path:
-    cfg = write_setup(tmp_path, text, port, extra="templates: templates\n")
+def _with_templates(tmp_path: Path, text: str, port: int, feed_port: int | None = None) -> Path:
+    cfg = write_setup(tmp_path, text, port, feed_port=feed_port, extra="templates: templates\n")
     (tmp_path / "templates").mkdir()
     (tmp_path / "templates" / "reminder.txt.j2").write_text(GOOD_REMINDER, encoding="utf-8")
     return cfg
@@ -406,8 +406,15 @@ def test_a_template_that_never_finishes_is_refused_and_the_daemon_goes_on(
 ) -> None:
     d = today()
     text = roster({"im": (d + timedelta(days=40)).isoformat()}, [QUIET_LEE])
-    cfg = _with_templates(tmp_path, text, free_port())
+    feed_port = free_port()
+    cfg = _with_templates(tmp_path, text, free_port(), feed_port)
     template = tmp_path / "templates" / "reminder.txt.j2"
+    healthz = f"http://127.0.0.1:{feed_port}/healthz"
+
+    def health_status() -> str:
+        status: str = json.loads(http_get(healthz)[2])["status"]
+        return status
+
     with DaemonProc(cfg, limit=1) as daemon:
         daemon.wait_log("planned", 20)
         assert _children(daemon.pid) == [], "one process"
@@ -420,6 +427,7 @@ def test_a_template_that_never_finishes_is_refused_and_the_daemon_goes_on(
         )
         assert line in log[mark:]
         wait_for(lambda: (heartbeat(cfg) or {}).get("last_error") == line, 10, "the error")
+        assert health_status() == f"error: {line}"
         assert f"Last error: {line}" in lormail_cli(cfg, "status")
         # The hourly look and a SIGHUP do not try the same bytes again.
         mark = len(daemon.log())
@@ -432,6 +440,8 @@ def test_a_template_that_never_finishes_is_refused_and_the_daemon_goes_on(
         daemon.wait_log("reloaded templates (file changed)", 10, after=mark)
         wait_for(lambda: (heartbeat(cfg) or {}).get("last_error", 1) is None, 10, "no error")
         assert "Last error" not in lormail_cli(cfg, "status")
+        assert health_status() == "ok"
+        assert json.loads(lormail_cli(cfg, "status", "--json"))["daemon"]["last_error"] is None
         assert daemon.stop() == 0
 
 

@@ -13,6 +13,8 @@ import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
+
 from lormail.core.holds import (
     HOLD_NOTE,
     apply_holds,
@@ -22,6 +24,9 @@ from lormail.core.holds import (
     merge_holds,
 )
 from lormail.edge.store import Store, read_edit_holds
+from lormail.errors import LormailError
+from lormail.load.config import parse_config
+from lormail.load.yamlsrc import display_name
 from lormail.model import DRY_RUN, DUE, SCHEDULED, SENT, Plan, PlannedMessage
 from tests._daemon_helpers import ROOT, write_setup
 
@@ -101,6 +106,19 @@ def test_merged_holds_keep_the_later_end_and_drop_past_ones() -> None:
     new = {"a": NOW + timedelta(minutes=10), "c": NOW + timedelta(minutes=10)}
     assert merge_holds(kept, new, NOW) == {"a": NOW + GRACE, "c": NOW + GRACE}
     assert merge_holds(new, kept, NOW) == {"a": NOW + GRACE, "c": NOW + GRACE}
+
+
+def test_edit_grace_is_a_config_duration_of_10_minutes_by_default(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    assert parse_config("edit_grace: 2m\n", path).edit_grace == timedelta(minutes=2)
+    assert parse_config("edit_grace: 0m\n", path).edit_grace == timedelta(0)
+    assert parse_config("dry_run: true\n", path).edit_grace == timedelta(minutes=10)
+    with pytest.raises(LormailError) as err:
+        parse_config("dry_run: true\nedit_grace: soon\n", path)
+    assert str(err.value) == (
+        f"{display_name(path)}:2:13: edit_grace: 'soon' is not a duration; "
+        "write one like 14d, 2w, 6h or ISO 8601 P14D"
+    )
 
 
 ROSTER = """\

@@ -152,11 +152,7 @@ class _ConfigReader:
         """How long the daemon holds what an edit made due (SPEC §7); ``None``: the default."""
         if node is None or F.is_null(node):
             return None
-        grace = duration(self.src, node, "edit_grace")
-        if grace is not None and grace < timedelta(0):
-            self.src.add(node, "edit_grace", "must not be negative")
-            return None
-        return grace
+        return duration(self.src, node, "edit_grace")
 
     def smtp(self, node: Node | None, needed: bool, transport: Node | None) -> SmtpConfig:
         src = self.src
