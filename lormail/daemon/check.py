@@ -84,16 +84,17 @@ class Checker:
             return
         if sources.digest == self.refused:
             return
+        # Kept if the time limit cuts the check short (see cut_short).
         self._trying = sources
         try:
             fresh = self._pinned(accept(sources))
         except LormailError as err:
+            self._trying = None
             if first:
                 raise
             self._refuse(sources, err, why)
             return
-        finally:
-            self._trying = None
+        self._trying = None
         old, self.inputs = self.inputs, fresh
         self.refused = self.refusal = None
         if old is not None:
