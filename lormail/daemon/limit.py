@@ -39,6 +39,7 @@ class Guard:
         self._ident: int | None = None  # the worker's thread while a check runs
         self.stop = threading.Event()  # this check's; a new one for each
         self.why: str | None = None  # why the check in progress was interrupted
+        self._stopping = False  # ask_stop was called: every later check starts stopped
 
     @contextlib.contextmanager
     def running(self, limit: float, grace: float) -> Iterator[threading.Event]:
@@ -50,6 +51,8 @@ class Guard:
         stop = threading.Event()
         with self._lock:
             self.stop, self.why, self._ident = stop, None, threading.get_ident()
+            if self._stopping:
+                stop.set()
         timer = threading.Timer(limit, self._expire, (stop, limit, grace))
         timer.daemon = True
         timer.start()
@@ -72,8 +75,9 @@ class Guard:
             return self._ident is not None
 
     def ask_stop(self) -> None:
-        """Ask the check in progress to stop after the message in flight."""
+        """Ask the check in progress, and any later one, to stop after the message in flight."""
         with self._lock:
+            self._stopping = True
             self.stop.set()
 
     def interrupt(self, why: str, only: threading.Event | None = None) -> bool:

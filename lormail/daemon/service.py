@@ -161,27 +161,27 @@ class Daemon:
         self._check("scheduled")
 
     def _check(self, why: str) -> None:
+        """Bring the inputs up to date, then send and publish: each under the time limit."""
         checker = self.checker
         if self.stopping.is_set() or checker is None:
             return
-        try:
-            # No send batch to wind down here: cut short at the limit itself.
-            with self.guard.running(self.limit, 0.0):
-                checker.load(why)
-        except Interrupted as err:
-            if self.stopping.is_set():
-                return
-            checker.cut_short(LormailError([self._cut_short(err)]), why)
-        if self.stopping.is_set():
-            return
         outcome: Outcome | None = None
         try:
+            try:
+                # No send batch to wind down here: cut short at the limit itself.
+                with self.guard.running(self.limit, 0.0):
+                    checker.load(why)
+            except Interrupted as err:
+                if self.stopping.is_set():
+                    return
+                checker.cut_short(LormailError([self._cut_short(err)]), why)
+            if self.stopping.is_set():
+                return
             with self.guard.running(self.limit, self.stop_grace) as stop:
                 outcome = checker.run(stop)
         except Interrupted:
-            if self.stopping.is_set():
-                return
-            self._failed(self.guard.why or "interrupted")
+            if not self.stopping.is_set():
+                self._failed(self.guard.why or "interrupted")
         except LormailError as err:
             self._failed(" ".join(str(p) for p in err.problems))
         except Exception as err:  # the daemon carries on; the next check tries again
