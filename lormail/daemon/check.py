@@ -47,7 +47,7 @@ class Outcome:
     """What one check leaves for the scheduler and the heartbeat."""
 
     now: datetime
-    wake_times: tuple[datetime, ...]  # when the plan can change next (all in the future)
+    wake_times: tuple[datetime, ...]  # when the plan can change within the hour, and the hour
     next_send: datetime | None
     calendar: bytes | None  # published, for the feed
     error: str | None  # what stands in the way, or None after a good check
@@ -187,7 +187,7 @@ class Checker:
             error = report.errors[0]
         return Outcome(
             now=now,
-            wake_times=tuple(sorted(t for t in set(times) if t < now + HOURLY + HOURLY)),
+            wake_times=tuple(sorted(t for t in set(times) if t <= now + HOURLY)),
             next_send=_next_send(final),
             calendar=calendar,
             error=error,
