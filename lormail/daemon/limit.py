@@ -59,9 +59,14 @@ class Guard:
         try:
             yield stop
         finally:
+            while True:
+                try:
+                    with self._lock:
+                        self._ident = None  # from now on, nothing interrupts this thread
+                    break
+                except Interrupted:
+                    pass  # asked for as the check ended: it is over anyway
             timer.cancel()
-            with self._lock:
-                self._ident = None
 
     def _expire(self, stop: threading.Event, limit: float, grace: float) -> None:
         """On a timer's thread: stop the batch, then interrupt if still running."""

@@ -165,7 +165,6 @@ class Daemon:
         checker = self.checker
         if self.stopping.is_set() or checker is None:
             return
-        outcome: Outcome | None = None
         try:
             try:
                 # No send batch to wind down here: cut short at the limit itself.
@@ -179,6 +178,8 @@ class Daemon:
                 return
             with self.guard.running(self.limit, self.stop_grace) as stop:
                 outcome = checker.run(stop)
+            # In the try: an interruption asked for as the check ended lands here.
+            self._adopt(outcome)
         except Interrupted:
             if not self.stopping.is_set():
                 self._failed(self.guard.why or "interrupted")
@@ -187,8 +188,6 @@ class Daemon:
         except Exception as err:  # the daemon carries on; the next check tries again
             log.debug("check failed", exc_info=True)
             self._failed(f"{type(err).__name__}: {err}")
-        if outcome is not None:
-            self._adopt(outcome)
 
     def _cut_short(self, err: Interrupted) -> Problem:
         """Where checking the files was when its time ran out, as a problem."""
