@@ -112,7 +112,3 @@ def accept(sources: Sources) -> Inputs:
     # save reaches the daemon only through a check of its own.
     return Inputs(config, roster, templates, sources.digest)
 
-
-def load_inputs(config_path: Path) -> Inputs:
-    """Read and accept the inputs in one go."""
-    return accept(read_sources(config_path))
