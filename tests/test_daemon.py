@@ -340,7 +340,8 @@ def test_what_an_edit_made_due_waits_edit_grace_but_send_due_by_hand_does_not(
             people.append(recommender("quinn", ["im"], agreed_on=agreed))
             mark = len(daemon.log())
             save_atomic(rpath, roster({"im": deadline}, people))
-            daemon.wait_log("reloaded roster.yaml (file changed)", 10, after=mark)
+            # Logged after the daemon's send batch: the send lock is free again.
+            daemon.wait_log("planned packet:quinn at ", 10, after=mark)
             assert lormail_cli(cfg, "send-due").startswith("sent 1")
             assert len(sink.to("quinn@uni.example.org")) == 1
             time.sleep(0.5)
