@@ -111,4 +111,3 @@ def accept(sources: Sources) -> Inputs:
     # The checked instance: it compiled every template it rendered, so a later
     # save reaches the daemon only through a check of its own.
     return Inputs(config, roster, templates, sources.digest)
-

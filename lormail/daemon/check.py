@@ -23,7 +23,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -139,15 +139,13 @@ class Checker:
     # -- 2. edit holds -------------------------------------------------------------------
 
     def _hold_what_the_edit_made_due(self, old: Inputs, new: Inputs) -> None:
-        from lormail.core.plan import plan
         from lormail.edge.store import Store
 
         now = utc_now()
         with Store.open(self.state_dir) as store:
-            snapshot = store.snapshot()
             kept = store.edit_holds()
-            before = going(apply_holds(plan(old.roster, snapshot, now), kept), old.config.dry_run)
-            after = going(apply_holds(plan(new.roster, snapshot, now), kept), new.config.dry_run)
+            before = going(apply_holds(old.app().plan(now), kept), old.config.dry_run)
+            after = going(apply_holds(new.app().plan(now), kept), new.config.dry_run)
             made = holds_after_edit(before, after, now, new.config.edit_grace)
             holds = merge_holds(kept, made, now)
             if holds != kept:
@@ -170,7 +168,7 @@ class Checker:
         acted |= {*report.retrying, *report.deferred}
 
         now = utc_now()
-        final = self._plan(inputs, holds, now)
+        final = apply_holds(inputs.app().plan(now), holds)
         self._log_changes(final, acted)
         calendar = self._publish(inputs, final, now)
 
@@ -192,12 +190,6 @@ class Checker:
             calendar=calendar,
             error=error,
         )
-
-    def _plan(self, inputs: Inputs, holds: Mapping[str, datetime], now: datetime) -> Plan:
-        from lormail.core.plan import plan
-        from lormail.edge.store import read_snapshot
-
-        return apply_holds(plan(inputs.roster, read_snapshot(self.state_dir), now), holds)
 
     def _publish(self, inputs: Inputs, plan: Plan, now: datetime) -> bytes | None:
         """The calendar for the feed (returned), then to its file."""
