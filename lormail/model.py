@@ -189,6 +189,9 @@ class CalendarConfig:
     feed: FeedConfig = FeedConfig()
 
 
+DEFAULT_EDIT_GRACE = timedelta(minutes=10)
+
+
 @dataclass(frozen=True, slots=True)
 class Config:
     path: Path  # the config file itself
@@ -200,6 +203,8 @@ class Config:
     maildir: Path = Path("outbox")  # absolute after loading
     smtp: SmtpConfig = SmtpConfig()
     calendar: CalendarConfig = CalendarConfig()
+    # The daemon sends nothing an edit made due sooner than this after it (SPEC §7).
+    edit_grace: timedelta = DEFAULT_EDIT_GRACE
 
 
 # --- state snapshot and plan -------------------------------------------------

@@ -28,7 +28,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -102,6 +102,7 @@ class Batch:
     clock: Callable[[], datetime]
     dry_run: bool = False
     stop: threading.Event | None = None
+    holds: Mapping[str, datetime] = field(default_factory=dict)  # edit holds (the daemon's)
     tally: Tally = field(default_factory=Tally)
     # The snapshot's log plus what this batch sent: reminders thread under it.
     log_view: dict[str, LogEntry] = field(default_factory=dict)
@@ -410,6 +411,10 @@ def run_batch(batch: Batch, now: datetime) -> SendReport:
     batch.recover()
     snapshot = batch.store.snapshot(batch.config.transport)
     planned = make_plan(batch.roster, snapshot, now)
+    if batch.holds:
+        from lormail.core.holds import apply_holds
+
+        planned = apply_holds(planned, batch.holds)
     batch.store.record_first_seen(planned.observed)
     batch.retire_expired(planned.messages)
     todo = pick(planned.messages, batch.dry_run)
@@ -431,12 +436,14 @@ def send_due(
     now: datetime | None = None,
     dry_run: bool = False,
     stop: threading.Event | None = None,
+    holds: Mapping[str, datetime] | None = None,
 ) -> SendReport:
     """Send (or dry-run) everything due at ``now``; the daemon calls this every minute.
 
     ``now`` None means the real clock, also for the log's timestamps; a given
     ``now`` (``--now``) is used for both the plan and the stamps.  ``dry_run``
-    adds to config ``dry_run``; it never turns it off.
+    adds to config ``dry_run``; it never turns it off.  ``holds`` (the
+    daemon's edit holds, :mod:`lormail.core.holds`) keep what they hold back.
     """
     from lormail.edge.transport import open_transport
 
@@ -470,5 +477,6 @@ def send_due(
                 clock=clock,
                 dry_run=dry,
                 stop=stop,
+                holds=holds or {},
             )
             return run_batch(batch, at)

@@ -81,6 +81,11 @@ CREATE TABLE IF NOT EXISTS first_seen (
     key TEXT PRIMARY KEY,
     at  TEXT NOT NULL
 );
+-- until when the daemon holds what an edit made due (core/holds.py)
+CREATE TABLE IF NOT EXISTS edit_holds (
+    key   TEXT PRIMARY KEY,
+    until TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS events (
     uid      TEXT PRIMARY KEY,
     hash     TEXT NOT NULL,
@@ -334,6 +339,23 @@ class Store:
                 [(k, to_text(v)) for k, v in sorted(observed.items())],
             )
 
+    # --- edit holds -----------------------------------------------------------
+
+    def edit_holds(self) -> dict[str, datetime]:
+        return {
+            key: from_text(until)
+            for key, until in self.conn.execute("SELECT key, until FROM edit_holds")
+        }
+
+    def save_edit_holds(self, holds: Mapping[str, datetime]) -> None:
+        """Replace the holds with ``holds``."""
+        with self.transaction() as conn:
+            conn.execute("DELETE FROM edit_holds")
+            conn.executemany(
+                "INSERT INTO edit_holds(key, until) VALUES (?, ?)",
+                [(k, to_text(v)) for k, v in sorted(holds.items())],
+            )
+
     # --- calendar event stamps -------------------------------------------
 
     def event_stamps(self) -> dict[str, EventStamp]:
@@ -502,3 +524,11 @@ def read_snapshot(state_dir: Path, transport: str) -> Snapshot:
         return EMPTY_SNAPSHOT
     with Store.open(state_dir) as store:
         return store.snapshot(transport)
+
+
+def read_edit_holds(state_dir: Path) -> dict[str, datetime]:
+    """The edit holds, or none when no state exists yet (creates nothing)."""
+    if not (state_dir / DB_NAME).exists():
+        return {}
+    with Store.open(state_dir) as store:
+        return store.edit_holds()
