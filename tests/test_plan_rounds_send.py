@@ -51,7 +51,8 @@ def test_a_round_goes_once_and_logs_every_reminder_it_joined(tmp_path: Path) -> 
     now = datetime.combine(date(2026, 11, 10), time(9, 0), tzinfo=NY)
     (round_,) = [m for m in plan(roster, EMPTY_SNAPSHOT, now).messages if m.status == "due"]
     assert round_.joined == ("reminder:lee:a:1", "reminder:lee:b:1")
-    app = make_app(make_config(tmp_path), roster, now)
+    config = make_config(tmp_path)
+    app = make_app(config, roster, now)
     report = send_due(app, now)
     assert list(report.sent) == ["reminder:lee:a:1"]
     box = mailbox.Maildir(tmp_path / "outbox", create=False)
@@ -59,10 +60,11 @@ def test_a_round_goes_once_and_logs_every_reminder_it_joined(tmp_path: Path) -> 
     assert msg["Subject"] == "A last gentle reminder: letters for A, B"
     with Store.open(app.state_dir()) as store:
         rows = {r.key: r for r in store.log_rows()}
-        snapshot = store.snapshot()
+        snapshot = store.snapshot(config.transport)
+    # The Maildir transport logs deliveries as local: both keys, one message.
     assert {k: r.state for k, r in rows.items()} == {
-        "reminder:lee:a:1": "sent",
-        "reminder:lee:b:1": "sent",
+        "reminder:lee:a:1": "local",
+        "reminder:lee:b:1": "local",
     }
     assert rows["reminder:lee:b:1"].message_id == rows["reminder:lee:a:1"].message_id
     # Planned again, nothing is due, and both reminders show as sent.
@@ -71,3 +73,36 @@ def test_a_round_goes_once_and_logs_every_reminder_it_joined(tmp_path: Path) -> 
         ("reminder:lee:a:1", "sent"),
         ("reminder:lee:b:1", "sent"),
     }
+
+
+def test_a_refused_address_corrected_in_the_roster_goes_again(tmp_path: Path) -> None:
+    """550 at RCPT; the address corrected; the same message, same Message-ID, goes."""
+    from dataclasses import replace
+
+    from _smtp_helpers import NOW, Sink, make_roster, smtp_server
+
+    roster = make_roster(1)
+    (rec,) = roster.recommenders
+    sink = Sink(rcpt_replies={rec.email: "550 5.1.1 <r0000@hospital.example.org>: no such user"})
+    with smtp_server(sink) as server:
+        config = make_config(tmp_path, transport="smtp", host="127.0.0.1", port=server.port)
+        app = make_app(config, roster, NOW)
+        report = send_due(app, NOW)
+        assert list(report.failed) == ["request:r0000"]
+        with Store.open(app.state_dir()) as store:
+            snapshot = store.snapshot(config.transport)
+        (failed,) = plan(roster, snapshot, NOW).messages
+        assert failed.status == "failed"
+        assert failed.reason.startswith("failed: ")
+        assert "run `lormail retry request:r0000` to send it again" in failed.reason
+        fixed = replace(roster, recommenders=(replace(rec, email="r0000@clinic.example.org"),))
+        fixed = replace(fixed, recommenders_by_id={})
+        later = NOW + timedelta(minutes=5)
+        report = send_due(make_app(config, fixed, later), later)
+        assert list(report.sent) == ["request:r0000"]
+    (got,) = sink.received
+    assert got.rcpt_tos == ["r0000@clinic.example.org"]
+    with Store.open(app.state_dir()) as store:
+        row = store.log_row("request:r0000")
+    assert row is not None and row.state == "sent"
+    assert got.message_id == row.message_id

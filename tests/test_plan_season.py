@@ -321,3 +321,22 @@ def test_an_unanswered_request_is_followed_up_once() -> None:
         "reminder",
         "reminder",
     ]
+
+
+def test_outcomes_stay_per_program_for_a_letter_serving_many() -> None:
+    r = eras_roster(submitted=date(2026, 9, 14))
+    programs = tuple(
+        replace(p, outcome="interview", outcome_on=date(2026, 10, 20)) if p.id == "im03" else p
+        for p in r.programs
+    )
+    r = replace(r, programs=programs, programs_by_id={})
+    p = plan(r, EMPTY_SNAPSHOT, utc("2026-10-19T00:00"))
+    (m,) = [m for m in p.messages if m.kind == "outcome"]
+    assert (m.key, m.send_at, m.programs) == (
+        "outcome:sato:im03:interview",
+        utc("2026-10-20T00:00"),
+        ("im03",),
+    )
+    subject, body = render(m, r)
+    assert subject == "An update on my application"
+    assert "  - IM residency 3: I have been invited to interview.\n" in body
