@@ -103,7 +103,9 @@ def _interrupt(app: App, key: str, times: int = 1) -> str:
     with Store.open(app.state_dir()) as store:
         secret = store.message_id_secret()
         mid = message_id(key, secret, "example.edu")
-        out = Outbound(key, "request", key.split(":")[1], mid, "x@example.org", "s")
+        rid = key.split(":")[1]
+        # The recommender's own address: a failed message to another one goes again.
+        out = Outbound(key, "request", rid, mid, f"{rid}@hospital.example.org", "s")
         for _ in range(times):
             store.mark_sending(out, NOW - timedelta(minutes=5))
         for _ in range(times - 1):

@@ -14,6 +14,7 @@ from __future__ import annotations
 import heapq
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
+from email.utils import parseaddr
 
 from lormail.core.candidates import (
     ONE_DAY,
@@ -126,7 +127,9 @@ class _RecommenderPlanner(Generator):
 
     def _readdressed(self, entry: LogEntry) -> bool:
         """A failed message whose recipient's address has changed since goes again."""
-        return entry.to is not None and entry.to.strip().lower() != self.rec.email.lower()
+        if entry.to is None:
+            return False
+        return parseaddr(entry.to)[1].lower() != self.rec.email.lower()
 
     def _catch_up(self, cands: list[Candidate]) -> None:
         """Rule 3: what is overdue goes at the first chance; a series keeps only its latest."""
