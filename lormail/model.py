@@ -315,6 +315,9 @@ class LogEntry:
     to: str | None = None
     # The subject as it was sent (sent, local): shown as is, never rendered again.
     subject: str | None = None
+    # The Message-ID it went with: a reminder that went in another's round
+    # shares the round's.
+    message_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

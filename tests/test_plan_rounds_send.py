@@ -34,7 +34,7 @@ def _roster() -> Roster:
         email="lee@hospital.example.org",
         timezone=NY,
         status="asked",
-        policy=Policy(reminders=(7,)),
+        policy=Policy(reminders=(7, 3)),
         asked_on=date(2026, 10, 1),
         letters=(Letter("a"), Letter("b")),
     )
@@ -57,7 +57,7 @@ def test_a_round_goes_once_and_logs_every_reminder_it_joined(tmp_path: Path) -> 
     assert list(report.sent) == ["reminder:lee:a:1"]
     box = mailbox.Maildir(tmp_path / "outbox", create=False)
     (msg,) = list(box)
-    assert msg["Subject"] == "A last gentle reminder: letters for A, B"
+    assert msg["Subject"] == "A gentle reminder: letters for A, B"
     with Store.open(app.state_dir()) as store:
         rows = {r.key: r for r in store.log_rows()}
         snapshot = store.snapshot(config.transport)
@@ -72,7 +72,16 @@ def test_a_round_goes_once_and_logs_every_reminder_it_joined(tmp_path: Path) -> 
     assert {(m.key, m.status) for m in again.messages} == {
         ("reminder:lee:a:1", "sent"),
         ("reminder:lee:b:1", "sent"),
+        ("reminder:lee:a:2", "scheduled"),
     }
+    # The next round (Mon 16 Nov) replies to the first, named once in References.
+    then = datetime.combine(date(2026, 11, 16), time(9, 0), tzinfo=NY)
+    assert list(send_due(make_app(config, roster, then), then).sent) == ["reminder:lee:a:2"]
+    second = next(m for m in mailbox.Maildir(tmp_path / "outbox", create=False) if m is not msg
+                  and m["Message-ID"] != msg["Message-ID"])  # fmt: skip
+    assert second["In-Reply-To"] == msg["Message-ID"]
+    assert second["References"] == msg["Message-ID"]
+    assert second["Subject"] == "Re: A gentle reminder: letters for A, B"
 
 
 def test_a_refused_address_corrected_in_the_roster_goes_again(tmp_path: Path) -> None:

@@ -169,7 +169,11 @@ def thread_of(
     # The thread: the last message that was not itself a reply, and the replies since.
     starts = [i for i, entry in enumerate(sent) if entry.key.split(":", 1)[0] not in REPLY_KINDS]
     chain = sent[starts[-1] if starts else 0 :]
-    ids = tuple(message_id(entry.key, secret, domain) for entry in chain)
+    # A reminder round's joined reminders are logged with the round's Message-ID:
+    # one message, named once.
+    ids = tuple(
+        dict.fromkeys(entry.message_id or message_id(entry.key, secret, domain) for entry in chain)
+    )
     root = (chain[0].subject or "").strip()
     subject = None
     if root:

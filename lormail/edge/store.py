@@ -318,8 +318,9 @@ class Store:
         it at all and plans the message afresh.
         """
         log: dict[str, LogEntry] = {}
-        for key, state, sent_at, updated_at, retry_at, error, to, subject in self.conn.execute(
-            "SELECT key, state, sent_at, updated_at, retry_at, error, to_addr, subject FROM log"
+        for key, state, sent_at, updated_at, retry_at, error, to, subject, mid in self.conn.execute(
+            "SELECT key, state, sent_at, updated_at, retry_at, error, to_addr, subject, "
+            "message_id FROM log"
         ):
             if state == LOG_LOCAL:
                 if transport != "maildir":
@@ -333,6 +334,7 @@ class Store:
                 error=error,
                 to=to,
                 subject=subject,
+                message_id=mid,
             )
         first_seen = {
             key: from_text(at) for key, at in self.conn.execute("SELECT key, at FROM first_seen")
