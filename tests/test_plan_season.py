@@ -127,7 +127,7 @@ def test_eras_one_letter_for_25_programs_gets_two_reminders_at_most() -> None:
         "Dear Dr. Adams,",
         "",
         "I hope you are well. Just a short note that the letter for ERAS LoR Portal is due "
-        "Thursday, 24 September, 7 days from now, through ERAS LoR Portal.",
+        "Thursday, 24 September, 7 days from now.",
     ]
     assert snapshot.log["thank_you:sato:eras"].state == "sent"
 
