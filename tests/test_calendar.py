@@ -1,6 +1,7 @@
 """The calendar builder: what the .ics says, its UIDs, SEQUENCE/DTSTAMP, and the text format.
 
-Parsed back with the icalendar package (tests only: the builder writes text).
+Parsed back with the icalendar package, and compared byte for byte where
+stability matters.
 """
 
 from __future__ import annotations
@@ -11,17 +12,14 @@ from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import icalendar
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lormail.core.calendar import (
     Built,
     build_calendar,
+    clean_text,
     empty_calendar,
-    escape_text,
-    fold,
-    format_duration,
     message_uid,
 )
 from lormail.core.plan import ask_by_date, plan
@@ -400,54 +398,84 @@ def test_sequence_keeps_rising_when_an_edit_is_undone() -> None:
     assert third.changed["deadline-stanford-phd@lormail"].sequence == 2
 
 
-# --- text primitives -----------------------------------------------------------
+# --- text and invariants over arbitrary input ---------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("delta", "text"),
-    [
-        (timedelta(days=7), "P7D"),
-        (timedelta(days=-1), "-P1D"),
-        (timedelta(hours=1), "PT1H"),
-        (timedelta(hours=-36), "-P1DT12H"),
-        (timedelta(minutes=90), "PT1H30M"),
-        (timedelta(seconds=5), "PT5S"),
-        (timedelta(0), "PT0S"),
-    ],
+def test_clean_text() -> None:
+    assert clean_text("a\\b;c,d\ne\r\nf\rg\x00h\ti\x7f") == "a\\b;c,d\ne\nf\ngh\ti"
+
+
+def test_alarm_triggers_are_written_as_durations() -> None:
+    config = CalendarConfig(alarms=(timedelta(hours=-36) * -1, timedelta(minutes=90)))
+    data = build(example_roster(), config=config).data
+    assert b"\r\nTRIGGER:-P1DT12H\r\n" in data
+    assert b"\r\nTRIGGER:-PT1H30M\r\n" in data
+
+
+_TEXT = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=200)
+
+
+def _expected(text: str) -> str:
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return "".join(c for c in text if c in "\t\n" or not (ord(c) < 0x20 or ord(c) == 0x7F))
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    name=_TEXT,
+    portal=_TEXT,
+    who=_TEXT,
+    pid=st.text(min_size=1, max_size=40),
+    rid=st.text(min_size=1, max_size=40),
+    day=st.dates(date(2026, 10, 2), date(2028, 12, 31)),
+    zone=st.sampled_from(["America/New_York", "Asia/Kolkata", "Pacific/Auckland", "UTC"]),
 )
-def test_format_duration(delta: timedelta, text: str) -> None:
-    assert format_duration(delta) == text
-
-
-def test_escape_text() -> None:
-    assert escape_text("a\\b;c,d\ne\r\nf\rg\x00h\ti") == "a\\\\b\\;c\\,d\\ne\\nf\\ng" + "h\ti"
-
-
-def test_fold_ascii_and_multibyte() -> None:
-    assert fold("X" * 75) == "X" * 75
-    assert fold("X" * 76) == "X" * 75 + "\r\n X"
-    folded = fold("D:" + "é" * 100).encode()
-    for line in folded.split(b"\r\n"):
-        assert len(line) <= 75
+def test_any_roster_text_parses_back_with_stable_uids_and_sequences(
+    name: str, portal: str, who: str, pid: str, rid: str, day: date, zone: str
+) -> None:
+    p = program(pid, name or "x", day, zone, portal=portal or None)
+    r = recommender(rid, who or "x", zone, "asked", [Letter(pid)], asked_on=date(2026, 9, 1))
+    roster = reroster(example_roster(), programs=(p,), recommenders=(r,))
+    the_plan = plan(roster, EMPTY_SNAPSHOT, NOW)
+    first = build_calendar(roster, the_plan, {}, CAL_CONFIG, NOW)
+    for line in first.data.split(b"\r\n"):
+        assert len(line) <= 75, line
         line.decode()  # never split inside a UTF-8 sequence
+    evs = events(first.data)
+    deadline = evs[next(u for u in evs if u.startswith("deadline-"))]
+    assert str(deadline["SUMMARY"]) == _expected("Deadline: " + (name or "x"))
+    if portal:
+        assert _expected(f"Portal: {portal}\nLetters:\n") in str(deadline["DESCRIPTION"])
+    used = set(re.findall(rb";TZID=([^:;]+)[:;]", first.data))
+    assert used == {str(tz["TZID"]).encode() for tz in parse(first.data).timezones}
+    for uid in evs:
+        assert re.fullmatch(r"[a-z]+-[A-Za-z0-9._-]+@lormail", uid), uid
+    # Built again later from the stored stamps: same UIDs, same bytes, nothing changed.
+    later = NOW + timedelta(days=3)
+    again = build_calendar(roster, the_plan, dict(first.changed), CAL_CONFIG, later)
+    assert again.changed == {} and again.data == first.data
+    # A content change raises SEQUENCE by one on exactly the events that changed.
+    renamed = reroster(roster, programs=(replace(p, name=p.name + " (renamed)"),))
+    third = build_calendar(renamed, the_plan, dict(first.changed), CAL_CONFIG, later)
+    assert set(events(third.data)) == set(evs)
+    before, after = raw_events(first.data), raw_events(third.data)
+    changed = {u for u in before if _content(before[u]) != _content(after[u])}
+    assert set(third.changed) == changed
+    assert any(u.startswith("deadline-") for u in changed)
+    for uid, stamp in third.changed.items():
+        assert stamp.sequence == first.changed[uid].sequence + 1 and stamp.stamp == later
+        assert events(third.data)[uid]["SEQUENCE"] == stamp.sequence
 
 
-@settings(max_examples=300, deadline=None)
-@given(st.text(alphabet=st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=300))
-def test_any_text_survives_escape_fold_and_parse(text: str) -> None:
-    line = "DESCRIPTION:" + escape_text(text)
-    folded = fold(line)
-    for physical in folded.encode().split(b"\r\n"):
-        assert len(physical) <= 75
-        physical.decode()
-    cal = (
-        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//t//EN\r\nBEGIN:VEVENT\r\nUID:x\r\n"
-        f"DTSTAMP:20260101T000000Z\r\n{folded}\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
-    )
-    ev = icalendar.Calendar.from_ical(cal.encode()).events[0]
-    expected = text.replace("\r\n", "\n").replace("\r", "\n")
-    expected = "".join(c for c in expected if c in "\t\n" or not (ord(c) < 0x20 or ord(c) == 0x7F))
-    assert str(ev["DESCRIPTION"]) == expected
+def _content(vevent: str) -> str:
+    """A VEVENT's text without the lines that record when and how often it changed."""
+    unfolded = vevent.replace("\r\n ", "")
+    keep = [
+        line
+        for line in unfolded.split("\r\n")
+        if not line.startswith(("DTSTAMP:", "SEQUENCE:", "LAST-MODIFIED:"))
+    ]
+    return "\r\n".join(keep)
 
 
 def test_reminder_policy_override_shows_in_the_plan_and_calendar() -> None:
