@@ -164,7 +164,7 @@ def _program_json(p: Program, views: dict[str, list[LetterView]]) -> dict[str, A
             }
             for v in letters
         ],
-        "to_come": sum(v.to_come for v in letters),
+        "missing": sum(v.to_come for v in letters),  # to come: not declined, not past
         "submitted": sum(v.state == SUBMITTED for v in letters),
     }
 
@@ -225,15 +225,14 @@ def _print_letters(
         title=f"Letters as of {day_label(today)}", title_justify="left", box=box.SIMPLE_HEAD
     )
     table.add_column("letter", overflow="fold")
-    table.add_column("due", no_wrap=True)
+    table.add_column("due / when", no_wrap=True)
     table.add_column("state")
     counts: dict[str, int] = {}
     for rec in recs:
         nxt = upcoming.get(rec.id)
         table.add_row(
             f"[bold]{_esc(rec.name)}[/] [dim]({rec.status})[/]",
-            "",
-            "next: " + _next_text(nxt, rec, today) if nxt else "[dim]nothing planned[/]",
+            *(_next_cells(nxt, rec, today, "next") if nxt else ("", "[dim]nothing planned[/]")),
         )
         for v in letter_views(roster, rec, plan.now):
             kind = "to come" if v.to_come else v.state
@@ -242,7 +241,7 @@ def _print_letters(
         if detail:
             for m in plan.messages:
                 if m.recommender == rec.id and m.status in UPCOMING and m is not nxt:
-                    table.add_row("", "", "then: " + _next_text(m, rec, today))
+                    table.add_row("", *_next_cells(m, rec, today, "then"))
         table.add_section()
     out = console()
     out.print(table)
@@ -272,12 +271,12 @@ def _state_text(v: LetterView) -> str:
     return f"[{_STYLES.get(v.state, 'cyan')}]{text}[/]"
 
 
-def _next_text(m: PlannedMessage, rec: Recommender, today: date) -> str:
+def _next_cells(m: PlannedMessage, rec: Recommender, today: date, word: str) -> tuple[str, str]:
+    """A message to ``rec``: when (their time) and what."""
     local = m.send_at.astimezone(rec.timezone)
     when = f"{day_label(local.date(), today.year)} {local:%H:%M} {local.tzname()}"
-    return f"{_KIND_NAMES.get(m.kind, m.kind)} {when}" + (
-        "" if m.status == "scheduled" else f" ({m.status})"
-    )
+    what = f"{word}: {_KIND_NAMES.get(m.kind, m.kind)}"
+    return when, what + ("" if m.status == "scheduled" else f" ({m.status})")
 
 
 def _print_programs(roster: Roster, plan: Plan, today: date) -> None:

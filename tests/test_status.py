@@ -1,0 +1,118 @@
+"""``lormail status``: rows per recommender and letter, one recommender, the programs, JSON."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+
+EXAMPLE = ROOT / "config.example.yaml"
+NOW = "2026-11-22T12:00:00Z"
+
+
+def status(*args: str, state: Path, columns: int = 100) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, LORMAIL_STATE_DIR=str(state), NO_COLOR="1", COLUMNS=str(columns))
+    env.pop("LORMAIL_CONFIG", None)
+    return subprocess.run(
+        [sys.executable, "-m", "lormail", "--config", str(EXAMPLE), "status", *args, "--now", NOW],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=120,
+        check=False,
+    )
+
+
+@pytest.fixture
+def state(tmp_path: Path) -> Path:
+    return tmp_path / "state"
+
+
+def lines(text: str) -> list[str]:
+    return [line.rstrip() for line in text.splitlines()]
+
+
+def test_one_recommender_with_their_letters_and_messages(state: Path) -> None:
+    res = status("johnson", state=state)
+    assert res.returncode == 0, res.stderr
+    # Columns as rich aligns them; each row's words exactly.
+    assert [" ".join(line.split()) for line in lines(res.stdout)] == [
+        "Letters as of Sun 22 Nov 2026",
+        "",
+        "letter due / when state",
+        "─" * 93,
+        "Dr. Emily Johnson (agreed) Mon 23 Nov 09:00 CST next: packet",
+        "MPH in Epidemiology (SOPHAS) Tue 1 Dec 23:59 EST (9d) agreed",
+        "Internal Medicine residency (ERAS) [LoR-12345] Fri 15 Jan 2027 (54d) agreed",
+        "Mon 30 Nov 09:00 CST then: reminder",
+        "Mon 4 Jan 2027 09:00 CST then: reminder",
+        "Mon 11 Jan 2027 09:00 CST then: reminder",
+        "",
+        "2 letters: 2 to come.",
+        "Daemon: not running. Start it with 'lormail run' or 'systemctl --user enable --now "
+        "lormail'.",
+    ]
+
+
+def test_everyone_fits_100_columns_and_declined_or_submitted_letters_are_not_to_come(
+    state: Path,
+) -> None:
+    res = status(state=state)
+    assert res.returncode == 0, res.stderr
+    out = lines(res.stdout)
+    assert max(len(line) for line in out) <= 100
+    assert "9 letters: 6 to come, 2 submitted, 1 declined." in out
+    assert any(line.startswith("  Prof. Linh Nguyen (declined)") for line in out)
+    assert any("submitted Wed 18 Nov" in line for line in out)
+
+
+def test_an_unknown_recommender_is_one_line_with_a_suggestion(state: Path) -> None:
+    res = status("jonson", state=state)
+    assert (res.returncode, res.stdout) == (2, "")
+    assert res.stderr == "no recommender 'jonson' (did you mean 'johnson'?)\n"
+
+
+def test_the_programs_view_shows_outcomes_and_who_is_to_come(state: Path) -> None:
+    res = status("--programs", state=state)
+    assert res.returncode == 0, res.stderr
+    out = lines(res.stdout)
+    assert out[0] == "Programs as of Sun 22 Nov 2026"
+    stanford = next(i for i, line in enumerate(out) if "Stanford PhD" in line)
+    assert " ".join(out[stanford].split()) == (
+        "Stanford PhD in Tue 15 Dec (23d) 1 of 1 in interview Fri 20 Nov"
+    )
+    ims = next(i for i, line in enumerate(out) if "Internal Medicine" in line)
+    block = " ".join(" ".join(out[ims : ims + 3]).split())
+    assert block == (
+        "Internal Medicine Fri 15 Jan 2027 (54d) 0 of 4 in; to come: pending residency (ERAS) "
+        "Dr. Johnson, Dr. ERAS LoR Portal Patel, Dr. Lee"
+    )
+
+
+def test_json_carries_letters_with_their_programs(state: Path) -> None:
+    res = status("--json", state=state)
+    assert res.returncode == 0, res.stderr
+    data = json.loads(res.stdout)
+    johnson = next(r for r in data["recommenders"] if r["id"] == "johnson")
+    assert johnson["letters"][1] == {
+        "key": "im-residency",
+        "name": "Internal Medicine residency (ERAS)",
+        "programs": ["im-residency"],
+        "letter_id": "LoR-12345",
+        "deadline": "2027-01-16T04:59:59Z",
+        "state": "agreed",
+        "submitted_on": None,
+        "to_come": True,
+    }
+    im = next(p for p in data["programs"] if p["id"] == "im-residency")
+    assert (im["missing"], im["submitted"]) == (3, 0)  # Nguyen declined: not to come
+    assert {lt["recommender"]: lt["state"] for lt in im["letters"]}["nguyen"] == "declined"
+    one = json.loads(status("okafor", "--json", state=state).stdout)
+    assert [r["id"] for r in one["recommenders"]] == ["okafor"]
