@@ -511,3 +511,25 @@ def test_utc_zones_are_written_with_z_and_need_no_vtimezone() -> None:
     data = build(roster).data
     assert b"\r\nDTSTART:20270115T120000Z\r\n" in data
     assert b"VTIMEZONE" not in data
+
+
+def test_after_the_request_went_the_calendar_waits_for_the_answer() -> None:
+    roster = example_roster()
+    p = plan(roster, EMPTY_SNAPSHOT, NOW)
+    request = next(m for m in p.messages if m.key == "request:patel")
+    sent = replace(request, status="sent", send_at=utc(2026, 11, 30, 3, 30))
+    q = replace(p, messages=tuple(sent if m is request else m for m in p.messages))
+    evs = events(build_calendar(roster, q, {}, CAL_CONFIG, NOW).data)
+    assert "ask-patel@lormail" not in evs
+    ev = evs["waiting-patel@lormail"]
+    assert ev["SUMMARY"] == "Waiting for Dr. Patel's answer"
+    assert (ev.start, ev.end) == (date(2026, 11, 30), date(2027, 1, 16))
+    assert ev["DESCRIPTION"] == (
+        "lormail e-mailed Dr. Anil Patel the request on Mon 30 Nov 2026. Once they answer, "
+        "mark it in the roster (status: agreed or declined)."
+    )
+    # Once the roster says they were asked, the wait is over.
+    asked = replace(roster.recommenders_by_id["patel"], status="asked")
+    recs = tuple(asked if r.id == "patel" else r for r in roster.recommenders)
+    later = events(build_calendar(reroster(roster, recommenders=recs), q, {}, CAL_CONFIG, NOW).data)
+    assert "waiting-patel@lormail" not in later and "ask-patel@lormail" not in later

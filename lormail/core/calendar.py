@@ -14,6 +14,9 @@ Events:
   date), its letters' states in the description, a ``VALARM`` per alarm.
 * ``ask-<recommender>@lormail``: "Ask Dr. X for a letter", all-day on the
   ask-by date, for each ``planned`` recommender.
+* ``waiting-<recommender>@lormail``: instead, once the request e-mail went to
+  a ``planned`` recommender, "Waiting for Dr. X's answer", all-day from that
+  day to their first deadline, until the roster says they answered.
 * ``msg-<hash of key>@lormail``: each scheduled or due message, 15 minutes,
   transparent, in the recipient's zone (only with ``include_messages``).
 * ``away-<recommender>-<first day>@lormail``: each ``unavailable`` range.
@@ -158,8 +161,11 @@ class _Builder:
         self, rec: Recommender, messages: Sequence[PlannedMessage]
     ) -> list[_Event]:
         out: list[_Event] = []
+        request = next((m for m in messages if m.kind == "request" and m.status == SENT), None)
         ask = self.ask_by(rec)
-        if ask is not None:
+        if request is not None and rec.status == "planned":
+            out.append(self._waiting(rec, request))
+        elif ask is not None:
             out.append(self._ask(rec, ask))
         out.extend(self._away(rec))
         check_in = self._check_in(rec, messages)
@@ -234,6 +240,20 @@ class _Builder:
         ev = _all_day(_event(f"Ask {_who(rec)} for a letter", "\n".join(about)), day, day)
         return _Event((1, day), f"ask-{_uid_part(rec.id)}@{UID_DOMAIN}", ev)
 
+    def _waiting(self, rec: Recommender, request: PlannedMessage) -> _Event:
+        """From the day the request went until their first deadline: the answer is awaited."""
+        sent_day = request.send_at.astimezone(rec.timezone).date()
+        deadlines = sorted(
+            self.roster.programs_by_id[lt.program].deadline_date for lt in rec.letters
+        )
+        last = next((d for d in deadlines if d >= sent_day), sent_day)
+        about = (
+            f"lormail e-mailed {rec.name} the request on {day_label(sent_day)}. Once they "
+            f"answer, mark it in the roster (status: agreed or declined)."
+        )
+        ev = _all_day(_event(f"Waiting for {_who(rec)}'s answer", about), sent_day, last)
+        return _Event((1, sent_day), f"waiting-{_uid_part(rec.id)}@{UID_DOMAIN}", ev)
+
     def _away(self, rec: Recommender) -> Iterable[_Event]:
         seen: set[str] = set()
         for spell in sorted(rec.unavailable, key=lambda u: (u.start, u.end, u.note)):
@@ -306,6 +326,7 @@ class _Builder:
 
 _KIND_TITLES = {
     "request": "Letter request",
+    "request_followup": "Follow-up on the request",
     "packet": "Packet",
     "thank_you": "Thank-you",
     "decline_thanks": "Thank-you",
@@ -313,6 +334,7 @@ _KIND_TITLES = {
 }
 _KIND_NOUNS = {
     "request": "the request",
+    "request_followup": "a follow-up",
     "packet": "the packet",
     "reminder": "a reminder",
     "thank_you": "a thank-you",
