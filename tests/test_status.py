@@ -116,3 +116,32 @@ def test_json_carries_letters_with_their_programs(state: Path) -> None:
     assert {lt["recommender"]: lt["state"] for lt in im["letters"]}["nguyen"] == "declined"
     one = json.loads(status("okafor", "--json", state=state).stdout)
     assert [r["id"] for r in one["recommenders"]] == ["okafor"]
+
+
+def test_plan_reads_at_100_columns(state: Path) -> None:
+    env = dict(os.environ, LORMAIL_STATE_DIR=str(state), NO_COLOR="1", COLUMNS="100")
+    env.pop("LORMAIL_CONFIG", None)
+    res = subprocess.run(
+        [sys.executable, "-m", "lormail", "--config", str(EXAMPLE), "plan", "--now", NOW],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=120,
+        check=False,
+    )
+    assert res.returncode == 0, res.stderr
+    out = lines(res.stdout)
+    assert max(len(line) for line in out) <= 100
+    # One block per message: when and status, to whom, the subject, then key and reason.
+    assert [" ".join(line.split()) for line in out[:9]] == [
+        "Plan as of 2026-11-22T12:00:00Z",
+        "",
+        "when (their time) to subject, then key: why",
+        "─" * 98,
+        "Mon 23 Nov 09:00 EST Professor Nguyen Thank you for letting me know",
+        "scheduled decline_thanks:nguyen: Professor Nguyen declined",
+        "on Thu 19 Nov; thanks all the same; overdue since",
+        "Fri 20 Nov, so at the first chance",
+        "",
+    ]
