@@ -8,7 +8,7 @@ timezone-aware; all offsets that make a nominal date are whole days.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta
 from operator import attrgetter
 from pathlib import Path
@@ -82,6 +82,11 @@ class Policy:
     decline_thanks: bool = True
     notify_outcomes: frozenset[str] = frozenset({"interview", "accepted", "matched"})
     check_in_every: int = 90  # days; 0 = never
+    followup_after: int = 7  # days after a sent request, while still planned
+    reply_hold: timedelta = timedelta(days=7)  # a reply holds reminders this long (inbox)
+    # Public holidays: a country code with an optional subdivision (US, US-CA,
+    # DE-BY), "auto" (the country of the recipient's zone) or "none".
+    holidays: str = "auto"
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,11 +116,42 @@ class Unavailable:
         return isinstance(day, date) and self.start <= day <= self.end
 
 
+_UTC_ZONE = ZoneInfo("UTC")
+_UNRESOLVED = datetime.min.replace(tzinfo=_UTC_ZONE)
+
+
 @dataclass(frozen=True, slots=True)
 class Letter:
-    program: str  # a Program.id
+    """One upload by a recommender, serving one program or several.
+
+    The loader resolves everything a reader needs: the key (the ``id``, else
+    the single program's id), the deadline (``due``, else the earliest of its
+    programs') with the zone its date is shown in, and the name messages use
+    (``name``, else ``portal``, else the single program's name, else the id).
+    Built by hand with only a key (the program id of a one-program letter),
+    the :class:`Roster` completes it from its programs.
+    """
+
+    key: str  # unique within the recommender; the L of reminder:R:L:N
     letter_id: str | None = None
     submitted_on: date | None = None
+    programs: tuple[str, ...] = ()  # Program ids, as listed; () = (key,)
+    deadline: datetime = _UNRESOLVED  # the instant (aware)
+    deadline_is_date: bool = True  # a date-only deadline: shown as that date everywhere
+    timezone: ZoneInfo = _UTC_ZONE  # the zone the deadline's date is read in
+    name: str = ""
+    portal: str | None = None
+    due: bool = False  # the deadline is the letter's own ``due``, not a program's
+
+    @property
+    def program(self) -> str:
+        """The first program: the only one of a single-program letter."""
+        return self.programs[0] if self.programs else self.key
+
+    @property
+    def deadline_date(self) -> date:
+        """The date the deadline states (in its own zone)."""
+        return self.deadline.astimezone(self.timezone).date()
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +174,12 @@ class Recommender:
     highlights: tuple[str, ...] = ()
     unavailable: tuple[Unavailable, ...] = ()
     letters: tuple[Letter, ...] = ()
+    # The resolved public-holiday calendar: (country, subdivision or None),
+    # or None when off (``holidays: none``, or a zone with no country).
+    holidays: tuple[str, str | None] | None = None
+
+    def letter(self, key: str) -> Letter | None:
+        return next((lt for lt in self.letters if lt.key == key), None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +188,7 @@ class Roster:
     defaults: Policy
     programs: tuple[Program, ...] = ()
     recommenders: tuple[Recommender, ...] = ()
+    unavailable: tuple[Unavailable, ...] = ()  # ``defaults: unavailable``: for everyone
     path: Path | None = None
     programs_by_id: Mapping[str, Program] = field(default_factory=dict, compare=False)
     recommenders_by_id: Mapping[str, Recommender] = field(default_factory=dict, compare=False)
@@ -153,8 +196,39 @@ class Roster:
     def __post_init__(self) -> None:
         if not self.programs_by_id and self.programs:
             object.__setattr__(self, "programs_by_id", {p.id: p for p in self.programs})
+        if any(not lt.name for r in self.recommenders for lt in r.letters):
+            object.__setattr__(
+                self, "recommenders", tuple(self._complete(r) for r in self.recommenders)
+            )
         if not self.recommenders_by_id and self.recommenders:
             object.__setattr__(self, "recommenders_by_id", {r.id: r for r in self.recommenders})
+
+    def _complete(self, rec: Recommender) -> Recommender:
+        """``rec`` with its hand-built letters' deadlines and names filled in."""
+        if all(lt.name for lt in rec.letters):
+            return rec
+        return replace(rec, letters=tuple(self._letter(lt) for lt in rec.letters))
+
+    def _letter(self, lt: Letter) -> Letter:
+        if lt.name:
+            return lt
+        ids = lt.programs or (lt.key,)
+        progs = sorted((self.programs_by_id[p] for p in ids), key=lambda p: (p.deadline, p.id))
+        first = progs[0]
+        portals = {p.portal for p in progs}
+        portal = lt.portal or (portals.pop() if len(portals) == 1 else None)
+        single = first.name if len(progs) == 1 else None
+        return replace(
+            lt,
+            programs=ids,
+            deadline=first.deadline if lt.deadline is _UNRESOLVED else lt.deadline,
+            deadline_is_date=first.deadline_is_date
+            if lt.deadline is _UNRESOLVED
+            else lt.deadline_is_date,
+            timezone=first.timezone if lt.deadline is _UNRESOLVED else lt.timezone,
+            name=lt.portal or single or portal or lt.key,
+            portal=portal,
+        )
 
 
 # --- config -----------------------------------------------------------------
@@ -222,6 +296,8 @@ class LogEntry:
     at: datetime  # when it was sent (sent) or last changed
     retry_at: datetime | None = None  # queued after a transient failure: not before this
     error: str | None = None
+    subject: str | None = None  # as sent (never rendered again)
+    to: str | None = None  # the address it went, or failed, to
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,13 +325,28 @@ class PlannedMessage:
     expires_at: datetime | None  # UTC; None = never
     status: str  # one of PLAN_STATUSES
     reason: str
-    # The programs the message is about: the anchor (reminder), the covered
-    # letters (thank_you), the outcomes' programs (outcome), the open letters
-    # (request, packet).  Sorted by deadline, then id.
+    # The programs the message is about: the reminded letters' (reminder), the
+    # covered letters' (thank_you), the outcomes' programs (outcome), the open
+    # letters' (request, packet).  Sorted by deadline, then id.
     programs: tuple[str, ...] = ()
     reminder_number: int | None = None
     final_reminder: bool = False
     outcomes: tuple[tuple[str, str], ...] = ()  # (program id, outcome), sorted
+    # The letters the message is about (Letter.key), by deadline then key:
+    # a reminder round's letters, a thank-you's covered letters.
+    letters: tuple[str, ...] = ()
+    # A reminder round: every reminder key it stands for (its own first).
+    # When it goes, each of them is logged as sent.
+    joined: tuple[str, ...] = ()
+    # Replies (reminders, follow-ups) go in the thread of the last message
+    # sent to the recommender: its key and subject as sent.
+    thread_key: str | None = None
+    thread_subject: str | None = None
+    # A reminder to someone asked in person who has had no mail from lormail.
+    first_contact: bool = False
+    # request_followup: the date (recipient's zone) the request went.
+    request_date: date | None = None
+    subject: str | None = None  # a sent message: the subject as logged
 
     def __reduce__(self) -> tuple[Any, ...]:
         # By its fields: restoring a slotted dataclass's state is several times slower.

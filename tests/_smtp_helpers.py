@@ -292,7 +292,7 @@ def make_roster(
                 email=f"{rid}@hospital.example.org",
                 timezone=CHICAGO,
                 policy=Policy(),
-                letters=(Letter(program="im"),),
+                letters=(Letter("im"),),
                 **extra,
             )
         )

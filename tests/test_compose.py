@@ -239,7 +239,7 @@ def test_loaded_templates_never_read_the_files_again(tmp_path: Path) -> None:
     folder = tmp_path / "templates"
     folder.mkdir()
     (folder / "request.txt.j2").write_text("Subject: A letter for {{ applicant.name }}?\n\nHello\n")
-    rec = recommender("lee", status="planned", letters=(Letter(program="im"),))
+    rec = recommender("lee", status="planned", letters=(Letter("im"),))
     ros = roster([program("im", date(2026, 12, 1))], [rec])
     request = next(m for m in sample_messages(ros, rec) if m.kind == "request")
     templates = Templates(folder).load_all()

@@ -80,7 +80,7 @@ def test_planned_without_ask_by_email_sends_nothing() -> None:
 def _letter(pid: str, submitted: date | None = None):  # type: ignore[no-untyped-def]
     from lormail.model import Letter
 
-    return Letter(program=pid, submitted_on=submitted)
+    return Letter(pid, submitted_on=submitted)
 
 
 def johnson(**kw: object) -> object:

@@ -564,6 +564,93 @@ ROSTER_CASES = [
         ["roster.yaml:15:1: a second document (---); keep everything in one"],
     ),
     (
+        "programs-without-id",
+        '      - {program: mph}\n      - {program: im-residency, letter_id: "LoR-1"}',
+        "      - {programs: [mph, im-residency]}",
+        [
+            "roster.yaml:22:20: recommenders[0].letters[0].programs: a letter for several "
+            "programs needs an id (like id: eras), unique among this recommender's letters"
+        ],
+    ),
+    (
+        "program-and-programs",
+        "      - {program: mph}",
+        "      - {program: mph, programs: [mph], id: x}",
+        [
+            "roster.yaml:22:9: recommenders[0].letters[0]: give either program (one program) "
+            "or programs (several, with an id), not both"
+        ],
+    ),
+    (
+        "program-in-two-letters",
+        "      - {program: mph}",
+        "      - {id: eras, programs: [mph, im-residency]}",
+        [
+            "roster.yaml:23:19: recommenders[0].letters[1].program: a second letter for "
+            "'im-residency' (the first is letters[0])"
+        ],
+    ),
+    (
+        "program-twice-in-a-letter",
+        "      - {program: mph}",
+        "      - {id: eras, programs: [mph, mph]}",
+        [
+            "roster.yaml:22:36: recommenders[0].letters[0].programs[1]: a second letter for "
+            "'mph' (the first is letters[0])"
+        ],
+    ),
+    (
+        "duplicate-letter-id",
+        '      - {program: mph}\n      - {program: im-residency, letter_id: "LoR-1"}',
+        "      - {id: x, programs: [mph]}\n      - {id: x, programs: [im-residency]}",
+        [
+            "roster.yaml:23:14: recommenders[0].letters[1].id: duplicate letter id 'x' "
+            "(also letters[0])"
+        ],
+    ),
+    (
+        "letter-id-is-a-program-key",
+        '      - {program: mph}\n      - {program: im-residency, letter_id: "LoR-1"}',
+        "      - {id: im-residency, programs: [mph]}\n      - {program: im-residency}",
+        [
+            "roster.yaml:23:19: recommenders[0].letters[1].program: 'im-residency' is also "
+            "the id of letters[0]"
+        ],
+    ),
+    (
+        "bad-due",
+        "      - {program: mph}",
+        "      - {id: x, programs: [mph], due: 15 Sep}",
+        [
+            "roster.yaml:22:39: recommenders[0].letters[0].due: expected a date like 2026-09-24 "
+            "or a timestamp like 2026-08-01T17:00:00-04:00, not '15 Sep'"
+        ],
+    ),
+    (
+        "unknown-holidays",
+        "  reminders: [14d, 7d]",
+        "  reminders: [14d, 7d]\n  holidays: XX",
+        [
+            "roster.yaml:7:13: defaults.holidays: 'XX' is not a country the holidays calendar "
+            "knows (like US, DE-BY, auto, none)"
+        ],
+    ),
+    (
+        "unknown-subdivision",
+        "    status: agreed",
+        "    status: agreed\n    holidays: US-QQ",
+        [
+            "roster.yaml:20:15: recommenders[0].holidays: 'QQ' is not a subdivision of US the "
+            "holidays calendar knows"
+        ],
+    ),
+    (
+        "defaults-unavailable-backwards",
+        "  reminders: [14d, 7d]",
+        "  reminders: [14d, 7d]\n  unavailable:\n    - {from: 2027-01-01, to: 2026-12-24}",
+        ["roster.yaml:8:30: defaults.unavailable[0].to: 2026-12-24 is before 'from' (2027-01-01)"],
+    ),
+    (
         "control-character-in-file",
         "    name: Dr. Emily Johnson",
         "    name: Dr. Émily\x07 Johnson",
@@ -586,6 +673,51 @@ def test_the_base_roster_is_valid(here: Path) -> None:
     roster = load_roster(Path("roster.yaml"))
     assert [p.id for p in roster.programs] == ["mph", "im-residency"]
     assert roster.recommenders[0].letters[1].letter_id == "LoR-1"
+
+
+def test_letters_for_several_programs(here: Path) -> None:
+    text = edit(
+        ROSTER,
+        '      - {program: mph}\n      - {program: im-residency, letter_id: "LoR-1"}',
+        "      - {id: eras, programs: [im-residency, mph], letter_id: LoR-9}\n",
+    )
+    (here / "roster.yaml").write_text(text, encoding="utf-8")
+    [letter] = load_roster(Path("roster.yaml")).recommenders[0].letters
+    assert (letter.key, letter.programs, letter.name) == ("eras", ("im-residency", "mph"), "eras")
+    # The earliest deadline of its programs, shown as that program states it.
+    assert (letter.deadline_date, letter.deadline_is_date) == (date(2026, 12, 1), True)
+    text = text.replace("letter_id: LoR-9}", "name: ERAS, due: 2026-11-15}")
+    (here / "roster.yaml").write_text(text, encoding="utf-8")
+    [letter] = load_roster(Path("roster.yaml")).recommenders[0].letters
+    assert letter.name == "ERAS"
+    # A date-only due ends that day in the applicant's zone.
+    assert letter.deadline == datetime(2026, 11, 16, 4, 59, 59, tzinfo=UTC)
+    assert letter.deadline_date == date(2026, 11, 15)
+
+
+def test_holidays_and_blackouts_for_everyone(here: Path) -> None:
+    text = edit(
+        ROSTER,
+        "  reminders: [14d, 7d]",
+        "  reminders: [14d, 7d]\n  unavailable:\n    - {from: 2026-12-24, to: 2027-01-01, "
+        "note: winter break}",
+    )
+    text += "  - {id: weber, name: Prof. Weber, email: w@uni.example, timezone: Europe/Berlin}\n"
+    text += (
+        "  - {id: ito, name: Dr. Ito, email: i@u.example, timezone: Asia/Tokyo, holidays: none}\n"
+    )
+    text += "  - {id: ca, name: Dr. Ca, email: c@u.example, holidays: us-ca}\n"
+    (here / "roster.yaml").write_text(text, encoding="utf-8")
+    roster = load_roster(Path("roster.yaml"))
+    assert [r.holidays for r in roster.recommenders] == [
+        ("US", None),
+        ("DE", None),
+        None,
+        ("US", "CA"),
+    ]
+    assert [(u.start, u.end, u.note) for u in roster.unavailable] == [
+        (date(2026, 12, 24), date(2027, 1, 1), "winter break")
+    ]
 
 
 def test_material_file_must_exist(here: Path) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 
 from lormail.core.durations import DurationError, parse_days, parse_duration
 from lormail.load import fields as F
+from lormail.load.countries import check_holidays
 from lormail.load.fields import Source, join
 from lormail.load.yamlsrc import Node, Scalar
 from lormail.model import OUTCOMES, WEEKDAYS, Policy
@@ -29,6 +30,9 @@ POLICY_KEYS = (
     "decline_thanks",
     "notify_outcomes",
     "check_in_every",
+    "followup_after",
+    "reply_hold",
+    "holidays",
 )
 _POLICY_SET = frozenset(POLICY_KEYS)
 _NOTIFIABLE = tuple(o for o in OUTCOMES if o != "pending")
@@ -46,12 +50,12 @@ def read_policy(src: Source, f: dict[str, Node], path: str, base: Policy) -> Pol
         if node is None or F.is_null(node):
             continue
         where = join(path, key)
-        if key in ("ask_lead", "thank_you_delay"):
+        if key in ("ask_lead", "thank_you_delay", "followup_after"):
             changes[key] = days(src, node, where)
         elif key == "check_in_every":
             zero = isinstance(node, Scalar) and node.plain and node.text == "0"
             changes[key] = 0 if zero else days(src, node, where)
-        elif key == "min_gap":
+        elif key in ("min_gap", "reply_hold"):
             changes[key] = duration(src, node, where)
         elif key == "reminders":
             changes[key] = reminders(src, node, where)
@@ -61,6 +65,8 @@ def read_policy(src: Source, f: dict[str, Node], path: str, base: Policy) -> Pol
                 changes["window_start"], changes["window_end"] = window
         elif key == "send_days":
             changes[key] = send_days(src, node, where)
+        elif key == "holidays":
+            changes[key] = holiday_setting(src, node, where)
         elif key == "decline_thanks":
             changes[key] = src.boolean(node, where)
         else:
@@ -109,6 +115,20 @@ def reminders(src: Source, node: Node, path: str) -> tuple[int, ...] | None:
         else:
             out[value] = item
     return tuple(sorted(out, reverse=True)) if ok else None
+
+
+def holiday_setting(src: Source, node: Node, path: str) -> str | None:
+    """``US``, ``US-CA``, ``DE-BY``, ``auto`` or ``none``."""
+    word = src.text(node, path, F.LINE)
+    if word is None:
+        return None
+    code = word.strip()
+    code = code.lower() if code.lower() in ("auto", "none") else code.upper()
+    why = check_holidays(code)
+    if why is not None:
+        src.add(node, path, why)
+        return None
+    return code
 
 
 def send_window(src: Source, node: Node, path: str) -> tuple[time, time] | None:

@@ -31,6 +31,7 @@ from zoneinfo import ZoneInfo
 
 from lormail.errors import LormailError, Problem
 from lormail.load import fields as F
+from lormail.load.countries import resolve_holidays
 from lormail.load.fields import BODY, LINE, Source, join
 from lormail.load.policy import POLICY_KEYS, read_policy
 from lormail.load.yamlsrc import Node, Scalar, display_name, parse, read_text
@@ -64,8 +65,10 @@ _RECOMMENDER = frozenset((
     "ask_on", "ask_by_email", "asked_on", "agreed_on", "declined_on", "waived",
     "highlights", "unavailable", "letters", *POLICY_KEYS,
 ))  # fmt: skip
-_LETTER = frozenset(("program", "letter_id", "submitted_on"))
-_PROGRAM_KEY = ("program",)
+_LETTER = frozenset(
+    ("program", "programs", "id", "due", "name", "portal", "letter_id", "submitted_on")
+)
+_DEFAULTS = frozenset((*POLICY_KEYS, "unavailable"))
 _UNAVAILABLE = frozenset(("from", "to", "note"))
 
 # Ids go into message keys such as reminder:R:P:N and thank_you:R:P1+P2.
@@ -141,6 +144,8 @@ class _RosterReader:
         self.base = Path(os.path.abspath(path)).parent
         self.path = path
         self.where: _Where = {}
+        self.applicant_zone: ZoneInfo = ZoneInfo("UTC")
+        self.programs_by_id: dict[str, Program] = {}
         # Every id as written, valid or not: one bad id is one problem, not one per letter.
         self.program_ids: set[str] = set()
 
@@ -152,11 +157,21 @@ class _RosterReader:
             raise AssertionError("unreachable")
         applicant = self.applicant(top.get("applicant"))
         defaults = Policy()
+        blackouts: list[Unavailable] = []
         if "defaults" in top:
-            section = src.fields(top["defaults"], "defaults", POLICY_KEYS)
+            section = src.fields(top["defaults"], "defaults", _DEFAULTS)
             if section is not None:
                 defaults = read_policy(src, section, "defaults", defaults)
+                blackouts = self.listed(
+                    section,
+                    "defaults",
+                    "unavailable",
+                    "[{from: 2026-12-24, to: 2027-01-01}]",
+                    self.unavailable,
+                )
+        self.applicant_zone = applicant.timezone
         programs = self.programs(top.get("programs"), applicant.timezone)
+        self.programs_by_id = {p.id: p for p in programs}
         recommenders = self.recommenders(top.get("recommenders"), applicant.timezone, defaults)
         src.raise_problems()
         return Roster(
@@ -164,6 +179,7 @@ class _RosterReader:
             defaults=defaults,
             programs=tuple(programs),
             recommenders=tuple(recommenders),
+            unavailable=tuple(blackouts),
             path=self.path,
         )
 
@@ -395,6 +411,7 @@ class _RosterReader:
             highlights=tuple(highlights),
             unavailable=tuple(unavailable),
             letters=tuple(letters),
+            holidays=resolve_holidays(policy.holidays, own_zone or zone),
         )
 
     def letters(self, node: Node | None, path: str) -> list[Letter]:
@@ -404,8 +421,9 @@ class _RosterReader:
         out = []
         base = path + ".letters"
         first: dict[str, str] = {}  # program → the letters[j] that has it
+        keys: dict[str, str] = {}  # letter key → the letters[j] that has it
         for j, entry in enumerate(self.src.items(node, base, "[{program: ...}]")):
-            value = self.letter(entry, f"{base}[{j}]", first, f"letters[{j}]")
+            value = self.letter(entry, f"{base}[{j}]", first, keys, f"letters[{j}]")
             if value is not None:
                 out.append(value)
         return out
@@ -446,27 +464,43 @@ class _RosterReader:
             return None
         return Unavailable(start=start, end=end, note=note or "")
 
-    def letter(self, node: Node, path: str, first: dict[str, str], name: str) -> Letter | None:
-        """One letter (``name`` is its ``letters[j]``); its program must exist, once."""
+    def letter(
+        self, node: Node, path: str, first: dict[str, str], keys: dict[str, str], name: str
+    ) -> Letter | None:
+        """One letter (``name`` is its ``letters[j]``): one program, or several with an id."""
         src = self.src
-        f = src.fields(node, path, _LETTER, _PROGRAM_KEY)
-        if f is None or "program" not in f:
+        f = src.fields(node, path, _LETTER)
+        if f is None:
             return None
-        pnode = f["program"]
-        program = F.ready_text(pnode)
-        if program is None:
-            program = src.text(pnode, path + ".program", LINE)
-        if program is not None:
-            if program not in self.program_ids:
-                hint = F.did_you_mean(program, sorted(self.program_ids))
-                src.add(pnode, path + ".program", f"no program has the id '{program}'{hint}")
-            elif program in first:
-                src.add(
-                    pnode,
-                    path + ".program",
-                    f"a second letter for '{program}' (the first is {first[program]})",
-                )
-            first.setdefault(program, name)
+        if ("program" in f) == ("programs" in f):
+            src.add(
+                node,
+                path,
+                "give either program (one program) or programs (several, with an id), not "
+                + ("both" if "program" in f else "neither"),
+            )
+            return None
+        if "program" in f:
+            pnodes = [f["program"]]
+            paths = [path + ".program"]
+        else:
+            pnodes = src.items(f["programs"], path + ".programs", "[bwh-im, mgh-im]")
+            paths = [f"{path}.programs[{k}]" for k in range(len(pnodes))]
+            if not pnodes:
+                src.add(f["programs"], path + ".programs", "must list at least one program")
+                return None
+        programs: list[str] = []
+        ok = True
+        for pnode, ppath in zip(pnodes, paths, strict=True):
+            program = self.letter_program(pnode, ppath, first, name)
+            if program is None:
+                ok = False
+            elif program in programs:
+                src.add(pnode, ppath, f"'{program}' is listed twice")
+                ok = False
+            else:
+                programs.append(program)
+        key = self.letter_key(f, path, programs, keys, name)
         submitted = None
         if (snode := f.get("submitted_on")) is not None:
             if type(snode) is Scalar:
@@ -475,9 +509,95 @@ class _RosterReader:
                 submitted = src.date(snode, path + ".submitted_on")
             if submitted is not None:
                 self.where[path + ".submitted_on"] = (snode.line, snode.col)
+        due = None
+        if (dnode := f.get("due")) is not None and not F.is_null(dnode):
+            due = self.deadline(dnode, path + ".due", self.applicant_zone)
         lnode = f.get("letter_id")
         letter_id = src.text(lnode, path + ".letter_id") if lnode is not None else None
-        return Letter(program or "", letter_id, submitted)  # (program, letter_id, submitted_on)
+        own_name = src.required_text(f["name"], path + ".name") if "name" in f else None
+        own_portal = src.required_text(f["portal"], path + ".portal") if "portal" in f else None
+        if not ok or key is None:
+            return None
+        progs = sorted((self.programs_by_id[p] for p in programs), key=lambda p: (p.deadline, p.id))
+        earliest = progs[0]
+        portals = {p.portal for p in progs}
+        portal = own_portal or (portals.pop() if len(portals) == 1 else None)
+        single = earliest.name if len(progs) == 1 else None
+        return Letter(
+            key=key,
+            programs=tuple(programs),
+            deadline=due[0] if due else earliest.deadline,
+            deadline_is_date=due[1] if due else earliest.deadline_is_date,
+            timezone=self.applicant_zone if due else earliest.timezone,
+            name=own_name or own_portal or single or portal or key,
+            portal=portal,
+            letter_id=letter_id,
+            submitted_on=submitted,
+            due=due is not None,
+        )
+
+    def letter_program(
+        self, pnode: Node, path: str, first: dict[str, str], name: str
+    ) -> str | None:
+        """A program id a letter names: it must exist, in one letter of the recommender."""
+        src = self.src
+        program = F.ready_text(pnode)
+        if program is None:
+            program = src.text(pnode, path, LINE)
+        if program is None:
+            return None
+        if program not in self.program_ids:
+            hint = F.did_you_mean(program, sorted(self.program_ids))
+            src.add(pnode, path, f"no program has the id '{program}'{hint}")
+            return None
+        if program in first:
+            src.add(pnode, path, f"a second letter for '{program}' (the first is {first[program]})")
+            return None
+        first[program] = name
+        return program if program in self.programs_by_id else None
+
+    def letter_key(
+        self, f: dict[str, Node], path: str, programs: list[str], keys: dict[str, str], name: str
+    ) -> str | None:
+        """The letter's key: its ``id`` (required with ``programs``), else its program."""
+        src = self.src
+        inode = f.get("id")
+        if inode is None:
+            if "programs" in f:
+                src.add(
+                    f["programs"],
+                    path + ".programs",
+                    "a letter for several programs needs an id (like id: eras), "
+                    "unique among this recommender's letters",
+                )
+                return None
+            if not programs:
+                return None
+            if programs[0] in keys:
+                src.add(
+                    f["program"],
+                    path + ".program",
+                    f"'{programs[0]}' is also the id of {keys[programs[0]]}",
+                )
+                return None
+            keys[programs[0]] = name
+            return programs[0]
+        value = src.text(inode, path + ".id", LINE)
+        if value is None:
+            return None
+        if not _ID.fullmatch(value):
+            src.add(
+                inode,
+                path + ".id",
+                f"{F.shown(value)} is not a valid id: use letters, digits, "
+                "'.', '_' and '-', starting with a letter or digit",
+            )
+            return None
+        if value in keys:
+            src.add(inode, path + ".id", f"duplicate letter id '{value}' (also {keys[value]})")
+            return None
+        keys[value] = name
+        return value
 
 
 def roster_warnings(roster: Roster, now: datetime) -> list[Problem]:
@@ -504,7 +624,8 @@ def _warnings(roster: Roster, now: datetime, file: str | None, where: _Where) ->
             continue
         for letter in r.letters:
             if letter.submitted_on is None:
-                waiting.setdefault(letter.program, []).append(r.id)
+                for pid in letter.programs:
+                    waiting.setdefault(pid, []).append(r.id)
     for i, p in enumerate(roster.programs):
         if p.deadline < now and p.id in waiting:
             who = waiting[p.id]
@@ -520,7 +641,8 @@ def _warnings(roster: Roster, now: datetime, file: str | None, where: _Where) ->
             late = [
                 f"{q.id} ({q.deadline_date})"
                 for letter in r.letters
-                if (q := roster.programs_by_id.get(letter.program)) is not None
+                for pid in letter.programs
+                if (q := roster.programs_by_id.get(pid)) is not None
                 and r.asked_on > q.deadline_date
             ]
             if late:
