@@ -20,6 +20,10 @@ Events:
 * ``msg-<hash of key>@lormail``: each scheduled or due message, 15 minutes,
   transparent, in the recipient's zone (only with ``include_messages``).
 * ``away-<recommender>-<first day>@lormail``: each ``unavailable`` range.
+* ``blackout-<first day>-<last day>@lormail``: each ``defaults: unavailable``
+  range, when lormail writes to no one.
+* ``holiday-<day>@lormail``: each public holiday on which a recommender with a
+  letter to come gets nothing, from this year to the last deadline's.
 * ``checkin-<recommender>@lormail``: "Check in with Dr. X", one all-day event
   recurring every ``check_in_every`` days (``RRULE:FREQ=DAILY;INTERVAL=N``)
   from that many days after the last message to them, sent or planned.  A
@@ -136,6 +140,7 @@ class _Builder:
 
     roster: Roster
     config: CalendarConfig
+    now: datetime
     zones: dict[str, tuple[int, int]] = field(default_factory=dict)  # zone → years used
     _ask_by: dict[str, date | None] = field(default_factory=dict)
 
@@ -224,28 +229,83 @@ class _Builder:
         else:
             when = rec.asked_on
             state = "asked" + (f" on {day_label(when)}" if when else "") + ", letter open"
-        return f"{rec.name}{ref}: {state}"
+        shared = ""
+        if len(letter.programs) > 1:
+            # One upload for several programs: say so in each program's event.
+            shared = (
+                f" (one letter, {letter.name}, for {len(letter.programs)} programs,"
+                f" due {day_label(letter.deadline_date)})"
+            )
+        return f"{rec.name}{ref}: {state}{shared}"
 
     def _ask(self, rec: Recommender, day: date) -> _Event:
-        progs = sorted(
-            (self.roster.programs_by_id[lt.program] for lt in rec.letters),
-            key=lambda p: (p.deadline, p.id),
-        )
         about = [f"Ask {rec.name} for a letter by {day_label(day)}."]
         if rec.ask_by_email:
             sent_on = rec.ask_on or day
             about.append(f"lormail e-mails the request on {day_label(sent_on)}.")
         about.append("For:")
-        about.extend(f"- {p.name} (deadline {day_label(p.deadline_date)})" for p in progs)
+        for lt in sorted(rec.letters, key=lambda lt: (lt.deadline, lt.key)):
+            more = f", {len(lt.programs)} programs" if len(lt.programs) > 1 else ""
+            about.append(f"- {lt.name} (deadline {day_label(lt.deadline_date)}{more})")
         ev = _all_day(_event(f"Ask {_who(rec)} for a letter", "\n".join(about)), day, day)
         return _Event((1, day), f"ask-{_uid_part(rec.id)}@{UID_DOMAIN}", ev)
+
+    def blackouts(self) -> list[_Event]:
+        """``defaults: unavailable``: days lormail sends nothing to anyone."""
+        out = []
+        for spell in sorted(self.roster.unavailable, key=lambda u: (u.start, u.end, u.note)):
+            uid = f"blackout-{spell.start:%Y%m%d}-{spell.end:%Y%m%d}"
+            title = "No e-mail to recommenders" + (f": {spell.note}" if spell.note else "")
+            about = (
+                f"lormail sends no recommender anything {day_label(spell.start)} – "
+                f"{day_label(spell.end)}."
+            )
+            ev = _all_day(_event(title, about), spell.start, spell.end)
+            out.append(_Event((spell.start, uid), f"{uid}@{UID_DOMAIN}", ev))
+        return out
+
+    def holidays(self) -> list[_Event]:
+        """Public holidays on which a recommender with letters to come gets nothing.
+
+        One event a day, naming each holiday and whom it keeps lormail from
+        writing to, over the years from now to the last deadline.
+        """
+        waiting = [
+            (r, r.holidays)
+            for r in self.roster.recommenders
+            if r.holidays is not None
+            and r.status != "declined"
+            and any(lt.submitted_on is None for lt in r.letters)
+        ]
+        if not waiting:
+            return []
+        import holidays  # here: a roster without holidays never loads it
+
+        first = self.now.year
+        last = max([first, *(lt.deadline_date.year for r, _ in waiting for lt in r.letters)])
+        years = list(range(first, last + 1))
+        days: dict[date, dict[str, list[str]]] = {}
+        for rec, (country, subdiv) in waiting:
+            where = country + (f"-{subdiv}" if subdiv else "")
+            found = holidays.country_holidays(country, subdiv=subdiv, years=years, language="en_US")
+            for day, name in found.items():
+                label = f"{name} ({where})"
+                days.setdefault(day, {}).setdefault(label, []).append(_who(rec))
+        out = []
+        for day in sorted(days):
+            labels = days[day]
+            about = "\n".join(
+                f"{label}: lormail writes nothing to {', '.join(who)}."
+                for label, who in sorted(labels.items())
+            )
+            ev = _all_day(_event("Public holiday: " + "; ".join(sorted(labels)), about), day, day)
+            out.append(_Event((day,), f"holiday-{day:%Y%m%d}@{UID_DOMAIN}", ev))
+        return out
 
     def _waiting(self, rec: Recommender, request: PlannedMessage) -> _Event:
         """From the day the request went until their first deadline: the answer is awaited."""
         sent_day = request.send_at.astimezone(rec.timezone).date()
-        deadlines = sorted(
-            self.roster.programs_by_id[lt.program].deadline_date for lt in rec.letters
-        )
+        deadlines = sorted(lt.deadline_date for lt in rec.letters)
         last = next((d for d in deadlines if d >= sent_day), sent_day)
         about = (
             f"lormail e-mailed {rec.name} the request on {day_label(sent_day)}. Once they "
@@ -409,21 +469,24 @@ def build_calendar(
     SEQUENCE + 1, both stamped ``now``.  Same inputs, same bytes.
     """
     now = now.replace(microsecond=0)
-    builder = _Builder(roster, config)
+    builder = _Builder(roster, config, now)
     by_recommender: dict[str, list[PlannedMessage]] = {}
     for m in plan.messages:
         by_recommender.setdefault(m.recommender, []).append(m)
     writers: dict[str, list[tuple[Recommender, Letter]]] = {}
     for rec in roster.recommenders:
         for letter in rec.letters:
-            writers.setdefault(letter.program, []).append((rec, letter))
+            for pid in letter.programs:
+                writers.setdefault(pid, []).append((rec, letter))
 
-    # Each program's deadline, by deadline; then each recommender's events, by id;
-    # then messages to nobody in the roster (a plan made for another roster).
+    # Each program's deadline, by deadline; the days nobody gets mail; then each
+    # recommender's events, by id; then messages to nobody in the roster (a plan
+    # made for another roster).
     events = [
         builder.deadline(p, writers.get(p.id, []))
         for p in sorted(roster.programs, key=lambda p: (p.deadline, p.id))
     ]
+    events += builder.blackouts() + builder.holidays()
     for rec in sorted(roster.recommenders, key=lambda r: r.id):
         events += builder.recommender_events(rec, by_recommender.pop(rec.id, ()))
     events += builder.message_events(m for ms in by_recommender.values() for m in ms)
