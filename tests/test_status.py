@@ -145,3 +145,58 @@ def test_plan_reads_at_100_columns(state: Path) -> None:
         "Fri 20 Nov, so at the first chance",
         "",
     ]
+
+
+ERAS_ROSTER = """\
+applicant: {name: Sarah Chen, email: sarah@example.edu, timezone: America/New_York}
+programs:
+  - {id: bwh, name: BWH Internal Medicine, deadline: 2026-12-20, portal: ERAS}
+  - {id: mgh, name: MGH Internal Medicine, deadline: 2026-12-10, portal: ERAS}
+  - {id: ucl, name: UCL MSc, deadline: 2026-11-20, timezone: Europe/London}
+recommenders:
+  - id: lee
+    name: Dr. Grace Lee
+    email: lee@example.org
+    status: agreed
+    agreed_on: 2026-10-01
+    letters:
+      - {id: eras, programs: [bwh, mgh], letter_id: LoR-1}
+      - {program: ucl}
+"""
+
+
+def test_a_letter_for_several_programs_is_one_row_and_lists_them_for_one_recommender(
+    tmp_path: Path, state: Path
+) -> None:
+    (tmp_path / "roster.yaml").write_text(ERAS_ROSTER)
+    (tmp_path / "config.yaml").write_text("roster: roster.yaml\ntemplates: null\n")
+    env = dict(os.environ, LORMAIL_STATE_DIR=str(state), NO_COLOR="1", COLUMNS="100")
+    env.pop("LORMAIL_CONFIG", None)
+
+    config = str(tmp_path / "config.yaml")
+
+    def run(*args: str) -> str:
+        res = subprocess.run(
+            [sys.executable, "-m", "lormail", "--config", config, "status", *args, "--now", NOW],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+            check=False,
+        )
+        assert res.returncode == 0, res.stderr
+        return res.stdout
+
+    rows = [" ".join(line.split()) for line in run().splitlines()]
+    assert "UCL MSc Fri 20 Nov (past) past deadline" in rows
+    assert "ERAS [LoR-1] (2 programs) Thu 10 Dec (18d) agreed" in rows
+    assert "2 letters: 1 to come, 1 past deadline." in rows
+    one = [" ".join(line.split()) for line in run("lee").splitlines()]
+    at = one.index("ERAS [LoR-1] Thu 10 Dec (18d) agreed")
+    assert one[at + 1 : at + 3] == ["MGH Internal Medicine", "BWH Internal Medicine"]
+    data = json.loads(run("--json"))
+    eras = data["recommenders"][0]["letters"][1]
+    assert (eras["key"], eras["programs"], eras["to_come"]) == ("eras", ["mgh", "bwh"], True)
+    by_id = {p["id"]: p for p in data["programs"]}
+    assert [lt["letter"] for lt in by_id["bwh"]["letters"]] == ["eras"]
+    assert (by_id["bwh"]["missing"], by_id["ucl"]["missing"]) == (1, 0)

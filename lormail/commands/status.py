@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import argparse
 import difflib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from lormail.app.context import App
 from lormail.commands.output import console, print_json
@@ -44,12 +46,8 @@ class LetterView:
     """One letter of one recommender, as status shows it."""
 
     recommender: Recommender
-    key: str  # the letter's part of message keys
-    name: str
-    programs: tuple[Program, ...]
-    deadline: Program  # the program whose deadline the letter is due by
-    letter_id: str | None
-    submitted_on: date | None
+    letter: Letter
+    programs: tuple[Program, ...]  # by deadline
     state: str
 
     @property
@@ -59,44 +57,33 @@ class LetterView:
 
 def letter_views(roster: Roster, rec: Recommender, now: datetime) -> list[LetterView]:
     """``rec``'s letters, by deadline, with their states as of ``now``."""
-    out = []
-    for lt in rec.letters:
-        progs = _programs(roster, lt)
-        due = min(progs, key=lambda p: (p.deadline, p.id))
-        out.append(
-            LetterView(
-                recommender=rec,
-                key=lt.program,
-                name=due.name,
-                programs=progs,
-                deadline=due,
-                letter_id=lt.letter_id,
-                submitted_on=lt.submitted_on,
-                state=_state(rec, lt, due, now),
-            )
+    out = [
+        LetterView(
+            recommender=rec,
+            letter=lt,
+            programs=_by_deadline(roster.programs_by_id[p] for p in lt.programs),
+            state=_state(rec, lt, now),
         )
-    return sorted(out, key=lambda v: (v.deadline.deadline, v.key))
+        for lt in rec.letters
+    ]
+    return sorted(out, key=lambda v: (v.letter.deadline, v.letter.key))
 
 
-def _programs(roster: Roster, lt: Letter) -> tuple[Program, ...]:
-    return (roster.programs_by_id[lt.program],)
-
-
-def _state(rec: Recommender, lt: Letter, due: Program, now: datetime) -> str:
+def _state(rec: Recommender, lt: Letter, now: datetime) -> str:
     if lt.submitted_on is not None:
         return SUBMITTED
     if rec.status == "declined":
         return DECLINED
-    if due.deadline < now:
+    if lt.deadline < now:
         return PAST
     return _STATE_OF_STATUS[rec.status]
 
 
-def _due_text(p: Program, today: date) -> str:
-    """The deadline as the program states it, with the days left from ``today``."""
-    local = p.deadline.astimezone(p.timezone)
+def _due_text(deadline: datetime, is_date: bool, zone: ZoneInfo, today: date) -> str:
+    """A deadline as the program (or letter) states it, with the days left from ``today``."""
+    local = deadline.astimezone(zone)
     text = day_label(local.date(), today.year)
-    if not p.deadline_is_date:
+    if not is_date:
         text += f" {local:%H:%M} {local.tzname()}"
     days = (local.date() - today).days
     return text + (" (past)" if days < 0 else " (today)" if days == 0 else f" ({days}d)")
@@ -134,14 +121,15 @@ def status_json(app: App, roster: Roster, plan: Plan) -> dict[str, Any]:
 
 
 def _letter_json(v: LetterView) -> dict[str, Any]:
+    lt = v.letter
     return {
-        "key": v.key,
-        "name": v.name,
+        "key": lt.key,
+        "name": lt.name,
         "programs": [p.id for p in v.programs],
-        "letter_id": v.letter_id,
-        "deadline": utc_text(v.deadline.deadline),
+        "letter_id": lt.letter_id,
+        "deadline": utc_text(lt.deadline),
         "state": v.state,
-        "submitted_on": v.submitted_on.isoformat() if v.submitted_on else None,
+        "submitted_on": lt.submitted_on.isoformat() if lt.submitted_on else None,
         "to_come": v.to_come,
     }
 
@@ -158,9 +146,11 @@ def _program_json(p: Program, views: dict[str, list[LetterView]]) -> dict[str, A
         "letters": [
             {
                 "recommender": v.recommender.id,
-                "letter": v.key,
+                "letter": v.letter.key,
                 "state": v.state,
-                "submitted_on": v.submitted_on.isoformat() if v.submitted_on else None,
+                "submitted_on": v.letter.submitted_on.isoformat()
+                if v.letter.submitted_on
+                else None,
             }
             for v in letters
         ],
@@ -183,8 +173,8 @@ def _next_messages(plan: Plan) -> dict[str, PlannedMessage]:
     return out
 
 
-def _by_deadline(programs: tuple[Program, ...]) -> list[Program]:
-    return sorted(programs, key=lambda p: (p.deadline, p.id))
+def _by_deadline(programs: Iterable[Program]) -> tuple[Program, ...]:
+    return tuple(sorted(programs, key=lambda p: (p.deadline, p.id)))
 
 
 # --- for people -----------------------------------------------------------------------
@@ -237,7 +227,9 @@ def _print_letters(
         for v in letter_views(roster, rec, plan.now):
             kind = "to come" if v.to_come else v.state
             counts[kind] = counts.get(kind, 0) + 1
-            table.add_row(_letter_name(v, detail), _due_text(v.deadline, today), _state_text(v))
+            lt = v.letter
+            due = _due_text(lt.deadline, lt.deadline_is_date, lt.timezone, today)
+            table.add_row(_letter_name(v, detail), due, _state_text(v))
         if detail:
             for m in plan.messages:
                 if m.recommender == rec.id and m.status in UPCOMING and m is not nxt:
@@ -253,7 +245,8 @@ def _print_letters(
 
 
 def _letter_name(v: LetterView, detail: bool) -> str:
-    name = _esc(v.name) + (f" [dim]{_esc(f'[{v.letter_id}]')}[/]" if v.letter_id else "")
+    lt = v.letter
+    name = _esc(lt.name) + (f" [dim]{_esc(f'[{lt.letter_id}]')}[/]" if lt.letter_id else "")
     if len(v.programs) > 1:
         if detail:
             name += "\n  " + "\n  ".join(
@@ -266,8 +259,9 @@ def _letter_name(v: LetterView, detail: bool) -> str:
 
 def _state_text(v: LetterView) -> str:
     text = v.state
-    if v.state == SUBMITTED and v.submitted_on:
-        text += f" {day_label(v.submitted_on, v.submitted_on.year)}"
+    when = v.letter.submitted_on
+    if v.state == SUBMITTED and when:
+        text += f" {day_label(when, when.year)}"
     return f"[{_STYLES.get(v.state, 'cyan')}]{text}[/]"
 
 
@@ -301,7 +295,7 @@ def _print_programs(roster: Roster, plan: Plan, today: date) -> None:
         outcome = p.outcome + (f" {day_label(p.outcome_on, today.year)}" if p.outcome_on else "")
         table.add_row(
             _esc(p.name) + (f"\n[dim]{_esc(p.portal)}[/]" if p.portal else ""),
-            _due_text(p, today),
+            _due_text(p.deadline, p.deadline_is_date, p.timezone, today),
             text,
             outcome if p.outcome != "pending" else "[dim]pending[/]",
         )
