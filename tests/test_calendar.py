@@ -582,3 +582,15 @@ def test_blackouts_and_public_holidays_are_all_day_events() -> None:
     # Holidays run from this year to the year of the last deadline, no further.
     days = sorted(u for u in evs if u.startswith("holiday-"))
     assert days[0] == "holiday-20260101@lormail" and days[-1] <= "holiday-20271231@lormail"
+
+
+def test_a_reminder_round_is_titled_by_its_letters() -> None:
+    roster = example_roster()
+    m = next(m for m in plan(roster, EMPTY_SNAPSHOT, NOW).messages if m.kind == "reminder")
+    johnson = roster.recommenders_by_id["johnson"]
+    keys = tuple(lt.key for lt in johnson.letters)
+    round_ = replace(m, recommender="johnson", letters=keys, reminder_number=1)
+    ev = events(build_calendar(roster, Plan(NOW, (round_,)), {}, CAL_CONFIG, NOW).data)[
+        message_uid(m.key)
+    ]
+    assert ev["SUMMARY"] == "Reminder 1 to Dr. Johnson (MPH in Epidemiology (SOPHAS) and 1 more)"

@@ -364,20 +364,27 @@ class _Builder:
         return _Event((4, m.send_at, m.key), message_uid(m.key), ev)
 
     def _message_title(self, m: PlannedMessage, who: str) -> str:
-        progs = m.programs
-        first = self._program_name(progs[0]) if progs else ""
+        names = self._about(m)
+        about = ""
+        if len(names) == 1:
+            about = f" ({names[0]})"
+        elif len(names) > 1:
+            about = f" ({names[0]} and {len(names) - 1} more)"
         if m.kind == "reminder":
             label = f"Reminder {m.reminder_number}" if m.reminder_number else "Reminder"
-            return f"{label} to {who}" + (f" ({first})" if progs else "")
+            return f"{label} to {who}{about}"
         if m.kind == "outcome" and m.outcomes:
             parts = ", ".join(f"{self._program_name(p)}: {o}" for p, o in m.outcomes)
             return f"Outcome update to {who} ({parts})"
-        title = f"{_KIND_TITLES.get(m.kind, m.kind)} to {who}"
-        if len(progs) == 1:
-            return f"{title} ({first})"
-        if len(progs) > 1:
-            return f"{title} ({first} and {len(progs) - 1} more)"
-        return title
+        return f"{_KIND_TITLES.get(m.kind, m.kind)} to {who}{about}"
+
+    def _about(self, m: PlannedMessage) -> list[str]:
+        """What a message is about: its letters' names, else its programs' names."""
+        rec = self.roster.recommenders_by_id.get(m.recommender)
+        if m.letters and rec is not None:
+            found = {lt.key: lt.name for lt in rec.letters}
+            return [found.get(key, key) for key in m.letters]
+        return [self._program_name(p) for p in m.programs]
 
     def _program_name(self, program_id: str) -> str:
         p = self.roster.programs_by_id.get(program_id)
