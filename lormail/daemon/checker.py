@@ -47,7 +47,6 @@ with ``("end",)``.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import fcntl
 import gc
 import hashlib
@@ -74,7 +73,6 @@ from lormail.model import DUE, SCHEDULED, Config, Plan, Program, Recommender, Ro
 
 if TYPE_CHECKING:
     from lormail.app.send import SendReport
-    from lormail.core.calendar import CalendarCache
     from lormail.core.plan import Parts
 
 log = logging.getLogger("lormail.daemon")
@@ -561,15 +559,12 @@ class _Worker:
         if not calendar.feed.enabled and calendar.file is None:
             return
         assert inputs.config.state_dir is not None
-        cache = self.memo.calendar if self.memo is not None else None
         state_dir = inputs.config.state_dir
-        with publishing(inputs.roster, plan, calendar, state_dir, now, cache) as built:
+        with publishing(inputs.roster, plan, calendar, state_dir, now) as built:
             if calendar.feed.enabled:  # the feed first: it is what an edit waits for
                 self.emit("calendar", built.data)
             if calendar.file is not None:
                 write_atomic(calendar.file, built.data)
-        if self.memo is not None:
-            self.memo = dataclasses.replace(self.memo, calendar=built.cache)
         log.debug("calendar published (%d bytes)", len(built.data))
 
 
@@ -586,7 +581,7 @@ class _Memo:
     inputs: str  # the digest of the inputs they were made from
     state_dir: Path
     parts: Parts
-    calendar: CalendarCache | None
+    calendar: object  # no longer kept: the calendar is built from scratch each time
 
     def save(self) -> None:
         """Write it to the state folder (no fsync: a memo lost is only time lost)."""
