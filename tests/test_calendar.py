@@ -37,6 +37,7 @@ from lormail.model import (
 from tests._cal_helpers import (
     CAL_CONFIG,
     NY,
+    dated,
     example_roster,
     program,
     recommender,
@@ -594,3 +595,15 @@ def test_a_reminder_round_is_titled_by_its_letters() -> None:
         message_uid(m.key)
     ]
     assert ev["SUMMARY"] == "Reminder 1 to Dr. Johnson (MPH in Epidemiology (SOPHAS) and 1 more)"
+
+
+def test_a_letters_own_due_date_is_in_its_programs_deadline() -> None:
+    roster = example_roster()
+    own = Letter("ucl-msc", deadline=dated(date(2027, 1, 8), NY), timezone=NY, due=True)
+    wong = replace(roster.recommenders_by_id["wong"], letters=(own,))
+    recs = tuple(wong if r.id == "wong" else r for r in roster.recommenders)
+    roster = Roster(roster.applicant, roster.defaults, roster.programs, recs)
+    ev = events(build(roster).data)["deadline-ucl-msc@lormail"]
+    assert str(ev["DESCRIPTION"]).endswith(
+        "- Dr. Mei Wong: agreed on Wed 2 Sep 2026, letter open (wanted by Fri 8 Jan 2027)"
+    )

@@ -230,7 +230,9 @@ class _Builder:
             when = rec.asked_on
             state = "asked" + (f" on {day_label(when)}" if when else "") + ", letter open"
         shared = ""
-        if len(letter.programs) > 1:
+        if letter.due and len(letter.programs) == 1:  # the applicant's own date, earlier
+            shared = f" (wanted by {day_label(letter.deadline_date)})"
+        elif len(letter.programs) > 1:
             # One upload for several programs: say so in each program's event.
             shared = (
                 f" (one letter, {letter.name}, for {len(letter.programs)} programs,"
