@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 
 from lormail.app.context import App
 from lormail.commands.output import console, print_json
-from lormail.commands.plan import UPCOMING
+from lormail.commands.plan import UPCOMING, held_plan
 from lormail.core.instants import utc_text
 from lormail.core.slots import day_label
 from lormail.errors import EXIT_OK, EXIT_USAGE, LormailError, Problem
@@ -182,7 +182,7 @@ def _by_deadline(programs: Iterable[Program]) -> tuple[Program, ...]:
 
 def cmd_status(app: App, args: argparse.Namespace) -> int:
     roster = app.roster()
-    plan = app.plan()
+    plan, holds = held_plan(app)
     only: str | None = getattr(args, "recommender", None)
     if only is not None and only not in roster.recommenders_by_id:
         close = difflib.get_close_matches(only, list(roster.recommenders_by_id), n=1)
@@ -199,13 +199,18 @@ def cmd_status(app: App, args: argparse.Namespace) -> int:
         _print_programs(roster, plan, today)
     else:
         recs = [roster.recommenders_by_id[only]] if only else list(roster.recommenders)
-        _print_letters(roster, plan, recs, today, detail=only is not None)
+        _print_letters(roster, plan, holds, recs, today, detail=only is not None)
     _print_health(data)
     return EXIT_OK
 
 
 def _print_letters(
-    roster: Roster, plan: Plan, recs: list[Recommender], today: date, detail: bool
+    roster: Roster,
+    plan: Plan,
+    holds: Mapping[str, datetime],
+    recs: list[Recommender],
+    today: date,
+    detail: bool,
 ) -> None:
     from rich import box
     from rich.table import Table
@@ -222,7 +227,11 @@ def _print_letters(
         nxt = upcoming.get(rec.id)
         table.add_row(
             f"[bold]{_esc(rec.name)}[/] [dim]({rec.status})[/]",
-            *(_next_cells(nxt, rec, today, "next") if nxt else ("", "[dim]nothing planned[/]")),
+            *(
+                _next_cells(nxt, rec, "next", plan, holds)
+                if nxt
+                else ("", "[dim]nothing planned[/]")
+            ),
         )
         for v in letter_views(roster, rec, plan.now):
             kind = "to come" if v.to_come else v.state
@@ -233,7 +242,7 @@ def _print_letters(
         if detail:
             for m in plan.messages:
                 if m.recommender == rec.id and m.status in UPCOMING and m is not nxt:
-                    table.add_row("", *_next_cells(m, rec, today, "then"))
+                    table.add_row("", *_next_cells(m, rec, "then", plan, holds))
         table.add_section()
     out = console()
     out.print(table)
@@ -265,11 +274,19 @@ def _state_text(v: LetterView) -> str:
     return f"[{_STYLES.get(v.state, 'cyan')}]{text}[/]"
 
 
-def _next_cells(m: PlannedMessage, rec: Recommender, today: date, word: str) -> tuple[str, str]:
-    """A message to ``rec``: when (their time) and what."""
+def _next_cells(
+    m: PlannedMessage, rec: Recommender, word: str, plan: Plan, holds: Mapping[str, datetime]
+) -> tuple[str, str]:
+    """A message to ``rec``: when (their time, or how long it waits after an edit) and what."""
+    from lormail.core.holds import hold_text
+
     local = m.send_at.astimezone(rec.timezone)
-    when = f"{day_label(local.date(), today.year)} {local:%H:%M} {local.tzname()}"
+    year = plan.now.astimezone(rec.timezone).year
+    when = f"{day_label(local.date(), year)} {local:%H:%M} {local.tzname()}"
     what = f"{word}: {_KIND_NAMES.get(m.kind, m.kind)}"
+    held = hold_text(m, holds, plan.now)
+    if held:  # it goes in a few minutes, unless the roster is edited again
+        return "", f"{what} {held}"
     return when, what + ("" if m.status == "scheduled" else f" ({m.status})")
 
 
@@ -315,6 +332,10 @@ def _print_health(data: dict[str, Any]) -> None:
             "Daemon: not running. Start it with 'lormail run' or "
             "'systemctl --user enable --now lormail'."
         )
+    if d["running"] and d["last_error"]:
+        from rich.markup import escape
+
+        out.print(f"[bold red]Last error:[/] {escape(d['last_error'])}")
     for f in data["failed"]:
         out.print(f"[bold red]failed[/] {_esc(f['key'])} at {f['at']}: {_esc(f['reason'])}")
 
