@@ -162,7 +162,7 @@ def _program_json(p: Program, views: dict[str, list[LetterView]]) -> dict[str, A
 def _message_json(m: PlannedMessage | None) -> dict[str, Any] | None:
     if m is None:
         return None
-    return {"key": m.key, "kind": m.kind, "send_at": utc_text(m.send_at), "status": m.status}
+    return {"key": m.key, "send_at": utc_text(m.send_at), "status": m.status}
 
 
 def _next_messages(plan: Plan) -> dict[str, PlannedMessage]:
