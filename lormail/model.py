@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo
 KINDS: tuple[str, ...] = (
     "request",
     "packet",
+    "request_followup",
     "reminder",
     "thank_you",
     "decline_thanks",
@@ -124,24 +125,27 @@ _UNRESOLVED = datetime.min.replace(tzinfo=_UTC_ZONE)
 class Letter:
     """One upload by a recommender, serving one program or several.
 
-    The loader resolves everything a reader needs: the key (the ``id``, else
-    the single program's id), the deadline (``due``, else the earliest of its
-    programs') with the zone its date is shown in, and the name messages use
-    (``name``, else ``portal``, else the single program's name, else the id).
-    Built by hand with only a key (the program id of a one-program letter),
-    the :class:`Roster` completes it from its programs.
+    The roster's own keys come first; the :class:`Roster` resolves the rest
+    from its programs, so a letter always agrees with them: the deadline
+    (``due``, else the earliest of its programs') with the zone its date is
+    shown in, and the name messages use (``name``, else ``portal``, else the
+    single program's name, else the key).
     """
 
-    key: str  # unique within the recommender; the L of reminder:R:L:N
+    key: str  # the id, else the single program's id; the L of reminder:R:L:N
     letter_id: str | None = None
     submitted_on: date | None = None
     programs: tuple[str, ...] = ()  # Program ids, as listed; () = (key,)
+    due: datetime | None = None  # its own deadline (a date-only due: in the applicant's zone)
+    due_is_date: bool = False
+    own_name: str | None = None  # the letter's ``name``
+    own_portal: str | None = None  # the letter's ``portal``
+    # Resolved by the Roster:
     deadline: datetime = _UNRESOLVED  # the instant (aware)
     deadline_is_date: bool = True  # a date-only deadline: shown as that date everywhere
     timezone: ZoneInfo = _UTC_ZONE  # the zone the deadline's date is read in
     name: str = ""
-    portal: str | None = None
-    due: bool = False  # the deadline is the letter's own ``due``, not a program's
+    portal: str | None = None  # its own, else the one portal all its programs share
 
     @property
     def program(self) -> str:
@@ -196,37 +200,39 @@ class Roster:
     def __post_init__(self) -> None:
         if not self.programs_by_id and self.programs:
             object.__setattr__(self, "programs_by_id", {p.id: p for p in self.programs})
-        if any(not lt.name for r in self.recommenders for lt in r.letters):
-            object.__setattr__(
-                self, "recommenders", tuple(self._complete(r) for r in self.recommenders)
-            )
+        if any(r.letters for r in self.recommenders):
+            resolved = tuple(self._resolve(r) for r in self.recommenders)
+            object.__setattr__(self, "recommenders", resolved)
+            object.__setattr__(self, "recommenders_by_id", {})
         if not self.recommenders_by_id and self.recommenders:
             object.__setattr__(self, "recommenders_by_id", {r.id: r for r in self.recommenders})
 
-    def _complete(self, rec: Recommender) -> Recommender:
-        """``rec`` with its hand-built letters' deadlines and names filled in."""
-        if all(lt.name for lt in rec.letters):
-            return rec
-        return replace(rec, letters=tuple(self._letter(lt) for lt in rec.letters))
+    def _resolve(self, rec: Recommender) -> Recommender:
+        """``rec`` with its letters' deadlines, zones and names taken from the programs."""
+        letters = tuple(self._letter(lt) for lt in rec.letters)
+        return rec if letters == rec.letters else replace(rec, letters=letters)
 
     def _letter(self, lt: Letter) -> Letter:
-        if lt.name:
-            return lt
         ids = lt.programs or (lt.key,)
-        progs = sorted((self.programs_by_id[p] for p in ids), key=lambda p: (p.deadline, p.id))
-        first = progs[0]
+        progs = [self.programs_by_id[p] for p in ids if p in self.programs_by_id]
+        if not progs:
+            return lt
+        first = min(progs, key=lambda p: (p.deadline, p.id))
         portals = {p.portal for p in progs}
-        portal = lt.portal or (portals.pop() if len(portals) == 1 else None)
+        portal = lt.own_portal or (portals.pop() if len(portals) == 1 else None)
         single = first.name if len(progs) == 1 else None
+        if lt.due is not None:
+            zone = lt.due.tzinfo if isinstance(lt.due.tzinfo, ZoneInfo) else self.applicant.timezone
+            deadline, is_date = lt.due, lt.due_is_date
+        else:
+            zone, deadline, is_date = first.timezone, first.deadline, first.deadline_is_date
         return replace(
             lt,
             programs=ids,
-            deadline=first.deadline if lt.deadline is _UNRESOLVED else lt.deadline,
-            deadline_is_date=first.deadline_is_date
-            if lt.deadline is _UNRESOLVED
-            else lt.deadline_is_date,
-            timezone=first.timezone if lt.deadline is _UNRESOLVED else lt.timezone,
-            name=lt.portal or single or portal or lt.key,
+            deadline=deadline,
+            deadline_is_date=is_date,
+            timezone=zone,
+            name=lt.own_name or lt.own_portal or single or portal or lt.key,
             portal=portal,
         )
 
@@ -349,10 +355,6 @@ class PlannedMessage:
     # A reminder round: every reminder key it stands for (its own first).
     # When it goes, each of them is logged as sent.
     joined: tuple[str, ...] = ()
-    # Replies (reminders, follow-ups) go in the thread of the last message
-    # sent to the recommender: its key and subject as sent.
-    thread_key: str | None = None
-    thread_subject: str | None = None
     # A reminder to someone asked in person who has had no mail from lormail.
     first_contact: bool = False
     # request_followup: the date (recipient's zone) the request went.

@@ -10,7 +10,6 @@ import json
 import shutil
 import subprocess
 from collections.abc import Sequence
-from dataclasses import replace
 from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import Any
@@ -224,17 +223,11 @@ def reroster(
 ) -> Roster:
     """``roster`` with other programs or recommenders (its lookups, and its letters'
     deadlines and names, made again from the programs)."""
-    recs = roster.recommenders if recommenders is None else recommenders
     return Roster(
         applicant=roster.applicant,
         defaults=roster.defaults,
         programs=tuple(roster.programs if programs is None else programs),
-        recommenders=tuple(replace(r, letters=tuple(map(_unresolved, r.letters))) for r in recs),
+        recommenders=tuple(roster.recommenders if recommenders is None else recommenders),
         unavailable=roster.unavailable,
         path=roster.path,
     )
-
-
-def _unresolved(lt: Letter) -> Letter:
-    """A hand-built letter as it was before a roster completed it."""
-    return Letter(lt.key, lt.letter_id, lt.submitted_on, lt.programs)

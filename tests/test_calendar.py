@@ -140,7 +140,7 @@ def test_dated_deadline_is_all_day_with_letter_states_and_alarms() -> None:
         "Portal: ERAS LoR Portal\n"
         "Letters:\n"
         "- Dr. Emily Johnson [LoR-12345]: agreed on Wed 28 Oct 2026, letter open\n"
-        "- Dr. Anil Patel: not asked yet (ask by Sat 5 Dec 2026)\n"
+        "- Dr. Anil Patel: not asked yet (ask by Fri 4 Dec 2026)\n"
         "- Prof. Linh Nguyen: declined on Thu 19 Nov 2026\n"
         "- Dr. Grace Lee: not asked yet (ask by Fri 4 Dec 2026)"
     )
@@ -599,7 +599,7 @@ def test_a_reminder_round_is_titled_by_its_letters() -> None:
 
 def test_a_letters_own_due_date_is_in_its_programs_deadline() -> None:
     roster = example_roster()
-    own = Letter("ucl-msc", deadline=dated(date(2027, 1, 8), NY), timezone=NY, due=True)
+    own = Letter("ucl-msc", due=dated(date(2027, 1, 8), NY), due_is_date=True)
     wong = replace(roster.recommenders_by_id["wong"], letters=(own,))
     recs = tuple(wong if r.id == "wong" else r for r in roster.recommenders)
     roster = Roster(roster.applicant, roster.defaults, roster.programs, recs)

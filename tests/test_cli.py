@@ -174,7 +174,7 @@ def test_init_writes_files_that_check_accepts_and_never_overwrites(
     res = run("init", str(target), state=state)
     assert res.returncode == 0, res.stderr
     assert (target / "config.yaml").is_file() and (target / "roster.yaml").is_file()
-    assert len(list((target / "templates").glob("*.txt.j2"))) == 6
+    assert len(list((target / "templates").glob("*.txt.j2"))) == 7
     ok = run("--config", str(target / "config.yaml"), "check", state=state)
     assert ok.returncode == 0, ok.stderr
     again = run("init", str(target), state=state)

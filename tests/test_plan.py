@@ -133,7 +133,8 @@ def test_thank_you_covers_all_letters_once_the_last_is_in() -> None:
     p = plan(roster([IM, AMCAS], [rec]), EMPTY_SNAPSHOT, utc("2026-09-15T12:00"))
     assert summary(p.messages) == [("thank_you:garcia:amcas+im", "2026-09-18T14:00Z", "scheduled")]
     assert p.messages[0].expires_at is None
-    assert p.messages[0].programs == ("amcas", "im")
+    assert p.messages[0].programs == ("im", "amcas")  # by deadline
+    assert p.messages[0].letters == ("im", "amcas")
 
 
 def test_no_thank_you_while_a_letter_is_open() -> None:
@@ -223,7 +224,9 @@ def test_outcome_without_outcome_on_is_first_seen_now() -> None:
 
 
 def test_recipient_in_kolkata_gets_09_00_ist_and_the_deadline_date_in_their_zone() -> None:
-    ucl = program("ucl", date(2026, 9, 24), zone=LONDON)  # 22:59:59Z: Fri 25 Sep in Kolkata
+    # 22:59:59Z: Fri 25 Sep in Kolkata, but the date the program states is Thu 24 Sep,
+    # and reminders count from it: 14 and 7 days before are Thu 10 and Thu 17 Sep.
+    ucl = program("ucl", date(2026, 9, 24), zone=LONDON)
     rec = recommender(
         "patel",
         zone=KOLKATA,
@@ -234,8 +237,8 @@ def test_recipient_in_kolkata_gets_09_00_ist_and_the_deadline_date_in_their_zone
     p = plan(roster([ucl], [rec]), EMPTY_SNAPSHOT, utc("2026-09-03T00:00"))
     assert summary(p.messages) == [
         ("packet:patel", "2026-09-04T03:30Z", "scheduled"),
-        ("reminder:patel:ucl:1", "2026-09-11T03:30Z", "scheduled"),
-        ("reminder:patel:ucl:2", "2026-09-18T03:30Z", "scheduled"),
+        ("reminder:patel:ucl:1", "2026-09-10T03:30Z", "scheduled"),
+        ("reminder:patel:ucl:2", "2026-09-17T03:30Z", "scheduled"),
     ]
 
 
@@ -244,10 +247,11 @@ def test_recipient_in_london() -> None:
         "okafor", status="asked", zone=LONDON, asked_on=date(2026, 9, 1), letters=(_letter("im"),)
     )
     p = plan(roster([IM], [rec]), EMPTY_SNAPSHOT, utc("2026-09-01T00:00"))
-    # IM closes 03:59:59Z on 25 Sep: already Fri 25 Sep in London.
+    # IM closes 03:59:59Z on 25 Sep, already Fri 25 Sep in London; the date it
+    # states, Thu 24 Sep, is the one reminders count from.
     assert summary(p.messages) == [
-        ("reminder:okafor:im:1", "2026-09-11T08:00Z", "scheduled"),
-        ("reminder:okafor:im:2", "2026-09-18T08:00Z", "scheduled"),
+        ("reminder:okafor:im:1", "2026-09-10T08:00Z", "scheduled"),
+        ("reminder:okafor:im:2", "2026-09-17T08:00Z", "scheduled"),
     ]
 
 

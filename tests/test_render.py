@@ -60,12 +60,16 @@ def test_the_context_has_every_entry() -> None:
         "days_left",
         "deadline",
         "final_reminder",
+        "first_contact",
         "letters",
         "materials",
+        "others",
         "outcomes",
         "program",
         "recommender",
+        "reminded",
         "reminder_number",
+        "request_date",
         "send_date",
         "submitted",
     ]
@@ -74,8 +78,9 @@ def test_the_context_has_every_entry() -> None:
 def test_an_undefined_name_lists_every_entry(tmp_path: Path) -> None:
     assert problem_text(tmp_path, "Subject: Hi\n{{ recomender.name }}\n") == (
         f"{tmp_path}/request.txt.j2:2:1: 'recomender' is undefined (available: applicant, "
-        "days_left, deadline, final_reminder, letters, materials, outcomes, program, "
-        "recommender, reminder_number, send_date, submitted)"
+        "days_left, deadline, final_reminder, first_contact, letters, materials, others, "
+        "outcomes, program, recommender, reminded, reminder_number, request_date, send_date, "
+        "submitted)"
     )
 
 

@@ -13,23 +13,16 @@ def sample_messages(roster: Roster, rec: Recommender) -> list[PlannedMessage]:
     """One message of every kind to ``rec``, to prove every template renders for them."""
     from lormail.core.plan import open_letters
 
-    progs = tuple(
-        sorted(
-            (lt.program for lt in rec.letters), key=lambda p: (roster.programs_by_id[p].deadline, p)
-        )
-    )
-    opened = tuple(p.id for p in open_letters(roster, rec)) or progs
+    rec = roster.recommenders_by_id.get(rec.id, rec)  # its letters resolved
+    letters = sorted(rec.letters, key=lambda lt: (lt.deadline, lt.key))
+    opened = open_letters(rec) or letters
     # Dated at the first deadline (any instant would do; this one is real).
-    at = min(
-        (roster.programs_by_id[p].deadline for p in progs),
-        default=datetime(2000, 1, 1, tzinfo=UTC),
-    )
+    at = letters[0].deadline if letters else datetime(2000, 1, 1, tzinfo=UTC)
     n = len(rec.policy.reminders) or 1
+    progs = tuple(p for lt in letters for p in lt.programs)
     out = []
     for kind in KINDS:
-        programs = opened if kind in ("request", "packet", "reminder") else progs
-        if kind == "reminder":
-            programs = programs[:1]
+        chosen = opened if kind in ("request", "packet", "reminder") else letters
         out.append(
             PlannedMessage(
                 key=f"{kind}:{rec.id}",
@@ -40,10 +33,13 @@ def sample_messages(roster: Roster, rec: Recommender) -> list[PlannedMessage]:
                 expires_at=None,
                 status=SCHEDULED,
                 reason="check",
-                programs=programs,
+                programs=tuple(p for lt in chosen for p in lt.programs),
                 reminder_number=n if kind == "reminder" else None,
                 final_reminder=kind == "reminder",
                 outcomes=tuple((p, "interview") for p in progs) if kind == "outcome" else (),
+                letters=tuple(lt.key for lt in chosen),
+                first_contact=kind == "reminder",
+                request_date=at.date() if kind == "request_followup" else None,
             )
         )
     return out

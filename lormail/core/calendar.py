@@ -230,7 +230,7 @@ class _Builder:
             when = rec.asked_on
             state = "asked" + (f" on {day_label(when)}" if when else "") + ", letter open"
         shared = ""
-        if letter.due and len(letter.programs) == 1:  # the applicant's own date, earlier
+        if letter.due is not None and len(letter.programs) == 1:  # the applicant's own date
             shared = f" (wanted by {day_label(letter.deadline_date)})"
         elif len(letter.programs) > 1:
             # One upload for several programs: say so in each program's event.

@@ -1,21 +1,20 @@
 """The planner: (roster, state snapshot, now) → every message, with its reason.
 
-A pure function: no clock, no disk, no network.  It generates each
-recommender's candidate messages (SPEC §3's table), places them by the slot
-rules of SPEC §3.0 — slot, not too close to a deadline, catch-up, gap, expiry,
-order — and reports each as scheduled, due, sent, dry-run, failed, skipped or
-expired.  All calendar arithmetic happens in the recipient's zone; every
-instant that leaves this module is UTC.
+A pure function: no clock, no disk, no network, computed from scratch on
+every call.  It generates each recommender's candidate messages (SPEC §3's
+table), places them by the slot rules of SPEC §3.0 — slot, not too close to a
+deadline, catch-up, gap with reminder rounds, expiry, order — and reports
+each as scheduled, due, sent, dry-run, failed, skipped or expired.  All
+calendar arithmetic happens in the recipient's zone; every instant that
+leaves this module is UTC.
 """
 
 from __future__ import annotations
 
 import heapq
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta, tzinfo
-from functools import lru_cache
-from typing import Any
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
 
 from lormail.core.slots import Clock, day_label, days_phrase
 from lormail.model import (
@@ -32,10 +31,10 @@ from lormail.model import (
     SCHEDULED,
     SENT,
     SKIPPED,
+    Letter,
     LogEntry,
     Plan,
     PlannedMessage,
-    Program,
     Recommender,
     Roster,
     Snapshot,
@@ -45,8 +44,11 @@ ONE_DAY = timedelta(days=1)
 DECLINE_THANKS_TTL = timedelta(days=30)
 OUTCOME_TTL = timedelta(days=90)
 OPEN_STATUSES = frozenset({"asked", "agreed"})
+# Kinds that reply in the thread of the last message sent (SPEC §3.2).
+REPLY_KINDS = frozenset({"reminder", "request_followup"})
+_PLACED = (SCHEDULED, DUE, DRY_RUN)
 
-__all__ = ["Parts", "RecommenderPlan", "ask_by_date", "open_letters", "plan", "plan_parts"]
+__all__ = ["ask_by_date", "open_letters", "plan", "shown_deadline"]
 
 
 @dataclass(slots=True)
@@ -58,140 +60,71 @@ class _Candidate:
     time: datetime  # UTC
     reason: str
     expires: datetime | None = None
-    programs: tuple[str, ...] = ()
+    letters: tuple[Letter, ...] = ()
     number: int | None = None  # reminder N
-    series: str | None = None  # reminder: the anchor program
     guard: datetime | None = None  # reminder: deadline − 1 day
-    eff_now: datetime | None = None  # reminder: not before its anchor starts
     outcomes: tuple[tuple[str, str], ...] = ()
+    programs: tuple[str, ...] = ()  # outcome: the programs; else from the letters
     status: str | None = None  # set once final
     retry_at: datetime | None = None
     dry_run: bool = False
     gap_moved: bool = False
     final: bool = False
+    first_contact: bool = False
+    request_date: date | None = None
+    subject: str | None = None
+    joined: list[_Candidate] = field(default_factory=list)
+
+    @property
+    def series(self) -> str | None:
+        """A reminder's letter key: each open letter has its own series."""
+        return self.letters[0].key if self.kind == "reminder" else None
 
 
 def plan(roster: Roster, snapshot: Snapshot, now: datetime) -> Plan:
     """Every message of every recommender as of ``now``, sorted by send_at, then key."""
-    return plan_parts(roster, snapshot, now)[0]
-
-
-@dataclass(frozen=True, slots=True)
-class RecommenderPlan:
-    """One recommender's messages as planned at ``since``, and how long they hold.
-
-    While planning, every instant at which the answer for this recommender
-    could change is noted: a message falling due, a catch-up or the next
-    letter's reminders starting, the new year that day labels depend on.
-    ``until`` is the first of them.  Planned again at any ``now`` in
-    ``[since, until)`` with the same roster entry, programs and snapshot, the
-    messages are the same.  ``until == since`` when something is due now or a
-    first-seen fact was taken from ``now``.
-    """
-
-    messages: tuple[PlannedMessage, ...]
-    since: datetime
-    until: datetime
-
-    def holds_at(self, now: datetime) -> bool:
-        return self.since <= now < self.until
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        # By its fields: restoring a slotted dataclass's state is several times slower.
-        return RecommenderPlan, (self.messages, self.since, self.until)
-
-
-@dataclass(frozen=True, slots=True)
-class Parts:
-    """A plan's recommender parts, with the roster and snapshot they were planned from."""
-
-    roster: Roster
-    snapshot: Snapshot
-    by_recommender: Mapping[str, RecommenderPlan]
-
-
-def plan_parts(
-    roster: Roster, snapshot: Snapshot, now: datetime, earlier: Parts | None = None
-) -> tuple[Plan, Parts]:
-    """:func:`plan`, and its parts, for a later call to keep what still holds.
-
-    With ``earlier`` parts, a recommender whose entry and letters' programs
-    are as they were (and the snapshot too) keeps their part when it
-    :meth:`~RecommenderPlan.holds_at` ``now``.  The plan is the same as
-    without them.
-    """
     now = now.astimezone(UTC)
-    keep = _keepable(earlier, roster, snapshot)
     observed: dict[str, datetime] = {}
     by_recommender = _log_by_recommender(snapshot.log)
-    parts: dict[str, RecommenderPlan] = {}
     messages: list[PlannedMessage] = []
     for rec in roster.recommenders:
-        part = keep.get(rec.id)
-        if part is None or not part.holds_at(now):
-            planner = _RecommenderPlanner(roster, rec, snapshot, now, observed)
-            out = planner.run(by_recommender.get(rec.id, {}))
-            part = RecommenderPlan(tuple(out), now, planner.until)
-        parts[rec.id] = part
-        messages.extend(part.messages)
+        planner = _RecommenderPlanner(roster, rec, snapshot, now, observed)
+        messages.extend(planner.run(by_recommender.get(rec.id, {})))
     messages.sort(key=lambda m: (m.send_at, m.key))
-    return Plan(now=now, messages=tuple(messages), observed=observed), Parts(
-        roster, snapshot, parts
-    )
+    return Plan(now=now, messages=tuple(messages), observed=observed)
 
 
-def _keepable(
-    earlier: Parts | None, roster: Roster, snapshot: Snapshot
-) -> Mapping[str, RecommenderPlan]:
-    """The earlier parts planned from what a recommender's plan reads now."""
-    if earlier is None or not (earlier.snapshot is snapshot or earlier.snapshot == snapshot):
-        return {}
-    before = earlier.roster
-    changed = {p.id for p in roster.programs if not _same(before.programs_by_id.get(p.id), p)}
-    keep: dict[str, RecommenderPlan] = {}
-    for rec in roster.recommenders:
-        part = earlier.by_recommender.get(rec.id)
-        if (
-            part is not None
-            and _same(before.recommenders_by_id.get(rec.id), rec)
-            and not any(letter.program in changed for letter in rec.letters)
-        ):
-            keep[rec.id] = part
-    return keep
-
-
-def _same(before: object, now: object) -> bool:
-    return before is now or before == now
-
-
-def open_letters(roster: Roster, rec: Recommender) -> list[Program]:
-    """The programs of ``rec``'s open letters, by deadline, then id."""
+def open_letters(rec: Recommender) -> list[Letter]:
+    """``rec``'s open letters (not submitted, ``rec`` asked or agreed), by deadline, then key."""
     if rec.status not in OPEN_STATUSES:
         return []
-    progs = [roster.programs_by_id[lt.program] for lt in rec.letters if lt.submitted_on is None]
-    return sorted(progs, key=_deadline_order)
+    return sorted((lt for lt in rec.letters if lt.submitted_on is None), key=_deadline_order)
 
 
-def ask_by_date(rec: Recommender, roster: Roster) -> date | None:
-    """The latest date to ask ``rec``: their earliest deadline − ``ask_lead`` (``rec``'s zone)."""
-    progs = [roster.programs_by_id[lt.program] for lt in rec.letters]
-    if not progs:
+def shown_deadline(letter: Letter, rec: Recommender) -> date:
+    """The deadline's date as shown to ``rec``: a date-only deadline is that date everywhere;
+    a timestamp is read in ``rec``'s zone."""
+    if letter.deadline_is_date:
+        return letter.deadline_date
+    return letter.deadline.astimezone(rec.timezone).date()
+
+
+def ask_by_date(rec: Recommender, roster: Roster | None = None) -> date | None:
+    """The latest date to ask ``rec``: their earliest deadline − ``ask_lead``."""
+    if roster is not None:  # the roster's own entry, its letters complete
+        rec = roster.recommenders_by_id.get(rec.id, rec)
+    if not rec.letters:
         return None
-    return _ask_by(min(progs, key=_deadline_order), rec)
+    first = min(rec.letters, key=_deadline_order)
+    return shown_deadline(first, rec) - timedelta(days=rec.policy.ask_lead)
 
 
-@lru_cache(maxsize=16384)
-def _date_in(instant: datetime, zone: tzinfo) -> date:
-    """The date of ``instant`` in ``zone`` (deadlines repeat across recommenders)."""
-    return instant.astimezone(zone).date()
+def _deadline_order(lt: Letter) -> tuple[datetime, str]:
+    return (lt.deadline, lt.key)
 
 
-def _ask_by(earliest: Program, rec: Recommender) -> date:
-    return _date_in(earliest.deadline, rec.timezone) - timedelta(days=rec.policy.ask_lead)
-
-
-def _deadline_order(p: Program) -> tuple[datetime, str]:
-    return (p.deadline, p.id)
+def _programs(letters: Iterable[Letter]) -> tuple[str, ...]:
+    return tuple(p for lt in letters for p in lt.programs)
 
 
 def _log_by_recommender(log: Mapping[str, LogEntry]) -> dict[str, dict[str, LogEntry]]:
@@ -220,17 +153,9 @@ class _RecommenderPlanner:
         self.snapshot = snapshot
         self.now = now
         self.observed = observed
-        self.clock = Clock(rec)
+        self.clock = Clock(rec, roster.unavailable)
         self.year = now.astimezone(rec.timezone).year
         self.who = rec.salutation or rec.name
-        # The first instant after `now` at which this plan could change (see
-        # RecommenderPlan); day labels change with the recipient's year.
-        self.until = datetime(self.year + 1, 1, 1, tzinfo=rec.timezone).astimezone(UTC)
-
-    def _note(self, instant: datetime) -> None:
-        """The plan depends on whether ``now`` has reached ``instant``."""
-        if instant < self.until:
-            self.until = instant
 
     # --- helpers ------------------------------------------------------------
 
@@ -242,7 +167,6 @@ class _RecommenderPlanner:
         at = self.snapshot.first_seen.get(fact)
         if at is None:
             at = self.observed.setdefault(fact, self.now)
-            self._note(self.now)  # "today": holds at this instant only
         return at.astimezone(self.rec.timezone).date()
 
     def _local_date(self, instant: datetime) -> date:
@@ -258,54 +182,61 @@ class _RecommenderPlanner:
             base += f"; moved to {self._day(day)}: {self._day(nominal)} {why}"
         return self.clock.slot(day), base
 
+    def _ahead(
+        self, kind: str, key: str, nominal: date, base: str, letters: list[Letter]
+    ) -> _Candidate:
+        """A request, packet or follow-up: expires at the first deadline still ahead of it."""
+        slot, base = self._forward(nominal, base)
+        start = slot or self.clock.slot(nominal)
+        ahead = [lt.deadline for lt in letters if lt.deadline > start]
+        expires = min(ahead) if ahead else max((lt.deadline for lt in letters), default=start)
+        cand = _Candidate(key, kind, start, base, expires, tuple(letters))
+        if slot is None:
+            self._skip(cand, "no allowed day to send it on")
+        return cand
+
     # --- generation (SPEC §3 table) --------------------------------------------
 
     def _request(self) -> Iterable[_Candidate]:
         rec = self.rec
         if rec.status != "planned" or not rec.ask_by_email or not rec.letters:
             return
-        progs = sorted(
-            (self.roster.programs_by_id[lt.program] for lt in rec.letters), key=_deadline_order
-        )
-        first = progs[0]
+        letters = sorted(rec.letters, key=_deadline_order)
+        first = letters[0]
         if rec.ask_on is not None:
             nominal = rec.ask_on
             base = f"asking by e-mail on the chosen day, {self._day(nominal)}"
         else:
-            nominal = _ask_by(first, rec)
+            nominal = shown_deadline(first, rec) - timedelta(days=self.policy.ask_lead)
             base = (
                 f"{days_phrase(self.policy.ask_lead)} before the earliest deadline "
-                f"({first.name}, {self._day(self._local_date(first.deadline))})"
+                f"({first.name}, {self._day(shown_deadline(first, rec))})"
             )
-        slot, base = self._forward(nominal, base)
-        yield self._cand("request", f"request:{rec.id}", slot, base, progs, nominal)
+        yield self._ahead("request", f"request:{rec.id}", nominal, base, letters)
 
-    def _packet(self, opened: list[Program]) -> Iterable[_Candidate]:
+    def _followup(self, log: Mapping[str, LogEntry]) -> Iterable[_Candidate]:
+        rec = self.rec
+        entry = log.get(f"request:{rec.id}")
+        if rec.status != "planned" or entry is None or entry.state != LOG_SENT:
+            return
+        asked = self._local_date(entry.at)
+        nominal = asked + timedelta(days=self.policy.followup_after)
+        base = (
+            f"no answer yet to the request of {self._day(asked)}; "
+            f"{days_phrase(self.policy.followup_after)} later"
+        )
+        letters = sorted(rec.letters, key=_deadline_order)
+        cand = self._ahead("request_followup", f"request_followup:{rec.id}", nominal, base, letters)
+        cand.request_date = asked
+        yield cand
+
+    def _packet(self, opened: list[Letter]) -> Iterable[_Candidate]:
         rec = self.rec
         if rec.status != "agreed" or not opened:
             return
         nominal = rec.agreed_on or self._seen(f"agreed:{rec.id}")
         base = f"{self.who} agreed on {self._day(nominal)}: the packet with materials and deadlines"
-        slot, base = self._forward(nominal, base)
-        yield self._cand("packet", f"packet:{rec.id}", slot, base, opened, nominal)
-
-    def _cand(
-        self,
-        kind: str,
-        key: str,
-        slot: datetime | None,
-        base: str,
-        progs: list[Program],
-        nominal: date,
-    ) -> _Candidate:
-        """A request or packet: expires at the first of its deadlines still ahead of it."""
-        start = slot or self.clock.slot(nominal)
-        ahead = [p.deadline for p in progs if p.deadline > start]
-        expires = min(ahead) if ahead else max(p.deadline for p in progs)
-        cand = _Candidate(key, kind, start, base, expires, tuple(p.id for p in progs))
-        if slot is None:
-            self._skip(cand, "no allowed day to send it on")
-        return cand
+        yield self._ahead("packet", f"packet:{rec.id}", nominal, base, opened)
 
     def _reference_date(self) -> date:
         rec = self.rec
@@ -315,41 +246,33 @@ class _RecommenderPlanner:
             return rec.agreed_on
         return self._seen(f"{rec.status}:{rec.id}")
 
-    def _reminders(self, opened: list[Program]) -> Iterable[_Candidate]:
+    def _reminders(self, opened: list[Letter]) -> Iterable[_Candidate]:
         if not opened:
             return
         ref = self._reference_date()
-        anchor_start: datetime | None = None
-        for prog in opened:
-            yield from self._series(prog, ref, anchor_start)
-            # The next open letter becomes the anchor once this deadline passes.
-            anchor_start = (
-                prog.deadline if anchor_start is None else max(anchor_start, prog.deadline)
-            )
+        for letter in opened:
+            yield from self._series(letter, ref)
 
-    def _series(
-        self, prog: Program, ref: date, anchor_start: datetime | None
-    ) -> Iterable[_Candidate]:
+    def _series(self, letter: Letter, ref: date) -> Iterable[_Candidate]:
+        """Rules 1 and 2 for one letter's reminders."""
         rec = self.rec
-        deadline_day = _date_in(prog.deadline, self.rec.timezone)
-        guard = prog.deadline - ONE_DAY
-        offsets = self.policy.reminders
-        for number, offset in enumerate(offsets, start=1):
+        deadline_day = shown_deadline(letter, rec)
+        guard = letter.deadline - ONE_DAY
+        for number, offset in enumerate(self.policy.reminders, start=1):
             nominal = deadline_day - timedelta(days=offset)
             base = (
-                f"{days_phrase(offset)} before the {prog.name} deadline, {self._day(deadline_day)}"
+                f"{days_phrase(offset)} before the {letter.name} deadline, "
+                f"{self._day(deadline_day)}"
             )
             cand = _Candidate(
-                key=f"reminder:{rec.id}:{prog.id}:{number}",
+                key=f"reminder:{rec.id}:{letter.key}:{number}",
                 kind="reminder",
                 time=self.clock.slot(nominal),
                 reason=base,
-                expires=prog.deadline,
-                programs=(prog.id,),
+                expires=letter.deadline,
+                letters=(letter,),
                 number=number,
-                series=prog.id,
                 guard=guard,
-                eff_now=anchor_start,
             )
             yield cand
             if nominal < ref:
@@ -363,8 +286,8 @@ class _RecommenderPlanner:
                 continue
             # Rule 2: too close to the deadline — the latest allowed date before instead.
             back = self.clock.last_allowed_before(nominal, ref)
-            if back is None or back < ref:
-                why = self.clock.blocked(nominal) or "too close to the deadline"
+            if back is None or self.clock.slot(back) > guard:
+                why = self.clock.blocked(nominal) or "is too close to the deadline"
                 self._skip(
                     cand,
                     f"{self._day(nominal)} {why} and no earlier day after {self._day(ref)} is free",
@@ -378,40 +301,37 @@ class _RecommenderPlanner:
                 else f"; moved back to {self._day(back)} to stay clear of the deadline"
             )
 
-    def _thank_you(
-        self, opened: list[Program], log: Mapping[str, LogEntry]
-    ) -> Iterable[_Candidate]:
-        rec = self.rec
-        if opened:
-            return
-        covered: set[str] = set()
-        prefix = f"thank_you:{rec.id}:"
+    def _covered(self, log: Mapping[str, LogEntry], kind: str) -> set[str]:
+        """The parts (letter keys, P:OUTCOME) that sent messages of ``kind`` covered."""
+        prefix = f"{kind}:{self.rec.id}:"
+        out: set[str] = set()
         for key, entry in log.items():
             if key.startswith(prefix) and entry.state == LOG_SENT:
-                covered.update(key[len(prefix) :].split("+"))
+                out.update(key[len(prefix) :].split("+"))
+        return out
+
+    def _thank_you(self, opened: list[Letter], log: Mapping[str, LogEntry]) -> Iterable[_Candidate]:
+        rec = self.rec
+        # A letter whose deadline passed unsubmitted no longer holds it back.
+        if any(lt.deadline > self.now for lt in opened):
+            return
+        covered = self._covered(log, "thank_you")
         fresh = sorted(
-            (lt for lt in rec.letters if lt.submitted_on is not None and lt.program not in covered),
-            key=lambda lt: lt.program,
+            (lt for lt in rec.letters if lt.submitted_on is not None and lt.key not in covered),
+            key=lambda lt: lt.key,
         )
         if not fresh:
             return
         last = max(lt.submitted_on for lt in fresh if lt.submitted_on is not None)
         nominal = last + timedelta(days=self.policy.thank_you_delay)
-        n = len(fresh)
         base = (
-            f"{'all letters' if n > 1 else 'the letter'} in; the last on {self._day(last)}"
-            f", plus {days_phrase(self.policy.thank_you_delay)}"
+            f"{'all letters' if len(fresh) > 1 else 'the letter'} in; the last on "
+            f"{self._day(last)}, plus {days_phrase(self.policy.thank_you_delay)}"
         )
         slot, base = self._forward(nominal, base)
-        progs = tuple(lt.program for lt in fresh)
-        cand = _Candidate(
-            f"thank_you:{rec.id}:{'+'.join(progs)}",
-            "thank_you",
-            slot or self.clock.slot(nominal),
-            base,
-            None,
-            progs,
-        )
+        key = f"thank_you:{rec.id}:{'+'.join(lt.key for lt in fresh)}"
+        cand = _Candidate(key, "thank_you", slot or self.clock.slot(nominal), base, None)
+        cand.letters = tuple(sorted(fresh, key=_deadline_order))
         if slot is None:
             self._skip(cand, "no allowed day to send it on")
         yield cand
@@ -433,41 +353,32 @@ class _RecommenderPlanner:
         yield cand
 
     def _outcomes(self, log: Mapping[str, LogEntry]) -> Iterable[_Candidate]:
+        """Outcomes stay per program: for P once the letter covering P was submitted."""
         rec = self.rec
         notify = self.policy.notify_outcomes
-        prefix = f"outcome:{rec.id}:"
-        covered: set[str] = set()
-        for key, entry in log.items():
-            if key.startswith(prefix) and entry.state == LOG_SENT:
-                covered.update(key[len(prefix) :].split("+"))
+        covered = self._covered(log, "outcome")
         by_day: dict[date, list[tuple[str, str, date]]] = {}
         for lt in rec.letters:
-            prog = self.roster.programs_by_id[lt.program]
-            if lt.submitted_on is None or prog.outcome not in notify:
+            if lt.submitted_on is None:
                 continue
-            part = f"{prog.id}:{prog.outcome}"
-            if part in covered:
-                continue
-            known = prog.outcome_on or self._seen(f"outcome:{part}")
-            day = self.clock.first_allowed(known) or known
-            by_day.setdefault(day, []).append((prog.id, prog.outcome, known))
+            for pid in lt.programs:
+                prog = self.roster.programs_by_id[pid]
+                part = f"{prog.id}:{prog.outcome}"
+                if prog.outcome not in notify or part in covered:
+                    continue
+                known = prog.outcome_on or self._seen(f"outcome:{part}")
+                day = self.clock.first_allowed(known) or known
+                by_day.setdefault(day, []).append((prog.id, prog.outcome, known))
         for _day, parts in sorted(by_day.items()):
             parts.sort()
-            key = prefix + "+".join(f"{p}:{o}" for p, o, _ in parts)
+            key = f"outcome:{rec.id}:" + "+".join(f"{p}:{o}" for p, o, _ in parts)
             names = ", ".join(f"{self.roster.programs_by_id[p].name}: {o}" for p, o, _ in parts)
             known = min(k for _, _, k in parts)
-            base = f"{names} (known since {self._day(known)})"
-            slot, base = self._forward(known, base)
+            slot, base = self._forward(known, f"{names} (known since {self._day(known)})")
             start = slot or self.clock.slot(known)
-            cand = _Candidate(
-                key,
-                "outcome",
-                start,
-                base,
-                start + OUTCOME_TTL,
-                tuple(p for p, _, _ in parts),
-                outcomes=tuple((p, o) for p, o, _ in parts),
-            )
+            cand = _Candidate(key, "outcome", start, base, start + OUTCOME_TTL)
+            cand.programs = tuple(p for p, _, _ in parts)
+            cand.outcomes = tuple((p, o) for p, o, _ in parts)
             if slot is None:
                 self._skip(cand, "no allowed day to send it on")
             yield cand
@@ -480,10 +391,11 @@ class _RecommenderPlanner:
         cand.reason = f"skipped: {why}; was: {cand.reason}"
 
     def run(self, log: Mapping[str, LogEntry]) -> list[PlannedMessage]:
-        opened = open_letters(self.roster, self.rec)
+        opened = open_letters(self.rec)
         cands: list[_Candidate] = [
             *self._request(),
             *self._packet(opened),
+            *self._followup(log),
             *self._reminders(opened),
             *self._thank_you(opened, log),
             *self._decline_thanks(),
@@ -491,10 +403,9 @@ class _RecommenderPlanner:
         ]
         self._apply_log(cands, log)
         self._catch_up(cands)
-        sent_times = [e.at for e in log.values() if e.state == LOG_SENT]
-        self._gap_walk(cands, sent_times)
+        self._gap_walk(cands, [e.at for e in log.values() if e.state == LOG_SENT])
         self._mark_final(cands)
-        out = [self._freeze(c) for c in cands]
+        out = [self._freeze(c) for c in cands if c.status != _JOINED]
         generated = {c.key for c in cands}
         out.extend(self._log_only(log, generated))
         return out
@@ -505,11 +416,20 @@ class _RecommenderPlanner:
             entry = log.get(cand.key)
             if entry is None:
                 continue
-            if entry.state in final_states:
+            if entry.state == LOG_FAILED and self._readdressed(entry):
+                cand.reason += (
+                    f"; failed to {entry.to}"
+                    + (f" ({entry.error})" if entry.error else "")
+                    + f", so sent again now that the address is {self.rec.email}"
+                )
+            elif entry.state in final_states:
                 cand.status = final_states[entry.state]
                 cand.time = entry.at
+                cand.subject = entry.subject
                 if entry.state == LOG_SENT:
                     cand.reason = f"sent {self._day(self._local_date(entry.at))}; {cand.reason}"
+                elif entry.state == LOG_FAILED:
+                    cand.reason = _failed_reason(entry, cand.reason)
                 elif entry.error:
                     cand.reason = f"{cand.status}: {entry.error}; was: {cand.reason}"
             elif entry.state == LOG_DRY_RUN:
@@ -517,36 +437,35 @@ class _RecommenderPlanner:
             elif entry.retry_at is not None and cand.status is None:
                 cand.retry_at = entry.retry_at
 
+    def _readdressed(self, entry: LogEntry) -> bool:
+        """A failed message whose recipient's address has changed since goes again."""
+        return entry.to is not None and entry.to.strip().lower() != self.rec.email.lower()
+
     def _catch_up(self, cands: list[_Candidate]) -> None:
         """Rule 3: what is overdue goes at the first chance; a series keeps only its latest."""
         # A reminder superseded once stays superseded: after a later one of its
         # series went, the earlier is never sent (it was skipped at that time).
-        went: dict[str, _Candidate] = {}
+        went: dict[str, int] = {}
         for cand in cands:
             if cand.series is not None and cand.status in (SENT, FAILED):
-                prev = went.get(cand.series)
-                if prev is None or (cand.number or 0) > (prev.number or 0):
-                    went[cand.series] = cand
+                went[cand.series] = max(went.get(cand.series, 0), cand.number or 0)
         latest_overdue: dict[str, _Candidate] = {}
         for cand in cands:
             if cand.status is not None:
                 continue
-            later = went.get(cand.series or "")
-            if later is not None and (later.number or 0) > (cand.number or 0):
-                self._skip(cand, f"superseded by reminder {later.number}")
+            later = went.get(cand.series or "", 0)
+            if later > (cand.number or 0):
+                self._skip(cand, f"superseded by reminder {later}")
                 continue
-            eff_now = self.now if cand.eff_now is None else max(self.now, cand.eff_now)
             if cand.retry_at is not None and cand.retry_at > cand.time:
                 moved = self.clock.next_in_window(cand.retry_at)
                 if moved is not None:
                     cand.time = moved
+                error = self.snapshot.log[cand.key].error
                 cand.reason += "; retrying after a temporary failure" + (
-                    f" ({self.snapshot.log[cand.key].error})"
-                    if self.snapshot.log[cand.key].error
-                    else ""
+                    f" ({error})" if error else ""
                 )
-            if cand.time >= eff_now:
-                self._note(cand.time)  # overdue once now passes it
+            if cand.time >= self.now:
                 continue
             if cand.series is not None:
                 prev = latest_overdue.get(cand.series)
@@ -559,18 +478,22 @@ class _RecommenderPlanner:
                         continue
                 else:
                     latest_overdue[cand.series] = cand
-            moved = self.clock.next_in_window(eff_now)
-            if moved is not None:
-                self._note(moved)  # the first chance is later once now passes it
+            moved = self.clock.next_in_window(self.now)
             overdue_since = self._day(self._local_date(cand.time))
             if moved is None:
                 self._skip(cand, "no allowed day to send it on")
+                continue
+            if cand.guard is not None and cand.guard < moved < (cand.expires or moved):
+                # Never later than deadline − 1 day, however late the catch-up.
+                self._skip(
+                    cand, f"overdue since {overdue_since}, and now too close to the deadline"
+                )
                 continue
             cand.time = moved
             cand.reason += f"; overdue since {overdue_since}, so at the first chance"
 
     def _gap_walk(self, cands: list[_Candidate], sent_times: list[datetime]) -> None:
-        """Rules 4 and 5: keep ``min_gap`` between messages, then expire what is too late."""
+        """Rules 4 and 5: ``min_gap`` between messages, reminder rounds, then expiry."""
         gap = self.policy.min_gap
         heap: list[tuple[datetime, int, str, int]] = [
             (c.time, KIND_ORDER[c.kind], c.key, i) for i, c in enumerate(cands) if c.status is None
@@ -578,12 +501,24 @@ class _RecommenderPlanner:
         heap.extend((t, -1, "", -1) for t in sent_times)
         heapq.heapify(heap)
         prev: datetime | None = None
+        round_: _Candidate | None = None  # the last reminder placed (not yet sent)
+        contacted = bool(sent_times)
         while heap:
             time, order, key, index = heapq.heappop(heap)
             if index < 0:
                 prev = time if prev is None else max(prev, time)
                 continue
             cand = cands[index]
+            if (
+                cand.kind == "reminder"
+                and round_ is not None
+                and time < round_.time + gap
+                and cand.series not in {c.series for c in (round_, *round_.joined)}
+            ):
+                # Rule 4, rounds: one message names both letters.
+                round_.joined.append(cand)
+                cand.status = _JOINED
+                continue
             if cand.kind not in GAP_EXEMPT and prev is not None and time < prev + gap:
                 moved = self.clock.next_in_window(prev + gap)
                 if moved is None:
@@ -599,74 +534,99 @@ class _RecommenderPlanner:
                 cand.time = moved
                 heapq.heappush(heap, (moved, order, key, index))
                 continue
-            if cand.expires is not None and time >= cand.expires:
-                cand.status = EXPIRED
-                cand.reason = f"expired: too late by {self._day(self._local_date(time))}; " + (
-                    cand.reason
-                )
-                continue
             if cand.gap_moved and cand.guard is not None and time > cand.guard:
+                # Rule 5: a reminder the gap pushed within a day of the deadline.
                 self._skip(cand, "the gap would put it within a day of the deadline")
                 continue
+            if cand.expires is not None and time >= cand.expires:
+                cand.status = EXPIRED
+                cand.reason = (
+                    f"expired: too late by {self._day(self._local_date(time))}; {cand.reason}"
+                )
+                continue
             cand.status = DUE if time <= self.now else SCHEDULED
-            self._note(max(time, self.now))  # due once now reaches it
             if cand.status == DUE and cand.dry_run:
                 cand.status = DRY_RUN
+            if cand.kind == "reminder":
+                round_ = cand
+                cand.first_contact = not contacted
+            contacted = True
             prev = time
 
     @staticmethod
     def _mark_final(cands: list[_Candidate]) -> None:
-        last: dict[str, _Candidate] = {}
-        for cand in cands:
-            if cand.series is None or cand.status not in (SCHEDULED, DUE, DRY_RUN):
-                continue
-            cur = last.get(cand.series)
-            if cur is None or (cand.number or 0) > (cur.number or 0):
-                last[cand.series] = cand
-        for cand in last.values():
-            cand.final = True
+        """ "Last" wording only when no further reminder at all follows, for any letter."""
+        rounds = [c for c in cands if c.kind == "reminder" and c.status in _PLACED]
+        if rounds:
+            max(rounds, key=lambda c: (c.time, c.key)).final = True
 
     def _freeze(self, c: _Candidate) -> PlannedMessage:
+        members = [c, *c.joined]
+        letters = tuple(sorted({lt for m in members for lt in m.letters}, key=_deadline_order))
+        reason = c.reason
+        for j in c.joined:
+            reason += f"; with reminder {j.number} for {j.letters[0].name} ({j.reason})"
+        if c.final:
+            reason += " (final reminder)"
         return PlannedMessage(
             key=c.key,
             kind=c.kind,
             recommender=self.rec.id,
             to=self.rec.email,
             send_at=_utc(c.time),
-            expires_at=_utc(c.expires) if c.expires else None,
+            expires_at=_utc(min(m.expires for m in members if m.expires)) if c.expires else None,
             status=c.status or SKIPPED,
-            reason=c.reason + (" (final reminder)" if c.final else ""),
-            programs=c.programs,
+            reason=reason,
+            programs=c.programs or _programs(letters),
             reminder_number=c.number,
             final_reminder=c.final,
             outcomes=c.outcomes,
+            letters=tuple(lt.key for lt in letters),
+            joined=tuple(m.key for m in members) if c.joined else (),
+            first_contact=c.first_contact,
+            request_date=c.request_date,
+            subject=c.subject,
         )
 
     def _log_only(
         self, log: Mapping[str, LogEntry], generated: set[str]
     ) -> Iterable[PlannedMessage]:
-        """Logged messages the roster no longer plans: shown, never sent again."""
+        """Logged messages the roster no longer plans: shown with their logged subject, never
+        rendered or sent again."""
         shown = {LOG_SENT: SENT, LOG_FAILED: FAILED, LOG_DRY_RUN: DRY_RUN}
         for key, entry in sorted(log.items()):
-            if key in generated:
-                continue
             kind = key.split(":", 1)[0]
-            if kind not in KIND_ORDER:
+            if key in generated or kind not in KIND_ORDER:
                 continue
             status = shown.get(entry.state, SKIPPED)
             reason = "logged; no longer in the roster's plan"
-            if entry.error:
+            if entry.state == LOG_FAILED:
+                reason = _failed_reason(entry, reason)
+            elif entry.error:
                 reason += f" ({entry.error})"
             yield PlannedMessage(
                 key=key,
                 kind=kind,
                 recommender=self.rec.id,
-                to=self.rec.email,
+                to=entry.to or self.rec.email,
                 send_at=entry.at.astimezone(UTC),
                 expires_at=None,
                 status=status,
                 reason=reason,
+                subject=entry.subject or "",
             )
+
+
+# A reminder that joined an earlier one's round: it goes, and is logged, with it.
+_JOINED = "joined"
+
+
+def _failed_reason(entry: LogEntry, was: str) -> str:
+    why = entry.error or "the server refused it"
+    return (
+        f"failed: {why}; correct the address in the roster or run "
+        f"`lormail retry {entry.key}` to send it again; was: {was}"
+    )
 
 
 def _utc(instant: datetime) -> datetime:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib.resources
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, tzinfo
 from pathlib import Path
@@ -22,7 +22,7 @@ from jinja2.sandbox import SandboxedEnvironment
 from lormail.core.plan import open_letters
 from lormail.core.slots import long_date
 from lormail.errors import LormailError, Problem
-from lormail.model import KINDS, PlannedMessage, Program, Recommender, Roster
+from lormail.model import KINDS, Letter, PlannedMessage, Recommender, Roster
 
 OUTCOME_PHRASES: Mapping[str, str] = {
     "interview": "I have been invited to interview",
@@ -115,7 +115,12 @@ class Templates:
         return Rendered(subject=subject, body=body, html=html)
 
     def subject(self, msg: PlannedMessage, roster: Roster) -> str:
-        """Only the subject (the text template rendered; an HTML part is not)."""
+        """Only the subject (the text template rendered; an HTML part is not).
+
+        A message already sent shows the subject it went with, never rendered again.
+        """
+        if msg.subject is not None:
+            return msg.subject
         name = f"{msg.kind}.txt.j2"
         text = self._call(name, context(msg, roster))
         return split_subject(text, str(self.source_path(name)))[0]
@@ -191,29 +196,33 @@ def split_subject(text: str, where: str) -> tuple[str, str]:
 
 
 def _deadline_text(deadline: datetime, own_zone: tzinfo | None, zone: tzinfo) -> tuple[str, date]:
-    """How to write a deadline, and its date, for a recipient in ``zone``.
+    """How to write a deadline, and the date it states, for a recipient in ``zone``.
 
-    A date deadline (``own_zone`` given) is written as the program states it;
-    a timed one in the recipient's zone.
+    A date deadline (``own_zone`` given) is written, and counted to, as the
+    date the program states; a timed one in the recipient's zone.
     """
-    local = deadline.astimezone(zone)
     if own_zone is not None:  # a date deadline: its own date, in its own zone
-        return long_date(deadline.astimezone(own_zone).date()), local.date()
+        day = deadline.astimezone(own_zone).date()
+        return long_date(day), day
+    local = deadline.astimezone(zone)
     clock = local.strftime("%I:%M %p").lstrip("0")
     return f"{long_date(local.date())}, {clock} {local.tzname()}", local.date()
 
 
-def _letter(prog: Program, rec: Recommender, today: date, letter_id: str | None) -> dict[str, Any]:
-    own_zone = prog.timezone if prog.deadline_is_date else None
-    text, due = _deadline_text(prog.deadline, own_zone, rec.timezone)
+def _letter(letter: Letter, roster: Roster, rec: Recommender, today: date) -> dict[str, Any]:
+    own_zone = letter.timezone if letter.deadline_is_date else None
+    text, due = _deadline_text(letter.deadline, own_zone, rec.timezone)
+    progs = [roster.programs_by_id[p] for p in letter.programs]
     return {
-        "id": prog.id,
-        "program": prog.name,
-        "portal": prog.portal or "",
+        "id": letter.key,
+        "name": letter.name,
+        "program": letter.name,  # the name templates have always used
+        "programs": [p.name for p in progs],
+        "portal": letter.portal or "",
         "deadline": text,
         "days_left": (due - today).days,
-        "letter_id": letter_id or "",
-        "outcome": prog.outcome,
+        "letter_id": letter.letter_id or "",
+        "outcome": progs[0].outcome if len(progs) == 1 else "",
     }
 
 
@@ -230,21 +239,17 @@ CONTEXT_NAMES = (
     "outcomes",
     "materials",
     "send_date",
+    "reminded",
+    "others",
+    "first_contact",
+    "request_date",
 )
 
 
 class _Context:
     """Builds the context entries of one message, one method per entry."""
 
-    __slots__ = (
-        "_anchor_made",
-        "_anchor_view",
-        "_letter_views",
-        "msg",
-        "rec",
-        "roster",
-        "send_day",
-    )
+    __slots__ = ("_letter_views", "msg", "rec", "roster", "send_day")
 
     def __init__(self, msg: PlannedMessage, roster: Roster) -> None:
         self.msg = msg
@@ -252,12 +257,12 @@ class _Context:
         self.rec = roster.recommenders_by_id[msg.recommender]
         self.send_day = msg.send_at.astimezone(self.rec.timezone).date()
         self._letter_views: list[dict[str, Any]] | None = None
-        self._anchor_view: dict[str, Any] | None = None
-        self._anchor_made = False
 
-    def view(self, pid: str) -> dict[str, Any]:
-        letter_id = next((lt.letter_id for lt in self.rec.letters if lt.program == pid), None)
-        return _letter(self.roster.programs_by_id[pid], self.rec, self.send_day, letter_id)
+    def view(self, letter: Letter) -> dict[str, Any]:
+        return _letter(letter, self.roster, self.rec, self.send_day)
+
+    def _named(self, keys: Iterable[str]) -> list[dict[str, Any]]:
+        return [self.view(lt) for k in keys if (lt := self.rec.letter(k)) is not None]
 
     def applicant(self) -> dict[str, Any]:
         app = self.roster.applicant
@@ -279,6 +284,7 @@ class _Context:
             "email": rec.email,
             "highlights": list(rec.highlights),
             "waived": rec.waived,
+            "status": rec.status,
         }
 
     @property
@@ -290,45 +296,66 @@ class _Context:
     def _make_letters(self) -> list[dict[str, Any]]:
         """The open letters; for someone not yet asked, the letters the request is for."""
         if self.rec.status == "planned":
-            progs = self.roster.programs_by_id
             wanted = sorted(
-                (progs[lt.program] for lt in self.rec.letters if lt.submitted_on is None),
-                key=lambda p: (p.deadline, p.id),
+                (lt for lt in self.rec.letters if lt.submitted_on is None),
+                key=lambda lt: (lt.deadline, lt.key),
             )
-            return [self.view(p.id) for p in wanted]
-        return [self.view(p.id) for p in open_letters(self.roster, self.rec)]
+            return [self.view(lt) for lt in wanted]
+        return [self.view(lt) for lt in open_letters(self.rec)]
 
     def letters(self) -> list[dict[str, Any]]:
         return self._letters
 
     def submitted(self) -> list[dict[str, Any]]:
-        covered = self.msg.programs if self.msg.kind in ("thank_you", "outcome") else ()
-        return [self.view(pid) for pid in covered]
+        if self.msg.kind == "thank_you":
+            return self._named(self.msg.letters)
+        if self.msg.kind == "outcome":
+            covering = [lt for lt in self.rec.letters if set(lt.programs) & set(self.msg.programs)]
+            return [self.view(lt) for lt in covering]
+        return []
 
-    @property
+    def reminded(self) -> list[dict[str, Any]]:
+        """A reminder round's letters, by deadline."""
+        return self._named(self.msg.letters) if self.msg.kind == "reminder" else []
+
+    def others(self) -> list[dict[str, Any]]:
+        """Other open letters still to come: not in this message, deadline not passed."""
+        mine = set(self.msg.letters) if self.msg.kind == "reminder" else set()
+        return [
+            self.view(lt)
+            for lt in open_letters(self.rec)
+            if lt.key not in mine and lt.deadline > self.msg.send_at
+        ]
+
     def _anchor(self) -> dict[str, Any] | None:
-        if not self._anchor_made:
-            if self.msg.programs:
-                self._anchor_view = self.view(self.msg.programs[0])
-            elif self._letters:
-                self._anchor_view = self._letters[0]
-            self._anchor_made = True
-        return self._anchor_view
+        if self.msg.letters:
+            named = self._named(self.msg.letters[:1])
+            if named:
+                return named[0]
+        return self._letters[0] if self._letters else None
 
     def program(self) -> dict[str, Any] | None:
-        return self._anchor
+        return self._anchor()
 
     def deadline(self) -> str:
-        return self._anchor["deadline"] if self._anchor else ""
+        anchor = self._anchor()
+        return anchor["deadline"] if anchor else ""
 
     def days_left(self) -> int | None:
-        return self._anchor["days_left"] if self._anchor else None
+        anchor = self._anchor()
+        return anchor["days_left"] if anchor else None
 
     def reminder_number(self) -> int | None:
         return self.msg.reminder_number
 
     def final_reminder(self) -> bool:
         return self.msg.final_reminder
+
+    def first_contact(self) -> bool:
+        return self.msg.first_contact
+
+    def request_date(self) -> str:
+        return long_date(self.msg.request_date) if self.msg.request_date else ""
 
     def outcomes(self) -> list[dict[str, Any]]:
         progs = self.roster.programs_by_id

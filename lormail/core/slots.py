@@ -1,8 +1,9 @@
 """A recipient's clock: which days are allowed, slots, and the send window.
 
-SPEC §3.0: a date is *allowed* when its weekday is a send day and it lies in
-no unavailable range; the *slot* of an allowed date is the start of the send
-window on it, in the recipient's zone.  Also the short date phrases the
+SPEC §3.0: a date is *allowed* when its weekday is a send day, it lies in no
+unavailable range (the recommender's or everyone's) and it is no public
+holiday of the recommender's country; the *slot* of an allowed date is the
+start of the send window on it, in the recipient's zone.  Also the short date phrases the
 planner's reasons are written with.
 """
 
@@ -11,7 +12,9 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from functools import lru_cache
 
-from lormail.model import Recommender
+import holidays as holiday_calendars
+
+from lormail.model import Recommender, Unavailable
 
 # How far to look for an allowed day before giving up (a roster could make
 # every day unavailable for years; the search must still end).
@@ -28,27 +31,39 @@ _MONTH_NAMES = (
 class Clock:
     """Send days, unavailability and the window of one recommender, in their zone."""
 
-    __slots__ = ("days", "end", "name", "start", "unavailable", "zone")
+    __slots__ = ("days", "end", "everyone", "holidays", "name", "start", "unavailable", "zone")
 
-    def __init__(self, rec: Recommender) -> None:
+    def __init__(self, rec: Recommender, everyone: tuple[Unavailable, ...] = ()) -> None:
         self.zone = rec.timezone
         self.start = rec.policy.window_start
         self.end = rec.policy.window_end
         self.days = rec.policy.send_days
         self.unavailable = rec.unavailable
+        self.everyone = everyone  # ``defaults: unavailable``
+        self.holidays = rec.holidays
         self.name = rec.salutation or rec.name
 
     def allowed(self, day: date) -> bool:
         if day.weekday() not in self.days:
             return False
-        return not self.unavailable or not any(u.start <= day <= u.end for u in self.unavailable)
+        if any(u.start <= day <= u.end for u in self.unavailable + self.everyone):
+            return False
+        return self.holidays is None or holiday_name(self.holidays, day) is None
 
     def blocked(self, day: date) -> str | None:
-        """Why ``day`` is not allowed, as a phrase ("falls in Dr. X's conference, 10–17 Aug")."""
+        """Why ``day`` is not allowed, as a phrase ("falls in Dr. X's conference, 10–17 Aug",
+        "is Christmas Day (US public holiday)")."""
         for u in self.unavailable:
             if u.start <= day <= u.end:
                 what = u.note or "time away"
                 return f"falls in {self.name}'s {what}, {range_label(u.start, u.end)}"
+        for u in self.everyone:
+            if u.start <= day <= u.end:
+                what = u.note or "time without e-mail"
+                return f"falls in the {what}, {range_label(u.start, u.end)}"
+        if self.holidays is not None and (name := holiday_name(self.holidays, day)):
+            where = "-".join(p for p in self.holidays if p)
+            return f"is {name} ({where} public holiday)"
         if day.weekday() not in self.days:
             return f"is a {_WEEKDAY_NAMES[day.weekday()]}, not a send day"
         return None
@@ -90,6 +105,20 @@ class Clock:
 
     def in_window(self, instant: datetime) -> bool:
         return self.next_in_window(instant) == instant.astimezone(UTC)
+
+
+def holiday_name(country: tuple[str, str | None], day: date) -> str | None:
+    """The public holiday on ``day`` in ``country`` (code, subdivision), if any."""
+    return _holidays(country, day.year).get(day)
+
+
+@lru_cache(maxsize=256)
+def _holidays(country: tuple[str, str | None], year: int) -> dict[date, str]:
+    table = holiday_calendars.country_holidays(
+        country[0], subdiv=country[1], years=year, language="en_US"
+    )
+    # Several names on one day read as one phrase ("New Year's Day; ...").
+    return {d: "; ".join(n.split("; ")) for d, n in table.items()}
 
 
 @lru_cache(maxsize=65536)

@@ -518,22 +518,15 @@ class _RosterReader:
         own_portal = src.required_text(f["portal"], path + ".portal") if "portal" in f else None
         if not ok or key is None:
             return None
-        progs = sorted((self.programs_by_id[p] for p in programs), key=lambda p: (p.deadline, p.id))
-        earliest = progs[0]
-        portals = {p.portal for p in progs}
-        portal = own_portal or (portals.pop() if len(portals) == 1 else None)
-        single = earliest.name if len(progs) == 1 else None
         return Letter(
             key=key,
-            programs=tuple(programs),
-            deadline=due[0] if due else earliest.deadline,
-            deadline_is_date=due[1] if due else earliest.deadline_is_date,
-            timezone=self.applicant_zone if due else earliest.timezone,
-            name=own_name or own_portal or single or portal or key,
-            portal=portal,
             letter_id=letter_id,
             submitted_on=submitted,
-            due=due is not None,
+            programs=tuple(programs),
+            due=due[0] if due else None,
+            due_is_date=due[1] if due else False,
+            own_name=own_name,
+            own_portal=own_portal,
         )
 
     def letter_program(
