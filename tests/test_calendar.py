@@ -11,14 +11,8 @@ from dataclasses import replace
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-import icalendar
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
 from lormail.core.calendar import (
-    Built,
     build_calendar,
-    clean_text,
     empty_calendar,
     message_uid,
 )
@@ -32,48 +26,21 @@ from lormail.model import (
     PlannedMessage,
     Policy,
     Roster,
-    Unavailable,
 )
 from tests._cal_helpers import (
     CAL_CONFIG,
+    NOW,
     NY,
-    dated,
+    build,
+    events,
     example_roster,
+    parse,
     program,
+    raw_events,
     recommender,
     reroster,
     utc,
 )
-
-NOW = utc(2026, 10, 1, 12)
-
-
-def build(
-    roster: Roster,
-    now: datetime = NOW,
-    stamps: dict[str, EventStamp] | None = None,
-    config: CalendarConfig = CAL_CONFIG,
-) -> Built:
-    return build_calendar(roster, plan(roster, EMPTY_SNAPSHOT, now), stamps or {}, config, now)
-
-
-def parse(data: bytes) -> icalendar.Calendar:
-    return icalendar.Calendar.from_ical(data)
-
-
-def events(data: bytes) -> dict[str, icalendar.Event]:
-    return {str(e["UID"]): e for e in parse(data).events}
-
-
-def raw_events(data: bytes) -> dict[str, str]:
-    """UID → the VEVENT's exact text, for byte-level comparisons."""
-    out = {}
-    for block in re.findall(r"BEGIN:VEVENT\r\n.*?END:VEVENT\r\n", data.decode(), re.S):
-        uid = re.search(r"^UID:(.*)\r$", block, re.M)
-        assert uid is not None
-        out[uid.group(1)] = block
-    return out
-
 
 # --- the file as a whole -------------------------------------------------------
 
@@ -400,86 +367,6 @@ def test_sequence_keeps_rising_when_an_edit_is_undone() -> None:
     assert third.changed["deadline-stanford-phd@lormail"].sequence == 2
 
 
-# --- text and invariants over arbitrary input ---------------------------------------
-
-
-def test_clean_text() -> None:
-    assert clean_text("a\\b;c,d\ne\r\nf\rg\x00h\ti\x7f") == "a\\b;c,d\ne\nf\ngh\ti"
-
-
-def test_alarm_triggers_are_written_as_durations() -> None:
-    config = CalendarConfig(alarms=(timedelta(hours=-36) * -1, timedelta(minutes=90)))
-    data = build(example_roster(), config=config).data
-    assert b"\r\nTRIGGER:-P1DT12H\r\n" in data
-    assert b"\r\nTRIGGER:-PT1H30M\r\n" in data
-
-
-_TEXT = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=200)
-
-
-def _expected(text: str) -> str:
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
-    return "".join(c for c in text if c in "\t\n" or not (ord(c) < 0x20 or ord(c) == 0x7F))
-
-
-@settings(max_examples=40, deadline=None)
-@given(
-    name=_TEXT,
-    portal=_TEXT,
-    who=_TEXT,
-    pid=st.text(min_size=1, max_size=40),
-    rid=st.text(min_size=1, max_size=40),
-    day=st.dates(date(2026, 10, 2), date(2028, 12, 31)),
-    zone=st.sampled_from(["America/New_York", "Asia/Kolkata", "Pacific/Auckland", "UTC"]),
-)
-def test_any_roster_text_parses_back_with_stable_uids_and_sequences(
-    name: str, portal: str, who: str, pid: str, rid: str, day: date, zone: str
-) -> None:
-    p = program(pid, name or "x", day, zone, portal=portal or None)
-    r = recommender(rid, who or "x", zone, "asked", [Letter(pid)], asked_on=date(2026, 9, 1))
-    roster = reroster(example_roster(), programs=(p,), recommenders=(r,))
-    the_plan = plan(roster, EMPTY_SNAPSHOT, NOW)
-    first = build_calendar(roster, the_plan, {}, CAL_CONFIG, NOW)
-    for line in first.data.split(b"\r\n"):
-        assert len(line) <= 75, line
-        line.decode()  # never split inside a UTF-8 sequence
-    evs = events(first.data)
-    deadline = evs[next(u for u in evs if u.startswith("deadline-"))]
-    assert str(deadline["SUMMARY"]) == _expected("Deadline: " + (name or "x"))
-    if portal:
-        assert _expected(f"Portal: {portal}\nLetters:\n") in str(deadline["DESCRIPTION"])
-    used = set(re.findall(rb";TZID=([^:;]+)[:;]", first.data))
-    assert used == {str(tz["TZID"]).encode() for tz in parse(first.data).timezones}
-    for uid in evs:
-        assert re.fullmatch(r"[a-z]+-[A-Za-z0-9._-]+@lormail", uid), uid
-    # Built again later from the stored stamps: same UIDs, same bytes, nothing changed.
-    later = NOW + timedelta(days=3)
-    again = build_calendar(roster, the_plan, dict(first.changed), CAL_CONFIG, later)
-    assert again.changed == {} and again.data == first.data
-    # A content change raises SEQUENCE by one on exactly the events that changed.
-    renamed = reroster(roster, programs=(replace(p, name=p.name + " (renamed)"),))
-    third = build_calendar(renamed, the_plan, dict(first.changed), CAL_CONFIG, later)
-    assert set(events(third.data)) == set(evs)
-    before, after = raw_events(first.data), raw_events(third.data)
-    changed = {u for u in before if _content(before[u]) != _content(after[u])}
-    assert set(third.changed) == changed
-    assert any(u.startswith("deadline-") for u in changed)
-    for uid, stamp in third.changed.items():
-        assert stamp.sequence == first.changed[uid].sequence + 1 and stamp.stamp == later
-        assert events(third.data)[uid]["SEQUENCE"] == stamp.sequence
-
-
-def _content(vevent: str) -> str:
-    """A VEVENT's text without the lines that record when and how often it changed."""
-    unfolded = vevent.replace("\r\n ", "")
-    keep = [
-        line
-        for line in unfolded.split("\r\n")
-        if not line.startswith(("DTSTAMP:", "SEQUENCE:", "LAST-MODIFIED:"))
-    ]
-    return "\r\n".join(keep)
-
-
 def test_reminder_policy_override_shows_in_the_plan_and_calendar() -> None:
     # A sanity check that the hand-built roster drives the real planner.
     roster = example_roster()
@@ -513,97 +400,3 @@ def test_utc_zones_are_written_with_z_and_need_no_vtimezone() -> None:
     data = build(roster).data
     assert b"\r\nDTSTART:20270115T120000Z\r\n" in data
     assert b"VTIMEZONE" not in data
-
-
-def test_after_the_request_went_the_calendar_waits_for_the_answer() -> None:
-    roster = example_roster()
-    p = plan(roster, EMPTY_SNAPSHOT, NOW)
-    request = next(m for m in p.messages if m.key == "request:patel")
-    sent = replace(request, status="sent", send_at=utc(2026, 11, 30, 3, 30))
-    q = replace(p, messages=tuple(sent if m is request else m for m in p.messages))
-    evs = events(build_calendar(roster, q, {}, CAL_CONFIG, NOW).data)
-    assert "ask-patel@lormail" not in evs
-    ev = evs["waiting-patel@lormail"]
-    assert ev["SUMMARY"] == "Waiting for Dr. Patel's answer"
-    assert (ev.start, ev.end) == (date(2026, 11, 30), date(2027, 1, 16))
-    assert ev["DESCRIPTION"] == (
-        "lormail e-mailed Dr. Anil Patel the request on Mon 30 Nov 2026. Once they answer, "
-        "mark it in the roster (status: agreed or declined)."
-    )
-    # Once the roster says they were asked, the wait is over.
-    asked = replace(roster.recommenders_by_id["patel"], status="asked")
-    recs = tuple(asked if r.id == "patel" else r for r in roster.recommenders)
-    later = events(build_calendar(reroster(roster, recommenders=recs), q, {}, CAL_CONFIG, NOW).data)
-    assert "waiting-patel@lormail" not in later and "ask-patel@lormail" not in later
-
-
-def test_a_letter_for_several_programs_is_in_each_programs_deadline() -> None:
-    roster = example_roster()
-    bwh = program("bwh", "BWH Internal Medicine", date(2026, 12, 20), portal="ERAS")
-    mgh = program("mgh", "MGH Internal Medicine", date(2026, 12, 10), portal="ERAS")
-    eras = Letter("eras", "LoR-1", programs=("bwh", "mgh"))
-    lee = replace(roster.recommenders_by_id["lee"], letters=(eras,))
-    recs = tuple(lee if r.id == "lee" else r for r in roster.recommenders)
-    roster = reroster(roster, programs=(*roster.programs, bwh, mgh), recommenders=recs)
-    evs = events(build(roster).data)
-    line = (
-        "- Dr. Grace Lee [LoR-1]: not asked yet (ask by Thu 29 Oct 2026) "
-        "(one letter, ERAS, for 2 programs, due Thu 10 Dec 2026)"
-    )
-    for uid in ("deadline-bwh@lormail", "deadline-mgh@lormail"):
-        assert str(evs[uid]["DESCRIPTION"]).endswith("Letters:\n" + line)
-    assert str(evs["ask-lee@lormail"]["DESCRIPTION"]).endswith(
-        "For:\n- ERAS (deadline Thu 10 Dec 2026, 2 programs)"
-    )
-
-
-def test_blackouts_and_public_holidays_are_all_day_events() -> None:
-    roster = example_roster()
-    winter = Unavailable(date(2026, 12, 24), date(2027, 1, 1), "winter break")
-    johnson = replace(roster.recommenders_by_id["johnson"], holidays=("US", None))
-    okafor = replace(roster.recommenders_by_id["okafor"], holidays=("GB", "ENG"))
-    recs = tuple({"johnson": johnson, "okafor": okafor}.get(r.id, r) for r in roster.recommenders)
-    roster = replace(reroster(roster, recommenders=recs), unavailable=(winter,))
-    evs = events(build(roster).data)
-    off = evs["blackout-20261224-20270101@lormail"]
-    assert off["SUMMARY"] == "No e-mail to recommenders: winter break"
-    assert (off.start, off.end) == (date(2026, 12, 24), date(2027, 1, 2))
-    assert off["DESCRIPTION"] == (
-        "lormail sends no recommender anything Thu 24 Dec 2026 – Fri 1 Jan 2027."
-    )
-    xmas = evs["holiday-20261225@lormail"]
-    assert xmas["SUMMARY"] == "Public holiday: Christmas Day (GB-ENG); Christmas Day (US)"
-    assert xmas["DESCRIPTION"] == (
-        "Christmas Day (GB-ENG): lormail writes nothing to Dr. Okafor.\n"
-        "Christmas Day (US): lormail writes nothing to Dr. Johnson."
-    )
-    assert (xmas.start, xmas.end) == (date(2026, 12, 25), date(2026, 12, 26))
-    thanksgiving = evs["holiday-20261126@lormail"]
-    assert thanksgiving["SUMMARY"] == "Public holiday: Thanksgiving Day (US)"
-    # Holidays run from this year to the year of the last deadline, no further.
-    days = sorted(u for u in evs if u.startswith("holiday-"))
-    assert days[0] == "holiday-20260101@lormail" and days[-1] <= "holiday-20271231@lormail"
-
-
-def test_a_reminder_round_is_titled_by_its_letters() -> None:
-    roster = example_roster()
-    m = next(m for m in plan(roster, EMPTY_SNAPSHOT, NOW).messages if m.kind == "reminder")
-    johnson = roster.recommenders_by_id["johnson"]
-    keys = tuple(lt.key for lt in johnson.letters)
-    round_ = replace(m, recommender="johnson", letters=keys, reminder_number=1)
-    ev = events(build_calendar(roster, Plan(NOW, (round_,)), {}, CAL_CONFIG, NOW).data)[
-        message_uid(m.key)
-    ]
-    assert ev["SUMMARY"] == "Reminder 1 to Dr. Johnson (MPH in Epidemiology (SOPHAS) and 1 more)"
-
-
-def test_a_letters_own_due_date_is_in_its_programs_deadline() -> None:
-    roster = example_roster()
-    own = Letter("ucl-msc", due=dated(date(2027, 1, 8), NY), due_is_date=True)
-    wong = replace(roster.recommenders_by_id["wong"], letters=(own,))
-    recs = tuple(wong if r.id == "wong" else r for r in roster.recommenders)
-    roster = Roster(roster.applicant, roster.defaults, roster.programs, recs)
-    ev = events(build(roster).data)["deadline-ucl-msc@lormail"]
-    assert str(ev["DESCRIPTION"]).endswith(
-        "- Dr. Mei Wong: agreed on Wed 2 Sep 2026, letter open (wanted by Fri 8 Jan 2027)"
-    )

@@ -39,7 +39,6 @@ the calendar a ``VTIMEZONE`` for it (:mod:`lormail.core.vtimezone`).
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta, tzinfo
@@ -48,6 +47,17 @@ from zoneinfo import ZoneInfo
 from icalendar import Alarm, Calendar, Event, vDuration
 
 from lormail import __version__
+from lormail.core.daysoff import blackouts, holidays
+from lormail.core.ical import (
+    UID_DOMAIN,
+    CalEvent,
+    all_day,
+    clean_text,
+    message_uid,
+    text_event,
+    uid_part,
+    who,
+)
 from lormail.core.plan import ask_by_date
 from lormail.core.slots import day_label
 from lormail.core.vtimezone import vtimezone
@@ -68,12 +78,6 @@ from lormail.model import (
 PRODID = f"-//lormail//lormail {__version__}//EN"
 MESSAGE_MINUTES = 15
 _MESSAGE_LENGTH = timedelta(minutes=MESSAGE_MINUTES)
-UID_DOMAIN = "lormail"
-
-# RFC 5545 §3.3.11 allows no control character in TEXT but HTAB (and the
-# newline, which icalendar escapes).
-_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
-_SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 # Zones written as UTC ("…Z") rather than with a TZID and a VTIMEZONE.
 _UTC_KEYS = frozenset(
     {"UTC", "Etc/UTC", "Etc/UCT", "UCT", "Etc/Universal", "Universal", "Etc/Zulu", "Zulu"}
@@ -90,45 +94,6 @@ class Built:
 
     data: bytes
     changed: Mapping[str, EventStamp]
-
-
-@dataclass(frozen=True)
-class _Event:
-    order: tuple[object, ...]  # where it goes among its owner's events; unique with the UID
-    uid: str
-    event: Event  # the content, without UID/DTSTAMP/SEQUENCE/LAST-MODIFIED
-
-
-def clean_text(text: str) -> str:
-    """Text fit for a TEXT value: CR and CRLF as newlines, other controls but HTAB dropped."""
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
-    return _CONTROLS.sub("", text)
-
-
-def _uid_part(ident: str) -> str:
-    if _SAFE_ID.fullmatch(ident):
-        return ident
-    return "h" + hashlib.blake2b(ident.encode(), digest_size=8).hexdigest()
-
-
-def message_uid(key: str) -> str:
-    """The UID of a planned message: its key hashed (keys name recommenders and programs)."""
-    return f"msg-{hashlib.blake2b(key.encode(), digest_size=10).hexdigest()}@{UID_DOMAIN}"
-
-
-def _event(summary: str, description: str) -> Event:
-    ev = Event()
-    ev.add("SUMMARY", clean_text(summary))
-    ev.add("DESCRIPTION", clean_text(description))
-    ev.add("TRANSP", "TRANSPARENT")
-    return ev
-
-
-def _all_day(ev: Event, first: date, last: date) -> Event:
-    """``ev`` on the days ``first`` to ``last`` (inclusive; DTEND is exclusive)."""
-    ev.add("DTSTART", first)
-    ev.add("DTEND", last + timedelta(days=1))
-    return ev
 
 
 # --- the events -------------------------------------------------------------
@@ -164,8 +129,8 @@ class _Builder:
 
     def recommender_events(
         self, rec: Recommender, messages: Sequence[PlannedMessage]
-    ) -> list[_Event]:
-        out: list[_Event] = []
+    ) -> list[CalEvent]:
+        out: list[CalEvent] = []
         request = next((m for m in messages if m.kind == "request" and m.status == SENT), None)
         ask = self.ask_by(rec)
         if request is not None and rec.status == "planned":
@@ -179,12 +144,12 @@ class _Builder:
         out.extend(self.message_events(messages))
         return sorted(out, key=lambda ev: ev.order)
 
-    def message_events(self, messages: Iterable[PlannedMessage]) -> list[_Event]:
+    def message_events(self, messages: Iterable[PlannedMessage]) -> list[CalEvent]:
         if not self.config.include_messages:
             return []
         return sorted((self._message(m) for m in messages if m.status in _SHOWN), key=_order)
 
-    def deadline(self, p: Program, letters: Iterable[tuple[Recommender, Letter]]) -> _Event:
+    def deadline(self, p: Program, letters: Iterable[tuple[Recommender, Letter]]) -> CalEvent:
         local = p.deadline.astimezone(p.timezone)
         if p.deadline_is_date:
             about = [f"Due by the end of {day_label(local.date())} ({_zone_name(p.timezone)})."]
@@ -201,9 +166,9 @@ class _Builder:
             about.extend(f"- {s}" for s in states)
         else:
             about.append("No letters.")
-        ev = _event("Deadline: " + p.name, "\n".join(about))
+        ev = text_event("Deadline: " + p.name, "\n".join(about))
         if p.deadline_is_date:
-            _all_day(ev, local.date(), local.date())
+            all_day(ev, local.date(), local.date())
         else:
             ev.add("DTSTART", self.local(p.deadline, p.timezone))
         for ahead in self.config.alarms:
@@ -212,7 +177,7 @@ class _Builder:
             alarm.add("DESCRIPTION", clean_text(f"{p.name}: deadline in {_ahead(ahead)}"))
             alarm.add("TRIGGER", -ahead)
             ev.add_component(alarm)
-        return _Event((p.deadline, p.id), f"deadline-{_uid_part(p.id)}@{UID_DOMAIN}", ev)
+        return CalEvent((p.deadline, p.id), f"deadline-{uid_part(p.id)}@{UID_DOMAIN}", ev)
 
     def _letter_state(self, rec: Recommender, letter: Letter) -> str:
         ref = f" [{letter.letter_id}]" if letter.letter_id else ""
@@ -240,7 +205,7 @@ class _Builder:
             )
         return f"{rec.name}{ref}: {state}{shared}"
 
-    def _ask(self, rec: Recommender, day: date) -> _Event:
+    def _ask(self, rec: Recommender, day: date) -> CalEvent:
         about = [f"Ask {rec.name} for a letter by {day_label(day)}."]
         if rec.ask_by_email:
             sent_on = rec.ask_on or day
@@ -249,62 +214,10 @@ class _Builder:
         for lt in sorted(rec.letters, key=lambda lt: (lt.deadline, lt.key)):
             more = f", {len(lt.programs)} programs" if len(lt.programs) > 1 else ""
             about.append(f"- {lt.name} (deadline {day_label(lt.deadline_date)}{more})")
-        ev = _all_day(_event(f"Ask {_who(rec)} for a letter", "\n".join(about)), day, day)
-        return _Event((1, day), f"ask-{_uid_part(rec.id)}@{UID_DOMAIN}", ev)
+        ev = all_day(text_event(f"Ask {who(rec)} for a letter", "\n".join(about)), day, day)
+        return CalEvent((1, day), f"ask-{uid_part(rec.id)}@{UID_DOMAIN}", ev)
 
-    def blackouts(self) -> list[_Event]:
-        """``defaults: unavailable``: days lormail sends nothing to anyone."""
-        out = []
-        for spell in sorted(self.roster.unavailable, key=lambda u: (u.start, u.end, u.note)):
-            uid = f"blackout-{spell.start:%Y%m%d}-{spell.end:%Y%m%d}"
-            title = "No e-mail to recommenders" + (f": {spell.note}" if spell.note else "")
-            about = (
-                f"lormail sends no recommender anything {day_label(spell.start)} – "
-                f"{day_label(spell.end)}."
-            )
-            ev = _all_day(_event(title, about), spell.start, spell.end)
-            out.append(_Event((spell.start, uid), f"{uid}@{UID_DOMAIN}", ev))
-        return out
-
-    def holidays(self) -> list[_Event]:
-        """Public holidays on which a recommender with letters to come gets nothing.
-
-        One event a day, naming each holiday and whom it keeps lormail from
-        writing to, over the years from now to the last deadline.
-        """
-        waiting = [
-            (r, r.holidays)
-            for r in self.roster.recommenders
-            if r.holidays is not None
-            and r.status != "declined"
-            and any(lt.submitted_on is None for lt in r.letters)
-        ]
-        if not waiting:
-            return []
-        import holidays  # here: a roster without holidays never loads it
-
-        first = self.now.year
-        last = max([first, *(lt.deadline_date.year for r, _ in waiting for lt in r.letters)])
-        years = list(range(first, last + 1))
-        days: dict[date, dict[str, list[str]]] = {}
-        for rec, (country, subdiv) in waiting:
-            where = country + (f"-{subdiv}" if subdiv else "")
-            found = holidays.country_holidays(country, subdiv=subdiv, years=years, language="en_US")
-            for day, name in found.items():
-                label = f"{name} ({where})"
-                days.setdefault(day, {}).setdefault(label, []).append(_who(rec))
-        out = []
-        for day in sorted(days):
-            labels = days[day]
-            about = "\n".join(
-                f"{label}: lormail writes nothing to {', '.join(who)}."
-                for label, who in sorted(labels.items())
-            )
-            ev = _all_day(_event("Public holiday: " + "; ".join(sorted(labels)), about), day, day)
-            out.append(_Event((day,), f"holiday-{day:%Y%m%d}@{UID_DOMAIN}", ev))
-        return out
-
-    def _waiting(self, rec: Recommender, request: PlannedMessage) -> _Event:
+    def _waiting(self, rec: Recommender, request: PlannedMessage) -> CalEvent:
         """From the day the request went until their first deadline: the answer is awaited."""
         sent_day = request.send_at.astimezone(rec.timezone).date()
         deadlines = sorted(lt.deadline_date for lt in rec.letters)
@@ -313,27 +226,27 @@ class _Builder:
             f"lormail e-mailed {rec.name} the request on {day_label(sent_day)}. Once they "
             f"answer, mark it in the roster (status: agreed or declined)."
         )
-        ev = _all_day(_event(f"Waiting for {_who(rec)}'s answer", about), sent_day, last)
-        return _Event((1, sent_day), f"waiting-{_uid_part(rec.id)}@{UID_DOMAIN}", ev)
+        ev = all_day(text_event(f"Waiting for {who(rec)}'s answer", about), sent_day, last)
+        return CalEvent((1, sent_day), f"waiting-{uid_part(rec.id)}@{UID_DOMAIN}", ev)
 
-    def _away(self, rec: Recommender) -> Iterable[_Event]:
+    def _away(self, rec: Recommender) -> Iterable[CalEvent]:
         seen: set[str] = set()
         for spell in sorted(rec.unavailable, key=lambda u: (u.start, u.end, u.note)):
-            uid = f"away-{_uid_part(rec.id)}-{spell.start:%Y%m%d}"
+            uid = f"away-{uid_part(rec.id)}-{spell.start:%Y%m%d}"
             n = 2
             while uid in seen:  # two spells starting the same day
-                uid = f"away-{_uid_part(rec.id)}-{spell.start:%Y%m%d}-{n}"
+                uid = f"away-{uid_part(rec.id)}-{spell.start:%Y%m%d}-{n}"
                 n += 1
             seen.add(uid)
-            title = f"{_who(rec)} away" + (f": {spell.note}" if spell.note else "")
+            title = f"{who(rec)} away" + (f": {spell.note}" if spell.note else "")
             about = (
                 f"{rec.name} is unavailable {day_label(spell.start)} – "
                 f"{day_label(spell.end)}; lormail sends them nothing then."
             )
-            ev = _all_day(_event(title, about), spell.start, spell.end)
-            yield _Event((2, spell.start, uid), f"{uid}@{UID_DOMAIN}", ev)
+            ev = all_day(text_event(title, about), spell.start, spell.end)
+            yield CalEvent((2, spell.start, uid), f"{uid}@{UID_DOMAIN}", ev)
 
-    def _check_in(self, rec: Recommender, messages: Iterable[PlannedMessage]) -> _Event | None:
+    def _check_in(self, rec: Recommender, messages: Iterable[PlannedMessage]) -> CalEvent | None:
         every = rec.policy.check_in_every
         if every <= 0:
             return None
@@ -352,20 +265,20 @@ class _Builder:
             f"message to them ({_KIND_NOUNS.get(last.kind, last.kind)}, {verb} for "
             f"{day_label(sent_day)})."
         )
-        ev = _all_day(_event(f"Check in with {_who(rec)}", about), first, first)
+        ev = all_day(text_event(f"Check in with {who(rec)}", about), first, first)
         ev.add("RRULE", {"FREQ": "DAILY", "INTERVAL": every})
-        return _Event((3, first), f"checkin-{_uid_part(rec.id)}@{UID_DOMAIN}", ev)
+        return CalEvent((3, first), f"checkin-{uid_part(rec.id)}@{UID_DOMAIN}", ev)
 
-    def _message(self, m: PlannedMessage) -> _Event:
+    def _message(self, m: PlannedMessage) -> CalEvent:
         rec = self.roster.recommenders_by_id.get(m.recommender)
         zone: tzinfo = rec.timezone if rec is not None else UTC
-        who = _who(rec) if rec is not None else m.recommender
-        ev = _event(self._message_title(m, who), f"{m.reason}\nPreview: lormail preview {m.key}")
+        to = who(rec) if rec is not None else m.recommender
+        ev = text_event(self._message_title(m, to), f"{m.reason}\nPreview: lormail preview {m.key}")
         ev.add("DTSTART", self.local(m.send_at, zone))
         ev.add("DTEND", self.local(m.send_at + _MESSAGE_LENGTH, zone))
-        return _Event((4, m.send_at, m.key), message_uid(m.key), ev)
+        return CalEvent((4, m.send_at, m.key), message_uid(m.key), ev)
 
-    def _message_title(self, m: PlannedMessage, who: str) -> str:
+    def _message_title(self, m: PlannedMessage, to: str) -> str:
         names = self._about(m)
         about = ""
         if len(names) == 1:
@@ -374,11 +287,11 @@ class _Builder:
             about = f" ({names[0]} and {len(names) - 1} more)"
         if m.kind == "reminder":
             label = f"Reminder {m.reminder_number}" if m.reminder_number else "Reminder"
-            return f"{label} to {who}{about}"
+            return f"{label} to {to}{about}"
         if m.kind == "outcome" and m.outcomes:
             parts = ", ".join(f"{self._program_name(p)}: {o}" for p, o in m.outcomes)
-            return f"Outcome update to {who} ({parts})"
-        return f"{_KIND_TITLES.get(m.kind, m.kind)} to {who}{about}"
+            return f"Outcome update to {to} ({parts})"
+        return f"{_KIND_TITLES.get(m.kind, m.kind)} to {to}{about}"
 
     def _about(self, m: PlannedMessage) -> list[str]:
         """What a message is about: its letters' names, else its programs' names."""
@@ -412,12 +325,8 @@ _KIND_NOUNS = {
 }
 
 
-def _order(ev: _Event) -> tuple[object, ...]:
+def _order(ev: CalEvent) -> tuple[object, ...]:
     return ev.order
-
-
-def _who(rec: Recommender) -> str:
-    return rec.salutation or rec.name
 
 
 def _zone_name(zone: tzinfo) -> str:
@@ -436,7 +345,7 @@ def _ahead(delta: timedelta) -> str:
 
 
 def _stamped(
-    ev: _Event, stamps: Mapping[str, EventStamp], now: datetime, changed: dict[str, EventStamp]
+    ev: CalEvent, stamps: Mapping[str, EventStamp], now: datetime, changed: dict[str, EventStamp]
 ) -> Event:
     """The event with its UID and stamp: the stored one while its content is the
     same, else SEQUENCE 0 (new) or the stored SEQUENCE + 1 (changed), at ``now``."""
@@ -495,7 +404,7 @@ def build_calendar(
         builder.deadline(p, writers.get(p.id, []))
         for p in sorted(roster.programs, key=lambda p: (p.deadline, p.id))
     ]
-    events += builder.blackouts() + builder.holidays()
+    events += blackouts(roster) + holidays(roster, now)
     for rec in sorted(roster.recommenders, key=lambda r: r.id):
         events += builder.recommender_events(rec, by_recommender.pop(rec.id, ()))
     events += builder.message_events(m for ms in by_recommender.values() for m in ms)
