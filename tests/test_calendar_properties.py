@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lormail.core.calendar import build_calendar, clean_text
+from lormail.core.ical import uid_part
 from lormail.core.plan import plan
 from lormail.model import EMPTY_SNAPSHOT, CalendarConfig, Letter
 from tests._cal_helpers import (
@@ -56,23 +57,31 @@ def _expected(text: str) -> str:
     rid=st.text(min_size=1, max_size=40),
     day=st.dates(date(2026, 10, 2), date(2028, 12, 31)),
     zone=st.sampled_from(["America/New_York", "Asia/Kolkata", "Pacific/Auckland", "UTC"]),
+    shared=st.booleans(),
 )
 def test_any_roster_text_parses_back_with_stable_uids_and_sequences(
-    name: str, portal: str, who: str, pid: str, rid: str, day: date, zone: str
+    name: str, portal: str, who: str, pid: str, rid: str, day: date, zone: str, shared: bool
 ) -> None:
     p = program(pid, name or "x", day, zone, portal=portal or None)
-    r = recommender(rid, who or "x", zone, "asked", [Letter(pid)], asked_on=date(2026, 9, 1))
-    roster = reroster(example_roster(), programs=(p,), recommenders=(r,))
+    other = program(pid + "2", "Other", day + timedelta(days=9), zone)
+    # One letter for both programs (like ERAS), or a letter for each.
+    letters = [Letter("l", programs=(pid, other.id))] if shared else [Letter(pid), Letter(other.id)]
+    r = recommender(rid, who or "x", zone, "asked", letters, asked_on=date(2026, 9, 1))
+    roster = reroster(example_roster(), programs=(p, other), recommenders=(r,))
     the_plan = plan(roster, EMPTY_SNAPSHOT, NOW)
     first = build_calendar(roster, the_plan, {}, CAL_CONFIG, NOW)
     for line in first.data.split(b"\r\n"):
         assert len(line) <= 75, line
         line.decode()  # never split inside a UTF-8 sequence
     evs = events(first.data)
-    deadline = evs[next(u for u in evs if u.startswith("deadline-"))]
+    deadlines = [evs[u] for u in evs if u.startswith("deadline-")]
+    assert len(deadlines) == 2
+    deadline = evs[f"deadline-{uid_part(pid)}@lormail"]
     assert str(deadline["SUMMARY"]) == _expected("Deadline: " + (name or "x"))
     if portal:
         assert _expected(f"Portal: {portal}\nLetters:\n") in str(deadline["DESCRIPTION"])
+    for ev in deadlines:  # each program's deadline names the letter that serves it
+        assert _expected(f"Letters:\n- {who or 'x'}: asked") in str(ev["DESCRIPTION"])
     used = set(re.findall(rb";TZID=([^:;]+)[:;]", first.data))
     assert used == {str(tz["TZID"]).encode() for tz in parse(first.data).timezones}
     for uid in evs:
@@ -82,7 +91,7 @@ def test_any_roster_text_parses_back_with_stable_uids_and_sequences(
     again = build_calendar(roster, the_plan, dict(first.changed), CAL_CONFIG, later)
     assert again.changed == {} and again.data == first.data
     # A content change raises SEQUENCE by one on exactly the events that changed.
-    renamed = reroster(roster, programs=(replace(p, name=p.name + " (renamed)"),))
+    renamed = reroster(roster, programs=(replace(p, name=p.name + " (renamed)"), other))
     third = build_calendar(renamed, the_plan, dict(first.changed), CAL_CONFIG, later)
     assert set(events(third.data)) == set(evs)
     before, after = raw_events(first.data), raw_events(third.data)
