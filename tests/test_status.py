@@ -10,24 +10,87 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
-
-EXAMPLE = ROOT / "config.example.yaml"
 NOW = "2026-11-22T12:00:00Z"
 
+# The example roster's shape, fixed here (public holidays off) so that the
+# texts below change only when status does.
+ROSTER = """\
+applicant: {name: Sarah Chen, email: sarah.chen@example.edu, timezone: America/New_York}
+defaults: {holidays: none}
+programs:
+  - {id: mph, name: MPH in Epidemiology (SOPHAS), portal: SOPHAS,
+     deadline: "2026-12-01T23:59:00-05:00"}
+  - {id: stanford-phd, name: Stanford PhD in Epidemiology, portal: Stanford Graduate Admissions,
+     deadline: 2026-12-15, timezone: America/Los_Angeles, outcome: interview,
+     outcome_on: 2026-11-20}
+  - {id: im-residency, name: Internal Medicine residency (ERAS), portal: ERAS LoR Portal,
+     deadline: 2027-01-15}
+  - {id: ucl-msc, name: UCL MSc Global Health, portal: UCL referee portal, deadline: 2027-01-29,
+     timezone: Europe/London}
+recommenders:
+  - id: johnson
+    name: Dr. Emily Johnson
+    salutation: Dr. Johnson
+    email: ejohnson@hospital.example.org
+    timezone: America/Chicago
+    status: agreed
+    asked_on: 2026-10-26
+    agreed_on: 2026-10-28
+    letters:
+      - {program: mph}
+      - {program: im-residency, letter_id: "LoR-12345"}
+  - id: patel
+    name: Dr. Anil Patel
+    salutation: Dr. Patel
+    email: anil.patel@aiims.example.in
+    timezone: Asia/Kolkata
+    status: planned
+    ask_by_email: true
+    ask_on: 2026-11-30
+    letters: [{program: ucl-msc}, {program: im-residency}]
+  - id: garcia
+    name: Dr. Maria Garcia
+    salutation: Dr. Garcia
+    email: mgarcia@university.example.edu
+    timezone: America/Los_Angeles
+    status: agreed
+    asked_on: 2026-09-14
+    agreed_on: 2026-09-15
+    letters:
+      - {program: stanford-phd, submitted_on: 2026-11-19}
+      - {program: mph, submitted_on: 2026-11-18}
+  - id: okafor
+    name: Dr. Chidi Okafor
+    salutation: Dr. Okafor
+    email: c.okafor@nhs.example.uk
+    timezone: Europe/London
+    status: asked
+    asked_on: 2026-11-16
+    reminders: [14d, 5d]
+    letters: [{program: ucl-msc}]
+  - id: nguyen
+    name: Prof. Linh Nguyen
+    salutation: Professor Nguyen
+    email: lnguyen@college.example.edu
+    timezone: America/New_York
+    status: declined
+    asked_on: 2026-11-09
+    declined_on: 2026-11-19
+    letters: [{program: im-residency}]
+  - id: lee
+    name: Dr. Grace Lee
+    salutation: Dr. Lee
+    email: glee@clinic.example.org
+    status: planned
+    letters: [{program: im-residency}]
+"""
 
-def status(*args: str, state: Path, columns: int = 100) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, LORMAIL_STATE_DIR=str(state), NO_COLOR="1", COLUMNS=str(columns))
-    env.pop("LORMAIL_CONFIG", None)
-    return subprocess.run(
-        [sys.executable, "-m", "lormail", "--config", str(EXAMPLE), "status", *args, "--now", NOW],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=ROOT,
-        timeout=120,
-        check=False,
-    )
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    (tmp_path / "roster.yaml").write_text(ROSTER)
+    (tmp_path / "config.yaml").write_text("roster: roster.yaml\ntemplates: null\n")
+    return tmp_path / "config.yaml"
 
 
 @pytest.fixture
@@ -35,25 +98,38 @@ def state(tmp_path: Path) -> Path:
     return tmp_path / "state"
 
 
+def lormail(config: Path, state: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, LORMAIL_STATE_DIR=str(state), NO_COLOR="1", COLUMNS="100")
+    env.pop("LORMAIL_CONFIG", None)
+    return subprocess.run(
+        [sys.executable, "-m", "lormail", "--config", str(config), *args, "--now", NOW],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+
+
 def lines(text: str) -> list[str]:
     return [line.rstrip() for line in text.splitlines()]
 
 
-def test_one_recommender_with_their_letters_and_messages(state: Path) -> None:
-    res = status("johnson", state=state)
+def test_one_recommender_with_their_letters_and_messages(config: Path, state: Path) -> None:
+    res = lormail(config, state, "status", "johnson")
     assert res.returncode == 0, res.stderr
     # Columns as rich aligns them; each row's words exactly.
     assert [" ".join(line.split()) for line in lines(res.stdout)] == [
         "Letters as of Sun 22 Nov 2026",
         "",
         "letter due / when state",
-        "─" * 93,
+        "─" * 92,
         "Dr. Emily Johnson (agreed) Mon 23 Nov 09:00 CST next: packet",
         "MPH in Epidemiology (SOPHAS) Tue 1 Dec 23:59 EST (9d) agreed",
         "Internal Medicine residency (ERAS) [LoR-12345] Fri 15 Jan 2027 (54d) agreed",
         "Mon 30 Nov 09:00 CST then: reminder",
-        "Mon 4 Jan 2027 09:00 CST then: reminder",
-        "Mon 11 Jan 2027 09:00 CST then: reminder",
+        "Fri 1 Jan 2027 09:00 CST then: reminder",
+        "Fri 8 Jan 2027 09:00 CST then: reminder",
         "",
         "2 letters: 2 to come.",
         "Daemon: not running. Start it with 'lormail run' or 'systemctl --user enable --now "
@@ -62,9 +138,9 @@ def test_one_recommender_with_their_letters_and_messages(state: Path) -> None:
 
 
 def test_everyone_fits_100_columns_and_declined_or_submitted_letters_are_not_to_come(
-    state: Path,
+    config: Path, state: Path
 ) -> None:
-    res = status(state=state)
+    res = lormail(config, state, "status")
     assert res.returncode == 0, res.stderr
     out = lines(res.stdout)
     assert max(len(line) for line in out) <= 100
@@ -73,14 +149,14 @@ def test_everyone_fits_100_columns_and_declined_or_submitted_letters_are_not_to_
     assert any("submitted Wed 18 Nov" in line for line in out)
 
 
-def test_an_unknown_recommender_is_one_line_with_a_suggestion(state: Path) -> None:
-    res = status("jonson", state=state)
+def test_an_unknown_recommender_is_one_line_with_a_suggestion(config: Path, state: Path) -> None:
+    res = lormail(config, state, "status", "jonson")
     assert (res.returncode, res.stdout) == (2, "")
     assert res.stderr == "no recommender 'jonson' (did you mean 'johnson'?)\n"
 
 
-def test_the_programs_view_shows_outcomes_and_who_is_to_come(state: Path) -> None:
-    res = status("--programs", state=state)
+def test_the_programs_view_shows_outcomes_and_who_is_to_come(config: Path, state: Path) -> None:
+    res = lormail(config, state, "status", "--programs")
     assert res.returncode == 0, res.stderr
     out = lines(res.stdout)
     assert out[0] == "Programs as of Sun 22 Nov 2026"
@@ -96,8 +172,8 @@ def test_the_programs_view_shows_outcomes_and_who_is_to_come(state: Path) -> Non
     )
 
 
-def test_json_carries_letters_with_their_programs(state: Path) -> None:
-    res = status("--json", state=state)
+def test_json_carries_letters_with_their_programs(config: Path, state: Path) -> None:
+    res = lormail(config, state, "status", "--json")
     assert res.returncode == 0, res.stderr
     data = json.loads(res.stdout)
     johnson = next(r for r in data["recommenders"] if r["id"] == "johnson")
@@ -114,22 +190,12 @@ def test_json_carries_letters_with_their_programs(state: Path) -> None:
     im = next(p for p in data["programs"] if p["id"] == "im-residency")
     assert (im["missing"], im["submitted"]) == (3, 0)  # Nguyen declined: not to come
     assert {lt["recommender"]: lt["state"] for lt in im["letters"]}["nguyen"] == "declined"
-    one = json.loads(status("okafor", "--json", state=state).stdout)
+    one = json.loads(lormail(config, state, "status", "okafor", "--json").stdout)
     assert [r["id"] for r in one["recommenders"]] == ["okafor"]
 
 
-def test_plan_reads_at_100_columns(state: Path) -> None:
-    env = dict(os.environ, LORMAIL_STATE_DIR=str(state), NO_COLOR="1", COLUMNS="100")
-    env.pop("LORMAIL_CONFIG", None)
-    res = subprocess.run(
-        [sys.executable, "-m", "lormail", "--config", str(EXAMPLE), "plan", "--now", NOW],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=ROOT,
-        timeout=120,
-        check=False,
-    )
+def test_plan_reads_at_100_columns(config: Path, state: Path) -> None:
+    res = lormail(config, state, "plan")
     assert res.returncode == 0, res.stderr
     out = lines(res.stdout)
     assert max(len(line) for line in out) <= 100
