@@ -23,7 +23,7 @@ Events:
 * ``blackout-<first day>-<last day>@lormail``: each ``defaults: unavailable``
   range, when lormail writes to no one.
 * ``holiday-<day>@lormail``: each public holiday on which a recommender with a
-  letter to come gets nothing, from this year to the last deadline's.
+  letter to come gets nothing, from today to their last open deadline.
 * ``checkin-<recommender>@lormail``: "Check in with Dr. X", one all-day event
   recurring every ``check_in_every`` days (``RRULE:FREQ=DAILY;INTERVAL=N``)
   from that many days after the last message to them, sent or planned.  A

@@ -2,7 +2,8 @@
 
 ``defaults: unavailable`` ranges hold every message (``blackout-…`` events);
 a recommender's public holidays hold theirs (one ``holiday-<day>`` event a
-day, naming each holiday and whom it keeps lormail from writing to).
+day, naming each holiday and whom it keeps lormail from writing to, while
+they have letters to come).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from datetime import date, datetime
 
 from lormail.core.ical import UID_DOMAIN, CalEvent, all_day, text_event, who
 from lormail.core.slots import day_label
-from lormail.model import Roster
+from lormail.model import Recommender, Roster
 
 
 def blackouts(roster: Roster) -> list[CalEvent]:
@@ -33,35 +34,35 @@ def holidays(roster: Roster, now: datetime) -> list[CalEvent]:
     """Public holidays on which a recommender with letters to come gets nothing.
 
     One event a day, naming each holiday and whom it keeps lormail from
-    writing to, over the years from now to the last deadline.
+    writing to: for each recommender, from their today to their last open
+    letter's deadline.
     """
-    waiting = [
-        (r, r.holidays)
-        for r in roster.recommenders
-        if r.holidays is not None
-        and r.status != "declined"
-        and any(lt.submitted_on is None for lt in r.letters)
-    ]
-    if not waiting:
+    spans: list[tuple[Recommender, tuple[str, str | None], date, date]] = []
+    for rec in roster.recommenders:
+        open_dates = [lt.deadline_date for lt in rec.letters if lt.submitted_on is None]
+        if rec.holidays is None or rec.status == "declined" or not open_dates:
+            continue
+        today = now.astimezone(rec.timezone).date()
+        if max(open_dates) >= today:
+            spans.append((rec, rec.holidays, today, max(open_dates)))
+    if not spans:
         return []
     import holidays as calendars  # here: a roster without holidays never loads it
 
-    first = now.year
-    last = max([first, *(lt.deadline_date.year for r, _ in waiting for lt in r.letters)])
-    years = list(range(first, last + 1))
     days: dict[date, dict[str, list[str]]] = {}
-    for rec, (country, subdiv) in waiting:
+    for rec, (country, subdiv), first, last in spans:
         where = country + (f"-{subdiv}" if subdiv else "")
+        years = list(range(first.year, last.year + 1))
         found = calendars.country_holidays(country, subdiv=subdiv, years=years, language="en_US")
         for day, name in found.items():
-            label = f"{name} ({where})"
-            days.setdefault(day, {}).setdefault(label, []).append(who(rec))
+            if first <= day <= last:
+                days.setdefault(day, {}).setdefault(f"{name} ({where})", []).append(who(rec))
     out = []
     for day in sorted(days):
         labels = days[day]
         about = "\n".join(
-            f"{label}: lormail writes nothing to {', '.join(who)}."
-            for label, who in sorted(labels.items())
+            f"{label}: lormail writes nothing to {', '.join(names)}."
+            for label, names in sorted(labels.items())
         )
         ev = all_day(text_event("Public holiday: " + "; ".join(sorted(labels)), about), day, day)
         out.append(CalEvent((day,), f"holiday-{day:%Y%m%d}@{UID_DOMAIN}", ev))
