@@ -53,9 +53,10 @@ def default_templates_dir() -> Path:
 class Templates:
     """The six kinds' templates: the user's overrides first, then the defaults.
 
-    Templates are read from disk and compiled on first use; rendering itself
-    is pure (the message and roster in, text out).  They run in Jinja2's
-    sandbox, which bounds ``range`` and refuses unsafe attributes.
+    Which files there are is read once, here; each template is read and
+    compiled on first use; rendering itself is pure (the message and roster
+    in, text out).  Templates run in Jinja2's sandbox, which bounds ``range``
+    and refuses unsafe attributes.
     """
 
     def __init__(self, override_dir: Path | None = None) -> None:
@@ -74,10 +75,18 @@ class Templates:
                 enabled_extensions=("html.j2",), default_for_string=False
             ),
         )
+        # The files of both folders, an override hiding the default of its name.
+        self._files: dict[str, Path] = {}
+        for folder in (self.default_dir, override_dir):
+            if folder is not None and folder.is_dir():
+                self._files.update((f.name, f) for f in folder.iterdir() if f.is_file())
 
     def source_path(self, name: str) -> Path:
         """The file template ``name`` is read from (the default's path when none exists)."""
-        return next(
+        found = self._files.get(name)
+        if found is not None:
+            return found
+        return next(  # a template in a subfolder, named in an error
             (
                 folder / name
                 for folder in (self.override_dir, self.default_dir)
@@ -100,9 +109,7 @@ class Templates:
             ) from None
 
     def _has(self, name: str) -> bool:
-        return any(
-            d is not None and (d / name).is_file() for d in (self.override_dir, self.default_dir)
-        )
+        return name in self._files
 
     def render(self, msg: PlannedMessage, roster: Roster) -> Rendered:
         """The message's subject and body (and HTML part, if its kind has a template)."""
