@@ -199,7 +199,7 @@ def cmd_status(app: App, args: argparse.Namespace) -> int:
         _print_programs(roster, plan, today)
     else:
         recs = [roster.recommenders_by_id[only]] if only else list(roster.recommenders)
-        _print_letters(roster, plan, holds, recs, today, detail=only is not None)
+        _print_letters(roster, plan, holds, recs, detail=only is not None)
     _print_health(data)
     return EXIT_OK
 
@@ -209,12 +209,12 @@ def _print_letters(
     plan: Plan,
     holds: Mapping[str, datetime],
     recs: list[Recommender],
-    today: date,
     detail: bool,
 ) -> None:
     from rich import box
     from rich.table import Table
 
+    today = plan.now.astimezone(roster.applicant.timezone).date()
     upcoming = _next_messages(plan)
     table = Table(
         title=f"Letters as of {day_label(today)}", title_justify="left", box=box.SIMPLE_HEAD
