@@ -77,7 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--all", action="store_true", help="also sent, skipped and expired messages")
     now_opt(sp)
 
-    sp = sub.add_parser("status", help="recommenders × programs board and daemon health")
+    sp = sub.add_parser("status", help="recommenders and their letters, and daemon health")
+    sp.add_argument("recommender", nargs="?", metavar="R", help="only this recommender")
+    sp.add_argument("--programs", action="store_true", help="a row per program, with outcomes")
     sp.add_argument("--json", action="store_true", help="machine-readable output")
     now_opt(sp)
 

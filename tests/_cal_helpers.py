@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 from collections.abc import Sequence
@@ -15,9 +16,15 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import icalendar
+
+from lormail.core.calendar import Built, build_calendar
+from lormail.core.plan import plan
 from lormail.model import (
+    EMPTY_SNAPSHOT,
     Applicant,
     CalendarConfig,
+    EventStamp,
     Letter,
     Policy,
     Program,
@@ -193,6 +200,37 @@ def utc(*args: int) -> datetime:
     return datetime(*args, tzinfo=UTC)  # type: ignore[misc]
 
 
+NOW = utc(2026, 10, 1, 12)
+
+
+def build(
+    roster: Roster,
+    now: datetime = NOW,
+    stamps: dict[str, EventStamp] | None = None,
+    config: CalendarConfig = CAL_CONFIG,
+) -> Built:
+    """The calendar of ``roster`` planned and built at ``now``."""
+    return build_calendar(roster, plan(roster, EMPTY_SNAPSHOT, now), stamps or {}, config, now)
+
+
+def parse(data: bytes) -> icalendar.Calendar:
+    return icalendar.Calendar.from_ical(data)
+
+
+def events(data: bytes) -> dict[str, icalendar.Event]:
+    return {str(e["UID"]): e for e in parse(data).events}
+
+
+def raw_events(data: bytes) -> dict[str, str]:
+    """UID → the VEVENT's exact text, for byte-level comparisons."""
+    out = {}
+    for block in re.findall(r"BEGIN:VEVENT\r\n.*?END:VEVENT\r\n", data.decode(), re.S):
+        uid = re.search(r"^UID:(.*)\r$", block, re.M)
+        assert uid is not None
+        out[uid.group(1)] = block
+    return out
+
+
 # --- ical.js ------------------------------------------------------------------
 
 
@@ -221,11 +259,13 @@ def reroster(
     programs: Sequence[Program] | None = None,
     recommenders: Sequence[Recommender] | None = None,
 ) -> Roster:
-    """``roster`` with other programs or recommenders (and its lookups rebuilt)."""
+    """``roster`` with other programs or recommenders (its lookups, and its letters'
+    deadlines and names, made again from the programs)."""
     return Roster(
         applicant=roster.applicant,
         defaults=roster.defaults,
         programs=tuple(roster.programs if programs is None else programs),
         recommenders=tuple(roster.recommenders if recommenders is None else recommenders),
+        unavailable=roster.unavailable,
         path=roster.path,
     )

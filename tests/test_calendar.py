@@ -1,6 +1,7 @@
 """The calendar builder: what the .ics says, its UIDs, SEQUENCE/DTSTAMP, and the text format.
 
-Parsed back with the icalendar package (tests only: the builder writes text).
+Parsed back with the icalendar package, and compared byte for byte where
+stability matters.
 """
 
 from __future__ import annotations
@@ -10,18 +11,9 @@ from dataclasses import replace
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-import icalendar
-import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
 from lormail.core.calendar import (
-    Built,
     build_calendar,
     empty_calendar,
-    escape_text,
-    fold,
-    format_duration,
     message_uid,
 )
 from lormail.core.plan import ask_by_date, plan
@@ -37,43 +29,18 @@ from lormail.model import (
 )
 from tests._cal_helpers import (
     CAL_CONFIG,
+    NOW,
     NY,
+    build,
+    events,
     example_roster,
+    parse,
     program,
+    raw_events,
     recommender,
     reroster,
     utc,
 )
-
-NOW = utc(2026, 10, 1, 12)
-
-
-def build(
-    roster: Roster,
-    now: datetime = NOW,
-    stamps: dict[str, EventStamp] | None = None,
-    config: CalendarConfig = CAL_CONFIG,
-) -> Built:
-    return build_calendar(roster, plan(roster, EMPTY_SNAPSHOT, now), stamps or {}, config, now)
-
-
-def parse(data: bytes) -> icalendar.Calendar:
-    return icalendar.Calendar.from_ical(data)
-
-
-def events(data: bytes) -> dict[str, icalendar.Event]:
-    return {str(e["UID"]): e for e in parse(data).events}
-
-
-def raw_events(data: bytes) -> dict[str, str]:
-    """UID → the VEVENT's exact text, for byte-level comparisons."""
-    out = {}
-    for block in re.findall(r"BEGIN:VEVENT\r\n.*?END:VEVENT\r\n", data.decode(), re.S):
-        uid = re.search(r"^UID:(.*)\r$", block, re.M)
-        assert uid is not None
-        out[uid.group(1)] = block
-    return out
-
 
 # --- the file as a whole -------------------------------------------------------
 
@@ -398,56 +365,6 @@ def test_sequence_keeps_rising_when_an_edit_is_undone() -> None:
     stamps = {**first.changed, **second.changed}
     third = build(roster, stamps=stamps)
     assert third.changed["deadline-stanford-phd@lormail"].sequence == 2
-
-
-# --- text primitives -----------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("delta", "text"),
-    [
-        (timedelta(days=7), "P7D"),
-        (timedelta(days=-1), "-P1D"),
-        (timedelta(hours=1), "PT1H"),
-        (timedelta(hours=-36), "-P1DT12H"),
-        (timedelta(minutes=90), "PT1H30M"),
-        (timedelta(seconds=5), "PT5S"),
-        (timedelta(0), "PT0S"),
-    ],
-)
-def test_format_duration(delta: timedelta, text: str) -> None:
-    assert format_duration(delta) == text
-
-
-def test_escape_text() -> None:
-    assert escape_text("a\\b;c,d\ne\r\nf\rg\x00h\ti") == "a\\\\b\\;c\\,d\\ne\\nf\\ng" + "h\ti"
-
-
-def test_fold_ascii_and_multibyte() -> None:
-    assert fold("X" * 75) == "X" * 75
-    assert fold("X" * 76) == "X" * 75 + "\r\n X"
-    folded = fold("D:" + "é" * 100).encode()
-    for line in folded.split(b"\r\n"):
-        assert len(line) <= 75
-        line.decode()  # never split inside a UTF-8 sequence
-
-
-@settings(max_examples=300, deadline=None)
-@given(st.text(alphabet=st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=300))
-def test_any_text_survives_escape_fold_and_parse(text: str) -> None:
-    line = "DESCRIPTION:" + escape_text(text)
-    folded = fold(line)
-    for physical in folded.encode().split(b"\r\n"):
-        assert len(physical) <= 75
-        physical.decode()
-    cal = (
-        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//t//EN\r\nBEGIN:VEVENT\r\nUID:x\r\n"
-        f"DTSTAMP:20260101T000000Z\r\n{folded}\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
-    )
-    ev = icalendar.Calendar.from_ical(cal.encode()).events[0]
-    expected = text.replace("\r\n", "\n").replace("\r", "\n")
-    expected = "".join(c for c in expected if c in "\t\n" or not (ord(c) < 0x20 or ord(c) == 0x7F))
-    assert str(ev["DESCRIPTION"]) == expected
 
 
 def test_reminder_policy_override_shows_in_the_plan_and_calendar() -> None:

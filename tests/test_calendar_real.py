@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from dataclasses import replace
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -20,7 +21,7 @@ import pytest
 from lormail.core.calendar import build_calendar, message_uid
 from lormail.core.plan import ask_by_date, plan
 from lormail.edge.feed import FeedServer
-from lormail.model import EMPTY_SNAPSHOT, Letter, Plan, PlannedMessage, Roster
+from lormail.model import EMPTY_SNAPSHOT, Letter, Plan, PlannedMessage, Roster, Unavailable
 from tests._cal_helpers import (
     CAL_CONFIG,
     example_roster,
@@ -123,6 +124,37 @@ def test_icaljs_finds_every_component(tmp_path: Path) -> None:
     assert by_uid["deadline-im-residency@lormail"]["triggers"] == ["-P7D", "-P1D"]
     checkin = by_uid["checkin-garcia@lormail"]
     assert checkin["recurring"] and checkin["occurrences"][1] == "2027-05-19"
+
+
+@pytest.mark.real
+def test_icaljs_reads_holidays_blackouts_the_wait_and_shared_letters(tmp_path: Path) -> None:
+    roster = example_roster()
+    johnson = replace(roster.recommenders_by_id["johnson"], holidays=("US", None))
+    eras = Letter("eras", programs=("im-residency", "ucl-msc"))
+    lee = replace(roster.recommenders_by_id["lee"], letters=(eras,))
+    recs = tuple({"johnson": johnson, "lee": lee}.get(r.id, r) for r in roster.recommenders)
+    winter = Unavailable(date(2026, 12, 24), date(2027, 1, 1), "winter break")
+    roster = replace(reroster(roster, recommenders=recs), unavailable=(winter,))
+    p = plan(roster, EMPTY_SNAPSHOT, NOW)
+    sent = tuple(
+        replace(m, status="sent", send_at=utc(2026, 11, 30, 3, 30))
+        if m.key == "request:patel"
+        else m
+        for m in p.messages
+    )
+    ics = tmp_path / "season.ics"
+    ics.write_bytes(build_calendar(roster, replace(p, messages=sent), {}, CAL_CONFIG, NOW).data)
+    by_uid = {e["uid"]: e for e in run_icaljs(ics)["events"]}
+    xmas = by_uid["holiday-20261225@lormail"]
+    assert xmas["summary"] == "Public holiday: Christmas Day (US)"
+    assert (xmas["start"], xmas["end"]) == ({"date": "2026-12-25"}, {"date": "2026-12-26"})
+    off = by_uid["blackout-20261224-20270101@lormail"]
+    assert (off["start"], off["end"]) == ({"date": "2026-12-24"}, {"date": "2027-01-02"})
+    wait = by_uid["waiting-patel@lormail"]
+    assert wait["summary"] == "Waiting for Dr. Patel's answer"
+    assert (wait["start"], wait["end"]) == ({"date": "2026-11-30"}, {"date": "2027-01-16"})
+    for uid in ("deadline-im-residency@lormail", "deadline-ucl-msc@lormail"):
+        assert "Dr. Grace Lee: not asked yet" in by_uid[uid]["description"]
 
 
 @pytest.mark.real

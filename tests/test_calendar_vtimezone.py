@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo, available_timezones
 import icalendar
 import pytest
 
-from lormail.core.vtimezone import vtimezone_lines
+from lormail.core.vtimezone import vtimezone
 from tests._cal_helpers import run_icaljs
 
 FIRST, LAST = 2025, 2028
@@ -43,7 +43,8 @@ ZONES = [
 
 
 def vtimezone_text(key: str) -> str:
-    return "\r\n".join(vtimezone_lines(key, FIRST, LAST)) + "\r\n"
+    text: str = vtimezone(key, FIRST, LAST).to_ical().decode()
+    return text
 
 
 def wrap(body: str) -> bytes:
@@ -54,27 +55,31 @@ def wrap(body: str) -> bytes:
 
 def test_rrule_form_for_dst_zones_and_single_standard_otherwise() -> None:
     ny = vtimezone_text("America/New_York")
-    assert "RRULE:FREQ=YEARLY;BYMONTH=3;BYDAY=2SU\r\n" in ny
-    assert "RRULE:FREQ=YEARLY;BYMONTH=11;BYDAY=1SU\r\n" in ny
+    assert "RRULE:FREQ=YEARLY;BYDAY=2SU;BYMONTH=3\r\n" in ny
+    assert "RRULE:FREQ=YEARLY;BYDAY=1SU;BYMONTH=11\r\n" in ny
     assert "RDATE" not in ny
     london = vtimezone_text("Europe/London")
-    assert "RRULE:FREQ=YEARLY;BYMONTH=3;BYDAY=-1SU\r\n" in london
-    assert "RRULE:FREQ=YEARLY;BYMONTH=10;BYDAY=-1SU\r\n" in london
+    assert "RRULE:FREQ=YEARLY;BYDAY=-1SU;BYMONTH=3\r\n" in london
+    assert "RRULE:FREQ=YEARLY;BYDAY=-1SU;BYMONTH=10\r\n" in london
     sydney = vtimezone_text("Australia/Sydney")
     assert "BEGIN:DAYLIGHT\r\nDTSTART:20241006T020000\r\n" in sydney
-    assert "RRULE:FREQ=YEARLY;BYMONTH=4;BYDAY=1SU\r\n" in sydney
+    assert "RRULE:FREQ=YEARLY;BYDAY=1SU;BYMONTH=4\r\n" in sydney
     assert vtimezone_text("Asia/Kolkata") == (
         "BEGIN:VTIMEZONE\r\nTZID:Asia/Kolkata\r\nBEGIN:STANDARD\r\n"
-        "DTSTART:19700101T000000\r\nTZOFFSETFROM:+0530\r\nTZOFFSETTO:+0530\r\n"
-        "TZNAME:IST\r\nEND:STANDARD\r\nEND:VTIMEZONE\r\n"
+        "DTSTART:19700101T000000\r\nTZNAME:IST\r\nTZOFFSETFROM:+0530\r\n"
+        "TZOFFSETTO:+0530\r\nEND:STANDARD\r\nEND:VTIMEZONE\r\n"
     )
 
 
 def test_dtstart_is_local_time_before_the_change() -> None:
     # US: 2 a.m. EST becomes 3 a.m. EDT; 2 a.m. EDT becomes 1 a.m. EST.
     ny = vtimezone_text("America/New_York")
-    assert re.search(r"DTSTART:20240310T020000\r\nRRULE:[^\r]*\r\nTZOFFSETFROM:-0500", ny)
-    assert re.search(r"DTSTART:20241103T020000\r\nRRULE:[^\r]*\r\nTZOFFSETFROM:-0400", ny)
+    assert re.search(
+        r"DTSTART:20240310T020000\r\nRRULE:[^\r]*\r\nTZNAME:EDT\r\nTZOFFSETFROM:-0500", ny
+    )
+    assert re.search(
+        r"DTSTART:20241103T020000\r\nRRULE:[^\r]*\r\nTZNAME:EST\r\nTZOFFSETFROM:-0400", ny
+    )
 
 
 def _samples() -> list[datetime]:

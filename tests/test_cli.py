@@ -142,7 +142,7 @@ def test_plan_for_people_is_colourless_when_piped(state: Path) -> None:
 def test_status_board_and_json(state: Path) -> None:
     res = run("--config", str(EXAMPLE), "status", "--now", NOW, state=state)
     assert res.returncode == 0, res.stderr
-    assert "Dr. Emily Johnson" in res.stdout and "missing" in res.stdout
+    assert "Dr. Emily Johnson" in res.stdout and "6 to come" in res.stdout
     assert "Daemon: not running" in res.stdout
     data = json.loads(
         run("--config", str(EXAMPLE), "status", "--json", "--now", NOW, state=state).stdout

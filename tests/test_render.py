@@ -1,94 +1,113 @@
-"""render: a template is given only the context entries it reads, with the same result."""
+"""render: templates in the sandbox with StrictUndefined; exact texts and one-line errors."""
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from _smtp_helpers import make_roster
 
 from lormail.app.check import sample_messages
-from lormail.core.render import CONTEXT_NAMES, Rendered, Templates, context, split_subject
+from lormail.core.render import Rendered, Templates, context
 from lormail.errors import LormailError
-from lormail.model import Material, Roster
+from lormail.model import PlannedMessage, Roster
 
 
-def full_render(templates: Templates, roster: Roster, kind: str, msg: object) -> Rendered:
-    """What rendering gave before: every context entry, for both templates."""
-    ctx = context(msg, roster)  # type: ignore[arg-type]
-    name = f"{kind}.txt.j2"
-    text = templates._call(name, ctx)
-    subject, body = split_subject(text, name)
-    html = None
-    if templates._has(f"{kind}.html.j2"):
-        html = templates._call(f"{kind}.html.j2", ctx)
-    return Rendered(subject=subject, body=body, html=html)
+def request(roster: Roster) -> PlannedMessage:
+    return sample_messages(roster, roster.recommenders[0])[0]
 
 
-def rosters() -> list[Roster]:
-    materials = (
-        Material(label="CV", path=Path("/tmp/cv.pdf")),
-        Material(label="Statement", url="https://example.edu/ps.pdf"),
-    )
-    roster = make_roster(3, kind="packet")
-    applicant = replace(roster.applicant, materials=materials, signature="Sarah\nPhD student")
-    return [make_roster(3), replace(roster, applicant=applicant)]
+def problem_text(folder: Path, template: str) -> str:
+    (folder / "request.txt.j2").write_text(template)
+    roster = make_roster(1)
+    with pytest.raises(LormailError) as caught:
+        Templates(folder).render(request(roster), roster)
+    (problem,) = caught.value.problems
+    return str(problem)
 
 
-def assert_renders_as_with_every_entry(templates: Templates) -> None:
-    for roster in rosters():
-        for rec in roster.recommenders:
-            for msg in sample_messages(roster, rec):
-                got = templates.render(msg, roster)
-                assert got == full_render(templates, roster, msg.kind, msg), msg.key
+def test_the_shipped_request_renders_exactly() -> None:
+    roster = make_roster(1)
+    got = Templates(None).render(request(roster), roster)
+    assert got.subject == "Would you write me a letter of recommendation?"
+    assert got.html is None
+    assert got.body.startswith("Dear Dr. Rec 0,\n\nI hope you are well. I am applying to ")
+    assert "  - Internal Medicine (through ERAS): due Tuesday, 1 December\n" in got.body
+    assert got.body.endswith("With best wishes,\nSarah\n")
 
 
-def test_the_shipped_templates_render_as_with_every_entry() -> None:
-    assert_renders_as_with_every_entry(Templates(None))
-
-
-OVERRIDES = {
-    # Reads a name in a block the subject line does not; tests one with `is defined`.
-    "request.txt.j2": (
+def test_an_override_and_its_html_part_render_with_the_whole_context(tmp_path: Path) -> None:
+    (tmp_path / "request.txt.j2").write_text(
         "Subject: Hello {{ recommender.name }}\n"
-        "{% if program is defined %}{{ program.program }} by {{ deadline }}{% endif %}\n"
-        "{{ send_date }}\n"
-    ),
-    # Reads nothing itself; what it includes reads the rest.
-    "packet.txt.j2": "Subject: Packet\n{% include 'parts.j2' %}\n",
-    "parts.j2": "{{ applicant.name }} {{ materials | length }} {{ letters | length }}\n",
-    # An HTML alternative reading what the text template does not.
-    "reminder.txt.j2": "Subject: Reminder {{ reminder_number }}\nText\n",
-    "reminder.html.j2": "<p>{{ days_left }} days, {{ final_reminder }}, {{ recommender.id }}</p>\n",
-    # A macro reading the context from inside.
-    "thank_you.txt.j2": (
-        "Subject: Thanks\n{% macro who() %}{{ recommender.salutation }}{% endmacro %}"
-        "{{ who() }} {% for s in submitted %}{{ s.program }}{% endfor %}\n"
-    ),
-}
+        "{% include 'parts.j2' %}{{ program.program }} by {{ deadline }} ({{ days_left }})\n"
+    )
+    (tmp_path / "parts.j2").write_text("{{ applicant.name }} {{ letters | length }}\n")
+    (tmp_path / "request.html.j2").write_text("<p>{{ recommender.salutation ~ ' & co' }}</p>\n")
+    roster = make_roster(1)
+    got = Templates(tmp_path).render(request(roster), roster)
+    assert got == Rendered(
+        subject="Hello Dr. Rec 0",
+        body="Sarah Chen 1\nInternal Medicine by Tuesday, 1 December (0)\n",
+        html="<p>Dr. Rec 0 &amp; co</p>\n",
+    )
+    assert Templates(tmp_path).subject(request(roster), roster) == "Hello Dr. Rec 0"
 
 
-def test_overrides_with_includes_macros_and_html_render_as_with_every_entry(
-    tmp_path: Path,
-) -> None:
-    for name, text in OVERRIDES.items():
-        (tmp_path / name).write_text(text)
-    templates = Templates(tmp_path)
-    assert_renders_as_with_every_entry(templates)
-    assert templates._reads("packet.txt.j2") == CONTEXT_NAMES  # it includes another
-    assert templates._reads("request.txt.j2") == ("recommender", "program", "deadline", "send_date")
+def test_the_context_has_every_entry() -> None:
+    roster = make_roster(1)
+    assert sorted(context(request(roster), roster)) == [
+        "applicant",
+        "days_left",
+        "deadline",
+        "final_reminder",
+        "first_contact",
+        "letters",
+        "materials",
+        "others",
+        "outcomes",
+        "program",
+        "recommender",
+        "reminded",
+        "reminder_number",
+        "request_date",
+        "send_date",
+        "submitted",
+    ]
 
 
 def test_an_undefined_name_lists_every_entry(tmp_path: Path) -> None:
-    (tmp_path / "request.txt.j2").write_text("Subject: Hi\n{{ recomender.name }}\n")
-    roster = make_roster(1)
-    msg = sample_messages(roster, roster.recommenders[0])[0]
-    with pytest.raises(LormailError) as caught:
-        Templates(tmp_path).render(msg, roster)
-    (problem,) = caught.value.problems
-    assert problem.message == (
-        "'recomender' is undefined (available: applicant, days_left, deadline, "
-        "final_reminder, first_contact, letters, materials, others, outcomes, program, "
-        "recommender, reminded, reminder_number, request_date, send_date, submitted)"
+    assert problem_text(tmp_path, "Subject: Hi\n{{ recomender.name }}\n") == (
+        f"{tmp_path}/request.txt.j2:2:1: 'recomender' is undefined (available: applicant, "
+        "days_left, deadline, final_reminder, first_contact, letters, materials, others, "
+        "outcomes, program, recommender, reminded, reminder_number, request_date, send_date, "
+        "submitted)"
+    )
+
+
+def test_a_huge_range_is_refused_by_the_sandbox(tmp_path: Path) -> None:
+    text = "Subject: Hi\n\n{% for i in range(10**12) %}x{% endfor %}\n"
+    assert problem_text(tmp_path, text) == (
+        f"{tmp_path}/request.txt.j2:3:1: OverflowError: Range too big. The sandbox blocks "
+        "ranges larger than MAX_RANGE (100000)."
+    )
+
+
+def test_unsafe_attributes_are_refused(tmp_path: Path) -> None:
+    text = "Subject: Hi\n{{ recommender.__class__.__mro__ }}\n"
+    assert problem_text(tmp_path, text) == (
+        f"{tmp_path}/request.txt.j2:2:1: access to attribute '__class__' of 'dict' object "
+        "is unsafe."
+    )
+
+
+def test_an_error_raised_by_an_expression_is_one_line(tmp_path: Path) -> None:
+    assert problem_text(tmp_path, "Subject: Hi\n{{ 1 // 0 }}\n") == (
+        f"{tmp_path}/request.txt.j2:2:1: ZeroDivisionError: integer division or modulo by zero"
+    )
+
+
+def test_a_syntax_error_is_one_line(tmp_path: Path) -> None:
+    assert problem_text(tmp_path, "Subject: Hi\n{% if %}\n") == (
+        f"{tmp_path}/request.txt.j2:2:1: template syntax: Expected an expression, got 'end of "
+        "statement block'"
     )

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
-from lormail.core.calendar import Built, CalendarCache, build_calendar
+from lormail.core.calendar import Built, build_calendar
 from lormail.edge import files
 from lormail.edge.store import Store
 from lormail.errors import EXIT_RUNTIME, LormailError, Problem
@@ -26,16 +26,15 @@ def publishing(
     config: CalendarConfig,
     state_dir: Path,
     now: datetime,
-    cache: CalendarCache | None = None,
 ) -> Iterator[Built]:
     """Build the calendar and give it to the caller; then store the changed stamps.
 
     The stamps are stored only after the caller has published the bytes: if
     that fails, the next build still sees those events as changed and stamps
-    them again.  ``cache`` is an earlier build's (see :func:`build_calendar`).
+    them again.
     """
     with Store.open(state_dir) as store:
-        built = build_calendar(roster, plan, store.event_stamps(), config, now, cache)
+        built = build_calendar(roster, plan, store.event_stamps(), config, now)
         yield built
         store.save_event_stamps(built.changed)
 

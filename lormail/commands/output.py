@@ -34,11 +34,15 @@ def console(stderr: bool = False) -> Console:
 
     stream = sys.stderr if stderr else sys.stdout
     is_tty = stream.isatty()
+    # Off a terminal, COLUMNS (as a shell or `COLUMNS=100 lormail status | less`
+    # sets it) gives the width; else a wide page that pipes and files keep.
+    columns = os.environ.get("COLUMNS", "")
+    width = None if is_tty else int(columns) if columns.isdigit() and int(columns) > 0 else 200
     return Console(
         file=stream,
         no_color=bool(os.environ.get("NO_COLOR")) or not is_tty,
         color_system="auto" if is_tty else None,
         highlight=False,
         soft_wrap=not is_tty,
-        width=None if is_tty else 200,
+        width=width,
     )

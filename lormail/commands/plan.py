@@ -10,6 +10,7 @@ from lormail.app.context import App
 from lormail.commands.output import console, print_json
 from lormail.core.instants import utc_text
 from lormail.core.render import Templates
+from lormail.core.slots import day_label
 from lormail.errors import EXIT_OK
 from lormail.model import (
     DUE,
@@ -45,9 +46,10 @@ def plan_json(plan: Plan, roster: Roster, templates: Templates, everything: bool
     }
 
 
-def _local(m: PlannedMessage, rec: Recommender) -> str:
+def _local(m: PlannedMessage, rec: Recommender, year: int) -> str:
+    """When a message goes, on the recipient's clock; the year only when not ``year``'s."""
     local = m.send_at.astimezone(rec.timezone)
-    return f"{local:%a %d %b %Y %H:%M} {local.tzname()}"
+    return f"{day_label(local.date(), year)} {local:%H:%M} {local.tzname()}"
 
 
 def held_plan(app: App) -> tuple[Plan, dict[str, datetime]]:
@@ -68,6 +70,8 @@ def cmd_plan(app: App, args: argparse.Namespace) -> int:
     if args.json:
         print_json(plan_json(plan, roster, templates, args.all))
         return EXIT_OK
+    from rich import box
+    from rich.markup import escape
     from rich.table import Table
 
     msgs = [m for m in plan.messages if args.all or m.status in UPCOMING]
@@ -78,16 +82,13 @@ def cmd_plan(app: App, args: argparse.Namespace) -> int:
             + ("" if args.all else " ('lormail plan --all' shows what was sent or skipped.)")
         )
         return EXIT_OK
+    year = plan.now.astimezone(roster.applicant.timezone).year
     table = Table(
-        title=f"Plan as of {utc_text(plan.now)}",
-        title_justify="left",
-        show_lines=False,
-        expand=False,
+        title=f"Plan as of {utc_text(plan.now)}", title_justify="left", box=box.SIMPLE_HEAD
     )
     table.add_column("when (their time)", no_wrap=True)
-    table.add_column("status")
-    table.add_column("to")
-    table.add_column("subject / why", overflow="fold")
+    table.add_column("to", overflow="fold")
+    table.add_column("subject, then key: why", overflow="fold")
     styles = {
         "due": "bold yellow",
         "scheduled": "green",
@@ -101,11 +102,12 @@ def cmd_plan(app: App, args: argparse.Namespace) -> int:
         rec = roster.recommenders_by_id[m.recommender]
         subject = templates.subject(m, roster)
         held = hold_text(m, holds, plan.now)
+        status = f"[{styles.get(m.status, '')}]{m.status}[/]" + (f" {held}" if held else "")
         table.add_row(
-            _local(m, rec),
-            f"[{styles.get(m.status, '')}]{m.status}[/]" + (f" {held}" if held else ""),
-            rec.salutation or rec.name,
-            f"[bold]{subject}[/]\n[dim]{m.key}: {m.reason}[/]",
+            f"{_local(m, rec, year)}\n{status}",
+            escape(rec.salutation or rec.name),
+            f"[bold]{escape(subject)}[/]\n[dim]{escape(m.key)}: {escape(m.reason)}[/]",
         )
+        table.add_section()  # a blank line between messages
     out.print(table)
     return EXIT_OK

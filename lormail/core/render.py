@@ -1,4 +1,4 @@
-"""Templates: one Jinja2 template per message kind, rendered with StrictUndefined.
+"""Templates: one Jinja2 template per message kind, rendered in the sandbox with StrictUndefined.
 
 A template's first line is ``Subject: …``; the rest is the body.  The user's
 template folder overrides the shipped defaults file by file.  The context
@@ -10,16 +10,14 @@ from __future__ import annotations
 
 import importlib.resources
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, tzinfo
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import jinja2
-import jinja2.meta
-import jinja2.nodes
+from jinja2.sandbox import SandboxedEnvironment
 
 from lormail.core.plan import open_letters
 from lormail.core.slots import long_date
@@ -53,15 +51,20 @@ def default_templates_dir() -> Path:
 
 
 class Templates:
-    """The six kinds' templates: the user's overrides first, then the defaults."""
+    """The six kinds' templates: the user's overrides first, then the defaults.
+
+    Which files there are is read once, here; each template is read and
+    compiled on first use; rendering itself is pure (the message and roster
+    in, text out).  Templates run in Jinja2's sandbox, which bounds ``range``
+    and refuses unsafe attributes.
+    """
 
     def __init__(self, override_dir: Path | None = None) -> None:
         self.override_dir = override_dir
         self.default_dir = default_templates_dir()
         search = [str(d) for d in (override_dir, self.default_dir) if d is not None]
-        self._loader = _Loader(search)
-        self.env = jinja2.Environment(
-            loader=self._loader,
+        self.env = SandboxedEnvironment(
+            loader=jinja2.FileSystemLoader(search),
             undefined=jinja2.StrictUndefined,
             keep_trailing_newline=True,
             trim_blocks=True,
@@ -72,41 +75,33 @@ class Templates:
                 enabled_extensions=("html.j2",), default_for_string=False
             ),
         )
-        self._subjects: dict[str, tuple[jinja2.Template, tuple[str, ...]]] = {}
-        self._reads_of: dict[str, tuple[str, ...]] = {}
-        self._paths: dict[str, Path] = {}
-        self._present: dict[str, bool] = {}
-        self._globals: dict[str, Any] = dict(self.env.globals)
-        self._shared_for: Roster | None = None
-        self._shared_cache: dict[tuple[str, date], dict[str, Any]] = {}
+        # The files of both folders, an override hiding the default of its name.
+        self._files: dict[str, Path] = {}
+        for folder in (self.default_dir, override_dir):
+            if folder is not None and folder.is_dir():
+                self._files.update((f.name, f) for f in folder.iterdir() if f.is_file())
 
     def source_path(self, name: str) -> Path:
-        path = self._paths.get(name)
-        if path is None:
-            path = next(
-                (
-                    folder / name
-                    for folder in (self.override_dir, self.default_dir)
-                    if folder is not None and (folder / name).is_file()
-                ),
-                self.default_dir / name,
-            )
-            self._paths[name] = path
-        return path
+        """The file template ``name`` is read from (the default's path when none exists)."""
+        found = self._files.get(name)
+        if found is not None:
+            return found
+        return next(  # a template in a subfolder, named in an error
+            (
+                folder / name
+                for folder in (self.override_dir, self.default_dir)
+                if folder is not None and (folder / name).is_file()
+            ),
+            self.default_dir / name,
+        )
 
     def _template(self, name: str) -> jinja2.Template:
         try:
             return self.env.get_template(name)
         except jinja2.TemplateSyntaxError as err:
+            where = str(self.source_path(err.name or name))
             raise LormailError(
-                [
-                    Problem(
-                        f"template syntax: {err.message}",
-                        str(self.source_path(name)),
-                        err.lineno,
-                        1,
-                    )
-                ]
+                [Problem(f"template syntax: {err.message}", where, err.lineno, 1)]
             ) from None
         except jinja2.TemplateNotFound:
             raise LormailError(
@@ -114,150 +109,76 @@ class Templates:
             ) from None
 
     def _has(self, name: str) -> bool:
-        found = self._present.get(name)
-        if found is None:
-            found = any(
-                d is not None and (d / name).is_file()
-                for d in (self.override_dir, self.default_dir)
-            )
-            self._present[name] = found
-        return found
-
-    def _shared(self, roster: Roster) -> dict[tuple[str, date], dict[str, Any]]:
-        """The cache of per-recommender context entries, kept for one roster at a time."""
-        if self._shared_for is not roster or len(self._shared_cache) > 8192:
-            self._shared_for = roster
-            self._shared_cache = {}
-        return self._shared_cache
+        return name in self._files
 
     def render(self, msg: PlannedMessage, roster: Roster) -> Rendered:
+        """The message's subject and body (and HTML part, if its kind has a template)."""
+        ctx = context(msg, roster)
         name = f"{msg.kind}.txt.j2"
-        shared = self._shared(roster)
-        ctx = context(msg, roster, self._reads(name), shared)
-        text = self._call(name, ctx)
-        subject, body = split_subject(text, str(self.source_path(name)))
+        subject, body = split_subject(self._call(name, ctx), str(self.source_path(name)))
         html = None
         if self._has(f"{msg.kind}.html.j2"):
-            more = [n for n in self._reads(f"{msg.kind}.html.j2") if n not in ctx]
-            if more:
-                ctx = {**ctx, **context(msg, roster, more, shared)}
             html = self._call(f"{msg.kind}.html.j2", ctx)
         return Rendered(subject=subject, body=body, html=html)
 
-    def _reads(self, name: str) -> tuple[str, ...]:
-        """The context entries template ``name`` reads; building only those is
-        what makes rendering cheap.  All of them for a template that includes,
-        imports or extends another (whose reads it does not show)."""
-        reads = self._reads_of.get(name)
-        if reads is None:
-            self._template(name)  # compiled; the loader keeps the source it read
-            reads = CONTEXT_NAMES
-            source = self._loader.sources.get(name)
-            if source is not None:
-                tree = self.env.parse(source, name)
-                linked = (jinja2.nodes.Include, jinja2.nodes.Import, jinja2.nodes.FromImport)
-                if next(tree.find_all((*linked, jinja2.nodes.Extends)), None) is None:
-                    used = jinja2.meta.find_undeclared_variables(tree)
-                    reads = tuple(n for n in CONTEXT_NAMES if n in used)
-            self._reads_of[name] = reads
-        return reads
-
-    def load_all(self) -> Templates:
-        """Read and compile every template the six kinds use, now and never again.
-
-        What a daemon keeps: a later save, good or bad, reaches it only through
-        a reload that checks it.  Raises :class:`LormailError` on a syntax error.
-        """
-        for kind in KINDS:
-            self._reads(f"{kind}.txt.j2")  # compiles it
-            self._subject_template(kind)
-            if self._has(f"{kind}.html.j2"):
-                self._reads(f"{kind}.html.j2")
-        return self
-
-    def _subject_template(self, kind: str) -> tuple[jinja2.Template, tuple[str, ...]] | None:
-        """The subject line alone, compiled, with the names it uses (None if it does not parse)."""
-        cached = self._subjects.get(kind)
-        if cached is None:
-            source = self.source_path(f"{kind}.txt.j2").read_text(encoding="utf-8")
-            first = source.split("\n", 1)[0]
-            try:
-                names = tuple(jinja2.meta.find_undeclared_variables(self.env.parse(first)))
-                cached = (self.env.from_string(first), names)
-            except jinja2.TemplateSyntaxError:
-                return None
-            self._subjects[kind] = cached
-        return cached
-
     def subject(self, msg: PlannedMessage, roster: Roster) -> str:
-        """Only the subject: renders the first line alone, with only what it uses.
+        """Only the subject (the text template rendered; an HTML part is not).
 
         A message already sent shows the subject it went with, never rendered again.
         """
         if msg.subject is not None:
             return msg.subject
-        cached = self._subject_template(msg.kind)
-        if cached is None:
-            return self.render(msg, roster).subject
-        tmpl, names = cached
-        where = f"{msg.kind}.txt.j2"
-        ctx = context(msg, roster, names, self._shared(roster))
-        line = self._render_tmpl(tmpl, ctx, where)
-        return split_subject(line, str(self.source_path(where)))[0]
+        name = f"{msg.kind}.txt.j2"
+        text = self._call(name, context(msg, roster))
+        return split_subject(text, str(self.source_path(name)))[0]
+
+    def load_all(self) -> Templates:
+        """Read and compile every template the six kinds use, now and never again.
+
+        Raises :class:`LormailError` on a syntax error.
+        """
+        for kind in KINDS:
+            self._template(f"{kind}.txt.j2")
+            if self._has(f"{kind}.html.j2"):
+                self._template(f"{kind}.html.j2")
+        return self
 
     def _call(self, name: str, ctx: dict[str, Any]) -> str:
-        # An undefined name lists every entry a template may use, not only the
-        # ones this one was given.
-        return self._render_tmpl(self._template(name), ctx, name, CONTEXT_NAMES)
-
-    def _render_tmpl(
-        self,
-        tmpl: jinja2.Template,
-        ctx: dict[str, Any],
-        name: str,
-        available: Iterable[str] | None = None,
-    ) -> str:
+        tmpl = self._template(name)
         try:
-            # A shared context with the globals merged in once is much cheaper
-            # than Template.render's per-call ChainMap; `check` renders 12,000.
-            fresh = tmpl.new_context({**self._globals, **ctx}, shared=True)
-            return self.env.concat(tmpl.root_render_func(fresh))
-        except jinja2.TemplateError as err:
-            where = str(self.source_path(name))
-            line = _error_line(err, tmpl)
+            return tmpl.render(ctx)
+        except Exception as err:  # a template's own expression may raise anything: 1/0
+            raise self._failure(name, tmpl, err, ctx) from None
+
+    def _failure(
+        self, name: str, tmpl: jinja2.Template, err: Exception, ctx: dict[str, Any]
+    ) -> LormailError:
+        """One line for a template that failed to render, at its place in the file."""
+        if isinstance(err, jinja2.TemplateError):
             message = err.message or type(err).__name__
             if isinstance(err, jinja2.UndefinedError):
-                shown = ctx if available is None else available
-                message += f" (available: {', '.join(sorted(shown))})"
-            raise LormailError([Problem(message, where, line, 1 if line else None)]) from None
+                message += f" (available: {', '.join(sorted(ctx))})"
+        else:  # the sandbox's "Range too big", a ZeroDivisionError, …
+            message = f"{type(err).__name__}: {err}"
+        line = _error_line(err, tmpl)
+        where = str(self.source_path(name))
+        return LormailError([Problem(message, where, line, 1 if line else None)])
 
     def kinds(self) -> tuple[str, ...]:
         return KINDS
 
 
-class _Loader(jinja2.FileSystemLoader):
-    """The file loader, keeping the source of each template it loads: what a
-    template reads is learnt from the very text that was compiled."""
-
-    def __init__(self, searchpath: list[str]) -> None:
-        super().__init__(searchpath)
-        self.sources: dict[str, str] = {}
-
-    def get_source(
-        self, environment: jinja2.Environment, template: str
-    ) -> tuple[str, str, Callable[[], bool]]:
-        source, filename, uptodate = super().get_source(environment, template)
-        self.sources[template] = source
-        return source, filename, uptodate
-
-
 def _error_line(err: BaseException, tmpl: jinja2.Template) -> int | None:
-    """The template line a rendering error happened on, from its traceback."""
+    """The template line a rendering error happened on.
+
+    Jinja2 rewrites the traceback of an error raised while rendering so that
+    its frames stand for template lines; the last one in this template is it.
+    """
     tb = err.__traceback__
     found = None
     while tb is not None:
         if tb.tb_frame.f_code.co_filename == (tmpl.filename or "<template>"):
-            found = tmpl.get_corresponding_lineno(tb.tb_lineno)
+            found = tb.tb_lineno
         tb = tb.tb_next
     lineno = getattr(err, "lineno", None)
     return found if found is not None else (lineno if isinstance(lineno, int) else None)
@@ -281,7 +202,6 @@ def split_subject(text: str, where: str) -> tuple[str, str]:
 # --- the context -------------------------------------------------------------
 
 
-@lru_cache(maxsize=16384)
 def _deadline_text(deadline: datetime, own_zone: tzinfo | None, zone: tzinfo) -> tuple[str, date]:
     """How to write a deadline, and the date it states, for a recipient in ``zone``.
 
@@ -334,7 +254,7 @@ CONTEXT_NAMES = (
 
 
 class _Context:
-    """Builds each context entry on demand: a subject needs only a few of them."""
+    """Builds the context entries of one message, one method per entry."""
 
     __slots__ = ("_letter_views", "msg", "rec", "roster", "send_day")
 
@@ -466,34 +386,7 @@ class _Context:
         return long_date(self.send_day)
 
 
-# Entries that depend only on the recommender and the day, not on the message.
-_SHARED = frozenset({"applicant", "recommender", "letters", "materials", "send_date"})
-
-
-def context(
-    msg: PlannedMessage,
-    roster: Roster,
-    names: Iterable[str] = CONTEXT_NAMES,
-    shared: dict[tuple[str, date], dict[str, Any]] | None = None,
-) -> dict[str, Any]:
-    """The template context for one message (SPEC §3.1), or just the entries ``names``.
-
-    ``shared`` (one dict per roster) keeps the entries that several messages
-    to one recommender on one day have in common.
-    """
+def context(msg: PlannedMessage, roster: Roster) -> dict[str, Any]:
+    """The template context for one message (SPEC §3.1)."""
     builder = _Context(msg, roster)
-    common: dict[str, Any] = {}
-    if shared is not None:
-        common = shared.setdefault((msg.recommender, builder.send_day), {})
-    out: dict[str, Any] = {}
-    for name in names:
-        if name not in CONTEXT_NAMES:
-            continue
-        if name in _SHARED:
-            value = common.get(name)
-            if value is None:
-                value = common[name] = getattr(builder, name)()
-            out[name] = value
-        else:
-            out[name] = getattr(builder, name)()
-    return out
+    return {name: getattr(builder, name)() for name in CONTEXT_NAMES}

@@ -1,7 +1,7 @@
-"""VTIMEZONE components written from the system's zoneinfo, in RRULE form.
+"""VTIMEZONE components made from the system's zoneinfo, in RRULE form.
 
-This module owns one thing: turning an IANA zone and a span of years into the
-text of a ``VTIMEZONE`` that calendar clients read correctly.  The transitions
+This module owns one thing: turning an IANA zone and a span of years into a
+``VTIMEZONE`` (an icalendar ``Timezone``) that calendar clients read correctly.  The transitions
 are found by probing :class:`zoneinfo.ZoneInfo` (which exposes no transition
 list) and then expressed as yearly rules, ``FREQ=YEARLY;BYMONTH=3;BYDAY=2SU``,
 the form every client understands.  The ``RDATE`` lists that
@@ -11,7 +11,8 @@ an hour off).
 
 Transitions that follow no weekday rule (a one-off change of a zone's offset)
 get a component of their own with a bare ``DTSTART``; that needs no ``RDATE``
-either.  The result depends only on the zone and the span, so it is cached.
+either.  The transitions depend only on the zone and the span, so they are
+cached; each call makes fresh components.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo
+
+from icalendar import Component, Timezone, TimezoneDaylight, TimezoneStandard
 
 _DAYS = ("MO", "TU", "WE", "TH", "FR", "SA", "SU")
 # Coarse probe step: no zone changes its offset twice within a week, and a
@@ -95,23 +98,6 @@ def _byday_options(local: datetime) -> frozenset[str]:
     return frozenset(options)
 
 
-def _fmt_offset(off: timedelta) -> str:
-    total = int(off.total_seconds())
-    sign = "-" if total < 0 else "+"
-    total = abs(total)
-    h, rem = divmod(total, 3600)
-    m, s = divmod(rem, 60)
-    return f"{sign}{h:02d}{m:02d}" + (f"{s:02d}" if s else "")
-
-
-def _fmt_local(dt: datetime) -> str:
-    return dt.strftime("%Y%m%dT%H%M%S")
-
-
-def _escape(text: str) -> str:
-    return text.replace("\\", "\\\\").replace(";", "\\;").replace(",", "\\,")
-
-
 @dataclass
 class _Group:
     """Transitions that recur yearly by one weekday rule."""
@@ -144,63 +130,57 @@ def _group(transitions: list[_Transition]) -> list[_Group]:
     return groups
 
 
-def _component(group: _Group, open_ended: bool) -> list[str]:
+def _component(group: _Group, open_ended: bool) -> _Part:
     first = group.members[0]
-    kind = "DAYLIGHT" if first.dst else "STANDARD"
-    lines = [
-        f"BEGIN:{kind}",
-        f"DTSTART:{_fmt_local(first.local)}",
-    ]
+    rule: tuple[tuple[str, object], ...] | None = None
     if len(group.members) > 1 and group.options:
         # Prefer the nth-weekday form ("2SU"); "-1SU" when only "last" fits.
         byday = sorted(group.options, key=lambda o: (o.startswith("-"), o))[0]
-        rule = f"RRULE:FREQ=YEARLY;BYMONTH={first.local.month};BYDAY={byday}"
+        rule = (("FREQ", "YEARLY"), ("BYMONTH", first.local.month), ("BYDAY", byday))
         if not open_ended:
             # Any UNTIL between the last onset and the next year's gives the
             # same onsets; a day after the last one is right both for readers
             # that compare it with the onset's UTC instant (as RFC 5545 says)
             # and for those that compare it with the wall-clock time.
             last = group.members[-1]
-            until = datetime.fromtimestamp(last.at + 86400, UTC).strftime("%Y%m%dT%H%M%SZ")
-            rule += f";UNTIL={until}"
-        lines.append(rule)
-    lines += [
-        f"TZOFFSETFROM:{_fmt_offset(first.before)}",
-        f"TZOFFSETTO:{_fmt_offset(first.after)}",
-    ]
-    if first.name:
-        lines.append(f"TZNAME:{_escape(first.name)}")
-    lines.append(f"END:{kind}")
-    return lines
+            rule += (("UNTIL", datetime.fromtimestamp(last.at + 86400, UTC)),)
+    return _Part(first.dst, first.local, first.before, first.after, first.name, rule)
 
 
-def _base(zone: ZoneInfo, ts: int, since_1970: bool) -> list[str]:
+def _base(zone: ZoneInfo, ts: int, since_1970: bool) -> _Part:
     start = datetime.fromtimestamp(ts, zone)
     off = start.utcoffset() or timedelta(0)
-    kind = "DAYLIGHT" if start.dst() else "STANDARD"
-    onset = "19700101T000000" if since_1970 else _fmt_local(start.replace(tzinfo=None))
-    lines = [
-        f"BEGIN:{kind}",
-        f"DTSTART:{onset}",
-        f"TZOFFSETFROM:{_fmt_offset(off)}",
-        f"TZOFFSETTO:{_fmt_offset(off)}",
-    ]
-    if start.tzname():
-        lines.append(f"TZNAME:{_escape(start.tzname() or '')}")
-    lines.append(f"END:{kind}")
-    return lines
+    onset = datetime(1970, 1, 1) if since_1970 else start.replace(tzinfo=None)
+    return _Part(bool(start.dst()), onset, off, off, start.tzname() or "", None)
+
+
+@dataclass(frozen=True, slots=True)
+class _Part:
+    """One STANDARD or DAYLIGHT component."""
+
+    dst: bool
+    onset: datetime  # naive wall-clock time, in the offset before
+    before: timedelta
+    after: timedelta
+    name: str
+    rule: tuple[tuple[str, object], ...] | None  # the RRULE's parts
+
+    def component(self) -> Component:
+        part = TimezoneDaylight() if self.dst else TimezoneStandard()
+        part.add("DTSTART", self.onset)
+        if self.rule is not None:
+            part.add("RRULE", dict(self.rule))
+        part.add("TZOFFSETFROM", self.before)
+        part.add("TZOFFSETTO", self.after)
+        if self.name:
+            part.add("TZNAME", self.name)
+        return part
 
 
 @lru_cache(maxsize=256)
-def vtimezone_lines(key: str, first_year: int, last_year: int) -> tuple[str, ...]:
-    """The unfolded content lines of a VTIMEZONE for zone ``key``.
-
-    It is right for every instant from 1 Jan ``first_year`` to 31 Dec
-    ``last_year``; the rules still in force at the end continue without
-    ``UNTIL``, so times past the span keep the current rules.
-    """
+def _parts(key: str, first_year: int, last_year: int) -> tuple[_Part, ...]:
     zone = ZoneInfo(key)
-    lines = ["BEGIN:VTIMEZONE", f"TZID:{key}"]
+    parts: list[_Part] = []
     # Scan from a year early, so that the rules in force on 1 Jan first_year
     # have an onset before it (in Sydney the first change of a year is April's).
     # Two days' slack covers every zone's offset from UTC.
@@ -213,10 +193,22 @@ def vtimezone_lines(key: str, first_year: int, last_year: int) -> tuple[str, ...
     if not transitions or transitions[0].at > span_start:
         # No change before the span: the offset in force at its start, from
         # then on (from 1970 for a zone without changes, like Asia/Kolkata).
-        lines += _base(zone, span_start, since_1970=not transitions)
-    groups = _group(transitions)
-    for group in groups:
+        parts.append(_base(zone, span_start, since_1970=not transitions))
+    for group in _group(transitions):
         open_ended = group.members[-1].local.year >= last_year
-        lines += _component(group, open_ended)
-    lines.append("END:VTIMEZONE")
-    return tuple(lines)
+        parts.append(_component(group, open_ended))
+    return tuple(parts)
+
+
+def vtimezone(key: str, first_year: int, last_year: int) -> Timezone:
+    """A VTIMEZONE for zone ``key``, as an icalendar component.
+
+    It is right for every instant from 1 Jan ``first_year`` to 31 Dec
+    ``last_year``; the rules still in force at the end continue without
+    ``UNTIL``, so times past the span keep the current rules.
+    """
+    tz = Timezone()
+    tz.add("TZID", key)
+    for part in _parts(key, first_year, last_year):
+        tz.add_component(part.component())
+    return tz
