@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+import gc
 import json
 import os
 import subprocess
@@ -10,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from lormail import __version__
+from lormail.cli import COMMANDS, build_parser, main
 from tests.conftest import ROOT
 
 EXAMPLE = ROOT / "config.example.yaml"
@@ -211,3 +215,57 @@ def test_a_broken_roster_is_reported_by_line_with_no_traceback(tmp_path: Path, s
     assert any(
         line.startswith("roster.yaml:10:5: recommenders[0]: unknown key 'emial'") for line in lines
     ), lines
+
+
+def _minimal_argv(parser: argparse.ArgumentParser) -> list[str]:
+    """The command words and positionals a sub-parser needs, down to its leaf."""
+    argv: list[str] = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            name, sub = next(iter(action.choices.items()))
+            return [*argv, name, *_minimal_argv(sub)]
+        if not action.option_strings and action.nargs not in ("?", "*"):
+            argv.append(str(next(iter(action.choices))) if action.choices else "x")
+    return argv
+
+
+def test_global_options_work_after_every_command() -> None:
+    parser = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    assert set(commands.choices) == set(COMMANDS)
+    for name, sub in commands.choices.items():
+        argv = [name, *_minimal_argv(sub)]
+        after = parser.parse_args([*argv, "--config", "after.yaml", "--debug"])
+        assert (after.config, after.debug) == (Path("after.yaml"), True), name
+        before = parser.parse_args(["--config", "before.yaml", "--debug", *argv])
+        assert (before.config, before.debug) == (Path("before.yaml"), True), name
+        neither = parser.parse_args(argv)
+        assert (neither.config, neither.debug) == (None, False), name
+
+
+def test_plan_with_the_config_after_the_command(state: Path) -> None:
+    res = run("plan", "--json", "--config", str(EXAMPLE), "--now", NOW, state=state)
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["now"] == NOW
+
+
+def test_python_m_lormail_runs(state: Path) -> None:
+    res = run("--version", state=state)
+    assert (res.returncode, res.stdout, res.stderr) == (0, f"lormail {__version__}\n", "")
+
+
+def _boom(app: object, args: object) -> int:
+    raise ValueError("the disk said no")
+
+
+def test_an_unexpected_error_is_one_line_and_debug_shows_the_traceback(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setitem(COMMANDS, "check", "tests.test_cli:_boom")
+    assert main(["--config", str(EXAMPLE), "check"]) == 1
+    assert capsys.readouterr().err == (
+        "lormail: internal error: ValueError: the disk said no (run with --debug for details)\n"
+    )
+    assert gc.isenabled()
+    with pytest.raises(ValueError, match="the disk said no"):
+        main(["check", "--config", str(EXAMPLE), "--debug"])
