@@ -1019,6 +1019,59 @@ def test_cli_missing_config(here: Path) -> None:
     assert result.stderr == "config.yaml: no such file; run 'lormail init' to write one\n"
 
 
+def test_special_files_are_refused_before_reading(here: Path) -> None:
+    os.mkfifo(here / "roster.yaml")
+    (here / "config.yaml").write_text("roster: roster.yaml\n", "utf-8")
+    result = run_lormail(here, "check")  # a FIFO with no writer: this would wait for ever
+    assert (result.returncode, result.stderr) == (
+        2,
+        "roster.yaml: is a named pipe (FIFO), not a regular file\n",
+    )
+    (here / "zero.yaml").symlink_to("/dev/zero")
+    (here / "config.yaml").write_text("roster: zero.yaml\n", "utf-8")
+    result = run_lormail(here, "check")  # /dev/zero: this would read until memory ran out
+    assert (result.returncode, result.stderr) == (2, "zero.yaml: is a device, not a regular file\n")
+    with pytest.raises(LormailError) as caught:
+        load_config(Path("/dev/zero"))
+    assert str(caught.value) == "/dev/zero: is a device, not a regular file"
+
+
+def test_a_file_over_5_mb_is_refused(here: Path) -> None:
+    (here / "roster.yaml").write_text(ROSTER + "#" * (5 * 2**20), "utf-8")
+    assert roster_problems(here, (here / "roster.yaml").read_text("utf-8")) == [
+        "roster.yaml: is 5.0 MB; lormail reads files up to 5 MB"
+    ]
+    (here / "roster.yaml").write_text(ROSTER + "#" * (5 * 2**20 - len(ROSTER) - 1), "utf-8")
+    assert load_roster(Path("roster.yaml")).applicant.name == "Sarah Chen"
+
+
+def test_a_template_that_is_a_fifo_is_refused(here: Path) -> None:
+    (here / "roster.yaml").write_text(ROSTER, "utf-8")
+    (here / "config.yaml").write_text("roster: roster.yaml\ntemplates: mine\n", "utf-8")
+    (here / "mine").mkdir()
+    os.mkfifo(here / "mine" / "request.txt.j2")
+    result = run_lormail(here, "check")
+    assert (result.returncode, result.stderr) == (
+        2,
+        "mine/request.txt.j2: is a named pipe (FIFO), not a regular file\n",
+    )
+
+
+def test_a_file_that_is_not_yaml_is_never_echoed(here: Path) -> None:
+    secret = "b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAABlwAAAAdzc2gtcn"
+    key = f"-----BEGIN OPENSSH PRIVATE KEY-----\n{secret}\n-----END OPENSSH PRIVATE KEY-----\n"
+    passwd = "root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\n"
+    for text in (key, passwd):
+        assert roster_problems(here, text) == [
+            "roster.yaml:1:1: expected keys and values (key: value), not text; "
+            "is this the right file?"
+        ]
+        assert config_problems(here, text) == [
+            "config.yaml:1:1: expected keys and values (key: value), not text; "
+            "is this the right file?"
+        ]
+
+
 # --- the generator ---------------------------------------------------------------
 
 

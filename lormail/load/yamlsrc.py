@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import os
+import stat
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -106,16 +107,74 @@ def display_name(path: Path) -> str:
     return str(path)
 
 
-def read_text(path: Path, file: str, missing_hint: str) -> str:
-    """The file's text as UTF-8, or a one-line :class:`LormailError`."""
+MAX_BYTES = 5 * 1024 * 1024  # far above any real roster; a bigger file is not one
+_KINDS = (
+    (stat.S_ISFIFO, "a named pipe (FIFO)"),
+    (stat.S_ISCHR, "a device"),
+    (stat.S_ISBLK, "a device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def file_problem(st: os.stat_result) -> str | None:
+    """Why a file with this status is not one lormail reads, or ``None``."""
+    if stat.S_ISDIR(st.st_mode):
+        return "is a folder, not a file"
+    if not stat.S_ISREG(st.st_mode):
+        kind = next((name for test, name in _KINDS if test(st.st_mode)), "a special file")
+        return f"is {kind}, not a regular file"
+    if st.st_size > MAX_BYTES:
+        return f"is {st.st_size / 2**20:.1f} MB; lormail reads files up to {MAX_BYTES // 2**20} MB"
+    return None
+
+
+def read_bytes(path: Path, file: str, missing_hint: str) -> bytes:
+    """A regular file's bytes, at most :data:`MAX_BYTES`, or a one-line :class:`LormailError`.
+
+    A pipe, a device or ``/dev/zero`` is refused before anything is read
+    (opened without blocking, so a FIFO with no writer cannot hang us).
+    """
     try:
-        data = path.read_bytes()
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
         raise LormailError([Problem(f"no such file; {missing_hint}", file=file)]) from None
     except IsADirectoryError:
         raise LormailError([Problem("is a folder, not a file", file=file)]) from None
     except OSError as err:
         raise LormailError([Problem(f"cannot read: {err.strerror}", file=file)]) from None
+    try:
+        why = file_problem(os.fstat(fd))
+        if why is not None:
+            raise LormailError([Problem(why, file=file)])
+        buf = bytearray()
+        while chunk := os.read(fd, MAX_BYTES + 1 - len(buf)):
+            buf += chunk
+        data = bytes(buf)
+    except OSError as err:
+        raise LormailError([Problem(f"cannot read: {err.strerror}", file=file)]) from None
+    finally:
+        os.close(fd)
+    if len(data) > MAX_BYTES:  # it grew after the check
+        raise LormailError([Problem(f"is over {MAX_BYTES // 2**20} MB", file=file)])
+    return data
+
+
+def template_file_problems(folder: Path | None) -> list[Problem]:
+    """Templates in the override ``folder`` that are not files lormail reads."""
+    problems = []
+    for path in sorted(folder.glob("*.j2")) if folder is not None else ():
+        try:
+            why = file_problem(path.stat())
+        except OSError:
+            continue  # a dangling link: the template loader reports what it misses
+        if why is not None:
+            problems.append(Problem(why, file=display_name(path)))
+    return problems
+
+
+def read_text(path: Path, file: str, missing_hint: str) -> str:
+    """The file's text as UTF-8, or a one-line :class:`LormailError`."""
+    data = read_bytes(path, file, missing_hint)
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as err:
