@@ -522,7 +522,7 @@ ROSTER_CASES = [
         "yaml-syntax",
         "  name: Sarah Chen",
         "  name: [Sarah Chen",
-        ["roster.yaml:3:8: did not find expected ',' or ']' (while parsing a flow sequence)"],
+        ["roster.yaml:2:9: this [ is never closed"],
     ),
     (
         "tab-indent",
@@ -1017,6 +1017,45 @@ def test_cli_missing_config(here: Path) -> None:
     result = run_lormail(here, "plan", "--json")
     assert result.returncode == 2
     assert result.stderr == "config.yaml: no such file; run 'lormail init' to write one\n"
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        # The quote runs on to the next quote, 13 lines down, where YAML gives up.
+        (
+            "    name: Dr. Emily Johnson",
+            '    name: "Dr. Emily Johnson',
+            "17:11: this quoted string is never closed",
+        ),
+        (
+            "    name: MPH in Epidemiology",
+            "    name: 'MPH in Epidemiology",
+            "10:11: this quoted string is never closed",
+        ),
+        (
+            '      - {program: im-residency, letter_id: "LoR-1"}',
+            '      - {program: im-residency, letter_id: "LoR-1}',
+            "23:44: this quoted string is never closed",
+        ),
+        ("  reminders: [14d, 7d]", "  reminders: [14d, 7d", "6:14: this [ is never closed"),
+        ("      - {program: mph}", "      - {program: mph", "22:9: this { is never closed"),
+        ("    status: agreed", "    status agreed", "19:5: this key has no ':' after it"),
+    ],
+)
+def test_an_unclosed_quote_or_bracket_is_reported_where_it_began(
+    here: Path, old: str, new: str, expected: str
+) -> None:
+    assert roster_problems(here, edit(ROSTER, old, new)) == [f"roster.yaml:{expected}"]
+
+
+def test_a_quoted_string_over_several_lines_is_still_fine(here: Path) -> None:
+    text = edit(ROSTER, "    name: Dr. Emily Johnson", '    name: "Dr. Emily\n      Johnson"')
+    (here / "roster.yaml").write_text(text, "utf-8")
+    assert load_roster(Path("roster.yaml")).recommenders[0].name == "Dr. Emily Johnson"
+    assert roster_problems(here, edit(text, "status: agreed", "status: [agreed")) == [
+        "roster.yaml:20:13: this [ is never closed"
+    ]
 
 
 def test_special_files_are_refused_before_reading(here: Path) -> None:

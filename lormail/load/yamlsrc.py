@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import stat
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -281,7 +282,7 @@ def _parse_events(text: str, file: str) -> Node | None:
             elif isinstance(node, SeqNode):
                 stack.append(node)
     except yaml.MarkedYAMLError as err:
-        raise _from_marked(err, file) from None
+        raise _from_marked(err, text, file) from None
     except yaml.reader.ReaderError as err:
         raise _from_reader(err, text, file) from None
     except yaml.YAMLError as err:
@@ -300,7 +301,21 @@ def _error(file: str, line: int, col: int, message: str) -> LormailError:
     return LormailError([Problem(message, file=file, line=line, col=col)])
 
 
-def _from_marked(err: yaml.MarkedYAMLError, file: str) -> LormailError:
+def _from_marked(err: yaml.MarkedYAMLError, text: str, file: str) -> LormailError:
+    """YAML's error at the place to fix: where an unclosed quote or bracket began.
+
+    libyaml stops where the text stopped making sense, often far below the
+    quote or bracket left open; its context mark, or the quoted string that
+    ran on, says where that began.
+    """
+    opened = _unclosed(err, text)
+    if opened is not None:
+        (line, col), what = opened
+        return _error(file, line, col, f"this {what} is never closed")
+    if err.context == "while scanning a simple key" and err.context_mark is not None:
+        # libyaml notices the missing ':' on the next line; the key is the place.
+        mark = err.context_mark
+        return _error(file, mark.line + 1, mark.column + 1, "this key has no ':' after it")
     mark = err.problem_mark or err.context_mark
     message = " ".join((err.problem or "not valid YAML").split())
     if err.context:
@@ -308,6 +323,46 @@ def _from_marked(err: yaml.MarkedYAMLError, file: str) -> LormailError:
     if mark is None:
         return LormailError([Problem(message, file=file)])
     return _error(file, mark.line + 1, mark.column + 1, message)
+
+
+# A line that reads like a key or a list item: inside a quoted string, the
+# sign that the string ran on past where its closing quote was meant to be.
+_STRUCTURE = re.compile(r"\s*(?:-\s|[^\s:#'\"][^:#]*:(?:\s|$))")
+_FLOWS = {"while parsing a flow sequence": "[", "while parsing a flow mapping": "{"}
+
+
+def _unclosed(err: yaml.MarkedYAMLError, text: str) -> tuple[tuple[int, int], str] | None:
+    """Where a quote or bracket that was never closed began (1-based), and which."""
+    import yaml
+
+    context, problem = err.context_mark, err.problem_mark
+    if context is not None and err.context == "while scanning a quoted scalar":
+        return (context.line + 1, context.column + 1), "quoted string"
+    if context is not None and problem is not None and problem.line > context.line:
+        bracket = _FLOWS.get(err.context or "")
+        if bracket is not None:
+            return (context.line + 1, context.column + 1), bracket
+    if problem is None:
+        return None
+    lines = text.splitlines()
+    try:
+        for token in yaml.scan(text, Loader=_loader()):
+            start, end = token.start_mark, token.end_mark
+            if (start.line, start.column) >= (problem.line, problem.column):
+                break
+            if (
+                isinstance(token, yaml.ScalarToken)
+                and token.style in ("'", '"')
+                and end.line > start.line
+                and (
+                    end.line == problem.line
+                    or any(_STRUCTURE.match(ln) for ln in lines[start.line + 1 : end.line + 1])
+                )
+            ):
+                return (start.line + 1, start.column + 1), "quoted string"
+    except yaml.YAMLError:
+        pass
+    return None
 
 
 def _from_reader(err: yaml.reader.ReaderError, text: str, file: str) -> LormailError:
