@@ -312,10 +312,10 @@ def _from_marked(err: yaml.MarkedYAMLError, text: str, file: str) -> LormailErro
     if opened is not None:
         (line, col), what = opened
         return _error(file, line, col, f"this {what} is never closed")
-    if err.context == "while scanning a simple key" and err.context_mark is not None:
+    key = err.context_mark
+    if err.context == "while scanning a simple key" and key is not None:
         # libyaml notices the missing ':' on the next line; the key is the place.
-        mark = err.context_mark
-        return _error(file, mark.line + 1, mark.column + 1, "this key has no ':' after it")
+        return _error(file, key.line + 1, key.column + 1, "this key has no ':' after it")
     mark = err.problem_mark or err.context_mark
     message = " ".join((err.problem or "not valid YAML").split())
     if err.context:
