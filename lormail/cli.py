@@ -61,6 +61,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("init", help="write a commented config, an example roster and templates")
     sp.add_argument("dir", nargs="?", type=Path, default=None, metavar="DIR")
     sp.add_argument("--force", action="store_true", help="overwrite existing files")
+    sp.add_argument("--name", help="your name, as recipients see it (asked on a terminal)")
+    sp.add_argument("--email", help="your e-mail address (asked on a terminal)")
+    sp.add_argument(
+        "--timezone", metavar="ZONE", help="your IANA time zone (default: this machine's)"
+    )
 
     sub.add_parser("check", help="validate config, roster and templates")
 

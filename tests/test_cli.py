@@ -6,6 +6,7 @@ import argparse
 import gc
 import json
 import os
+import select
 import subprocess
 import sys
 from pathlib import Path
@@ -171,21 +172,137 @@ def test_preview_shows_the_whole_message_and_suggests_near_keys(state: Path) -> 
     assert bad.stderr == "no message with key 'packet:jonson' (did you mean 'packet:johnson'?)\n"
 
 
+IDENTITY = (
+    "--name",
+    "Ada Lovelace",
+    "--email",
+    "ada@analytical.org",
+    "--timezone",
+    "Europe/London",
+)
+
+
 def test_init_writes_files_that_check_accepts_and_never_overwrites(
     tmp_path: Path, state: Path
 ) -> None:
     target = tmp_path / "conf"
-    res = run("init", str(target), state=state)
+    res = run("init", str(target), *IDENTITY, state=state)
     assert res.returncode == 0, res.stderr
     assert (target / "config.yaml").is_file() and (target / "roster.yaml").is_file()
     assert len(list((target / "templates").glob("*.txt.j2"))) == 6
     ok = run("--config", str(target / "config.yaml"), "check", state=state)
     assert ok.returncode == 0, ok.stderr
-    again = run("init", str(target), state=state)
+    again = run("init", str(target), *IDENTITY, state=state)
     assert again.returncode == 2
     assert again.stderr.splitlines()[0] == (
         f"{target / 'config.yaml'}: already exists; keep it, or run 'lormail init --force'"
     )
+
+
+def _identity_lines(target: Path) -> list[str]:
+    config = (target / "config.yaml").read_text("utf-8").splitlines()
+    roster = (target / "roster.yaml").read_text("utf-8").splitlines()
+    return [line for line in config if line.startswith(("  from:", "  username:"))] + roster[3:9]
+
+
+def test_init_writes_the_identity_given(tmp_path: Path, state: Path) -> None:
+    target = tmp_path / "conf"
+    res = run(
+        "init",
+        str(target),
+        "--name",
+        "O'Brien, Pat",
+        "--email",
+        "pat@uni.edu",
+        "--timezone",
+        "Europe/Paris",
+        state=state,
+    )
+    assert res.returncode == 0, res.stderr
+    assert _identity_lines(target) == [
+        "  username: pat@uni.edu    # the keyring entry is lormail / this name",
+        '  from: "\\"O\'Brien, Pat\\" <pat@uni.edu>"',
+        "applicant:",
+        '  name: "O\'Brien, Pat"',
+        "  email: pat@uni.edu",
+        "  timezone: Europe/Paris",
+        "  signature: |",
+        "    O'Brien, Pat",
+    ]
+    assert "Sarah" not in (target / "config.yaml").read_text("utf-8")
+    preview = run(
+        "--config",
+        str(target / "config.yaml"),
+        "preview",
+        "packet:johnson",
+        "--now",
+        NOW,
+        state=state,
+    )
+    assert preview.returncode == 0, preview.stderr
+    assert 'From: "O\'Brien, Pat" <pat@uni.edu>\n' in preview.stdout
+    assert "Sarah" not in preview.stdout
+
+
+def test_init_without_a_terminal_needs_the_identity(tmp_path: Path, state: Path) -> None:
+    res = run("init", str(tmp_path / "conf"), "--name", "Ada", state=state)
+    assert (res.returncode, res.stderr) == (
+        2,
+        "init: give --email (there is no terminal to ask on)\n",
+    )
+    bad = run(
+        "init", str(tmp_path / "conf"), "--email", "ada@", "--timezone", "Mars/Base", state=state
+    )
+    assert (bad.returncode, bad.stderr.splitlines()) == (
+        2,
+        [
+            "--email: 'ada@' is not an e-mail address",
+            "--timezone: 'Mars/Base' is not an IANA time zone",
+        ],
+    )
+    assert not (tmp_path / "conf").exists()
+
+
+def test_init_asks_on_a_terminal_with_the_machine_s_defaults(tmp_path: Path) -> None:
+    target = tmp_path / "conf"
+    env = dict(os.environ, EMAIL="ada@analytical.org", TZ="Europe/Berlin", NO_COLOR="")
+    answers = b"Ada Lovelace\nnope\n\nEurope/Lndon\n\n"
+    master, slave = os.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lormail", "init", str(target)],
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        env=env,
+        cwd=ROOT,
+    )
+    os.close(slave)
+    os.write(master, answers)
+    output = b""
+    while True:
+        ready, _, _ = select.select([master], [], [], 60)
+        assert ready, output
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:  # the terminal's other end closed: the command is done
+            break
+        if not chunk:
+            break
+        output += chunk
+    os.close(master)
+    assert proc.wait(timeout=60) == 0, output
+    text = output.decode().replace("\r\n", "\n")
+    assert "Your e-mail address [ada@analytical.org]: " in text
+    assert "  'nope' is not an e-mail address\n" in text
+    assert "Your time zone [Europe/Berlin]: " in text
+    assert "  'Europe/Lndon' is not an IANA time zone (did you mean 'Europe/London'?)\n" in text
+    assert _identity_lines(target)[1:6] == [
+        '  from: "Ada Lovelace <ada@analytical.org>"',
+        "applicant:",
+        '  name: "Ada Lovelace"',
+        "  email: ada@analytical.org",
+        "  timezone: Europe/Berlin",
+    ]
 
 
 def test_bad_now_and_missing_config_are_one_line_errors(tmp_path: Path, state: Path) -> None:
