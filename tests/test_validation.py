@@ -1058,6 +1058,64 @@ def test_a_quoted_string_over_several_lines_is_still_fine(here: Path) -> None:
     ]
 
 
+def check_in(folder: Path, config: str, roster: str = ROSTER) -> tuple[int, list[str]]:
+    (folder / "config.yaml").write_text(config, "utf-8")
+    (folder / "roster.yaml").write_text(roster, "utf-8")
+    result = run_lormail(folder, "check")
+    return result.returncode, result.stderr.splitlines()
+
+
+EXAMPLE_REFUSED = "is an example address; put your own before sending for real"
+
+
+def test_check_refuses_example_addresses_only_when_sending_for_real(here: Path) -> None:
+    assert check_in(here, CONFIG) == (0, [])  # a dry run: examples are fine
+    live = edit(CONFIG, "dry_run: true", "dry_run: false")
+    assert check_in(here, live) == (
+        2,
+        [
+            f"config.yaml:10:9: smtp.from: sarah@example.edu {EXAMPLE_REFUSED}",
+            f"roster.yaml:3:10: applicant.email: sarah@example.edu {EXAMPLE_REFUSED}",
+        ],
+    )
+    own = edit(live, "<sarah@example.edu>", "<sarah.chen@uni.edu>")
+    assert check_in(here, own, edit(ROSTER, "sarah@example.edu", "sarah.chen@uni.edu")) == (0, [])
+    assert check_in(here, own, edit(ROSTER, "sarah@example.edu", "sc@hospital.example.org"))[1] == [
+        f"roster.yaml:3:10: applicant.email: sc@hospital.example.org {EXAMPLE_REFUSED}"
+    ]
+
+
+def test_check_warns_when_the_sender_is_not_the_applicant(here: Path) -> None:
+    config = edit(CONFIG, "<sarah@example.edu>", "<sarah.chen@uni.edu>")
+    assert check_in(here, config) == (
+        0,
+        [
+            "config.yaml:10:9: smtp.from: sends as sarah.chen@uni.edu, but the roster's "
+            "applicant.email is sarah@example.edu; make them the same address (warning)"
+        ],
+    )
+
+
+def test_check_warns_that_a_live_maildir_reaches_no_one(here: Path) -> None:
+    config = edit(edit(CONFIG, "dry_run: true", "dry_run: false"), "transport: smtp", "")
+    assert check_in(here, config) == (
+        0,
+        [
+            "config.yaml:2:10: dry_run: maildir only fills the folder outbox: nothing reaches "
+            "anyone; set transport: smtp to send (warning)"
+        ],
+    )
+    config = edit(CONFIG, "dry_run: true", "dry_run: false\nmaildir: out")
+    config = edit(config, "transport: smtp", "transport: maildir")
+    assert check_in(here, config) == (
+        0,
+        [
+            "config.yaml:4:12: transport: maildir only fills the folder out: nothing reaches "
+            "anyone; set transport: smtp to send (warning)"
+        ],
+    )
+
+
 def test_special_files_are_refused_before_reading(here: Path) -> None:
     os.mkfifo(here / "roster.yaml")
     (here / "config.yaml").write_text("roster: roster.yaml\n", "utf-8")

@@ -297,6 +297,20 @@ def _parse_events(text: str, file: str) -> Node | None:
     return root
 
 
+def value_place(path: Path, keys: tuple[str, ...]) -> tuple[int, int] | None:
+    """The 1-based line and column of the value at ``keys`` in a YAML file, if it is there."""
+    file = display_name(path)
+    try:
+        node = parse(read_text(path, file, ""), file)
+    except LormailError:
+        return None
+    for key in keys:
+        if not isinstance(node, MapNode):
+            return None
+        node = next((value for name, *_, value in node.entries if name == key), None)
+    return (node.line, node.col) if node is not None else None
+
+
 def _error(file: str, line: int, col: int, message: str) -> LormailError:
     return LormailError([Problem(message, file=file, line=line, col=col)])
 
