@@ -6,6 +6,7 @@ import argparse
 import gc
 import json
 import os
+import re
 import select
 import subprocess
 import sys
@@ -386,3 +387,26 @@ def test_an_unexpected_error_is_one_line_and_debug_shows_the_traceback(
     assert gc.isenabled()
     with pytest.raises(ValueError, match="the disk said no"):
         main(["check", "--config", str(EXAMPLE), "--debug"])
+
+
+def test_the_example_config_says_what_to_flip_and_check_then_refuses_the_example(
+    tmp_path: Path, state: Path
+) -> None:
+    text = EXAMPLE.read_text("utf-8")
+    assert "Set `transport: smtp` and `dry_run: false` together" in text
+    assert re.findall(r"^#   (\d)\. ", text, flags=re.M) == ["1", "2", "3", "4"]
+    live = text.replace("roster: roster.example.yaml", f"roster: {ROOT / 'roster.example.yaml'}")
+    live = live.replace("\ndry_run: true\n", "\ndry_run: false\n")
+    live = live.replace("\ntransport: maildir ", "\ntransport: smtp    ")
+    (tmp_path / "config.yaml").write_text(live, "utf-8")
+    res = run("check", "--config", str(tmp_path / "config.yaml"), state=state, cwd=tmp_path)
+    refused = "is an example address; put your own before sending for real"
+    from_line = next(i for i, ln in enumerate(live.splitlines(), 1) if ln.startswith("  from:"))
+    assert (res.returncode, res.stderr.splitlines()) == (
+        2,
+        [
+            f"config.yaml:{from_line}:9: smtp.from: sarah.chen@example.edu {refused}",
+            f"{ROOT / 'roster.example.yaml'}:6:10: applicant.email: sarah.chen@example.edu "
+            f"{refused}",
+        ],
+    )
