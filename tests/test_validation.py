@@ -764,6 +764,22 @@ def test_warnings(here: Path) -> None:
     ]
 
 
+def test_ask_on_after_the_ask_by_date_is_a_warning(here: Path) -> None:
+    text = edit(
+        ROSTER,
+        "status: agreed\n    asked_on: 2026-10-26",
+        "status: planned\n    ask_by_email: true\n    ask_on: 2026-10-21",
+    )
+    (here / "roster.yaml").write_text(text, encoding="utf-8")
+    now = datetime(2026, 10, 1, tzinfo=UTC)
+    assert [str(w) for w in load_roster_checked(Path("roster.yaml"), now)[1]] == [
+        "roster.yaml:21:13: recommenders[0].ask_on: 2026-10-21 is after the ask-by date "
+        "2026-10-20 (42 days before the first deadline)"
+    ]
+    (here / "roster.yaml").write_text(edit(text, "2026-10-21", "2026-10-20"), encoding="utf-8")
+    assert load_roster_checked(Path("roster.yaml"), now)[1] == []
+
+
 def test_warnings_for_a_roster_built_elsewhere(here: Path) -> None:
     roster = parse_roster(ROSTER, Path("roster.yaml"))
     copy = dataclasses.replace(roster)
