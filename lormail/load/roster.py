@@ -486,7 +486,8 @@ def roster_warnings(roster: Roster, now: datetime) -> list[Problem]:
     """SPEC's warnings as of ``now``: things that are probably mistakes but stop nothing.
 
     A deadline passed with letters not yet in; ``asked_on`` after a deadline of
-    one of the recommender's programs; ``submitted_on`` in the future.  They
+    one of the recommender's programs; ``ask_on`` after the ask-by date;
+    ``submitted_on`` in the future.  They
     name the file and path (:func:`load_roster_checked` adds line and column).
     """
     file = display_name(roster.path) if roster.path is not None else None
