@@ -13,7 +13,9 @@ added to every sub-parser there, so they work before or after the command.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -165,7 +167,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
-        # `lormail plan | head`: not an error worth a word.
+        # `lormail plan | head`: not an error worth a word.  Python flushes
+        # stdout once more on the way out; into nothing, so that stays quiet.
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except Exception as err:  # the last line of defence: one line, no traceback
         if debug:
