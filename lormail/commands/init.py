@@ -12,6 +12,7 @@ import argparse
 import email.utils
 import json
 import os
+import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -136,12 +137,24 @@ def _quoted(value: str) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
+_SPECIALS = re.compile(r'[][\\()<>@,:;".]')
+
+
+def sender(who: Identity) -> str:
+    """``Name <addr>`` for ``smtp.from``, the name quoted when it must be.
+
+    Not :func:`email.utils.formataddr`: it would write a non-ASCII name as an
+    encoded word into the config; lormail's composer does the encoding.
+    """
+    name = f'"{email.utils.quote(who.name)}"' if _SPECIALS.search(who.name) else who.name
+    return f"{name} <{who.email}>"
+
+
 def personal_config(text: str, who: Identity) -> str:
     text = _replace_once(text, "roster: roster.example.yaml", "roster: roster.yaml        ")
     text = _replace_once(text, f"username: {_EXAMPLE_EMAIL}", f"username: {who.email}")
-    sender = email.utils.formataddr((who.name, who.email))
     return _replace_once(
-        text, f'from: "{_EXAMPLE_NAME} <{_EXAMPLE_EMAIL}>"', f"from: {_quoted(sender)}"
+        text, f'from: "{_EXAMPLE_NAME} <{_EXAMPLE_EMAIL}>"', f"from: {_quoted(sender(who))}"
     )
 
 
@@ -192,7 +205,7 @@ def cmd_init(app: App, args: argparse.Namespace) -> int:
     out.print(
         f"Wrote {target / 'config.yaml'}, {target / 'roster.yaml'} and "
         f"{len(texts) - 2} templates in {target / 'templates'}, "
-        f"as {email.utils.formataddr((who.name, who.email))} ({who.timezone}).",
+        f"as {sender(who)} ({who.timezone}).",
         markup=False,
         highlight=False,
     )
