@@ -243,6 +243,10 @@ def test_init_writes_the_identity_given(tmp_path: Path, state: Path) -> None:
     assert preview.returncode == 0, preview.stderr
     assert 'From: "O\'Brien, Pat" <pat@uni.edu>\n' in preview.stdout
     assert "Sarah" not in preview.stdout
+    other = tmp_path / "other"
+    res = run("init", str(other), "--name", "José Müller", "--email", "jm@uni.edu", state=state)
+    assert res.returncode == 0, res.stderr
+    assert _identity_lines(other)[1] == '  from: "José Müller <jm@uni.edu>"'
 
 
 def test_init_without_a_terminal_needs_the_identity(tmp_path: Path, state: Path) -> None:
