@@ -104,7 +104,6 @@ def sender_findings(config: Config, roster: Roster) -> tuple[list[Problem], list
     warnings: list[Problem] = []
     sender = email.utils.parseaddr(config.smtp.from_addr)[1] if config.smtp.from_addr else ""
     applicant = roster.applicant.email
-    roster_file = roster.path or config.roster
     if sender and sender.lower() != applicant.lower():
         warnings.append(
             _at(
@@ -114,27 +113,28 @@ def sender_findings(config: Config, roster: Roster) -> tuple[list[Problem], list
                 "make them the same address",
             )
         )
-    if config.dry_run or config.transport == "maildir":
-        if not config.dry_run:
-            warnings.append(
-                _at(
-                    config.path,
-                    ("transport",) if value_place(config.path, ("transport",)) else ("dry_run",),
-                    f"maildir only fills the folder {display_name(config.maildir)}: nothing "
-                    "reaches anyone; set transport: smtp to send",
-                )
+    live = not config.dry_run
+    if live and config.transport == "maildir":
+        where = ("transport",) if value_place(config.path, ("transport",)) else ("dry_run",)
+        warnings.append(
+            _at(
+                config.path,
+                where,
+                f"maildir only fills the folder {display_name(config.maildir)}: nothing "
+                "reaches anyone; set transport: smtp to send",
             )
-        return problems, warnings
-    for path, keys, addr in (
-        (config.path, ("smtp", "from"), sender),
-        (roster_file, ("applicant", "email"), applicant),
-    ):
-        if addr and is_example_address(addr):
-            problems.append(
-                _at(
-                    path,
-                    keys,
-                    f"{addr} is an example address; put your own before sending for real",
+        )
+    if live and config.transport == "smtp":
+        for path, keys, addr in (
+            (config.path, ("smtp", "from"), sender),
+            (roster.path or config.roster, ("applicant", "email"), applicant),
+        ):
+            if addr and is_example_address(addr):
+                problems.append(
+                    _at(
+                        path,
+                        keys,
+                        f"{addr} is an example address; put your own before sending for real",
+                    )
                 )
-            )
     return problems, warnings
