@@ -6,7 +6,7 @@ printed one problem per line, and turned into the exit code (SPEC §6); any
 other exception is one line too, unless ``--debug`` asks for the traceback.
 
 To add a command: a line in :data:`COMMANDS` and its sub-parser in
-:func:`build_parser`.  The global options (``--config``, ``--debug``) are
+:func:`_commands`.  The global options (``--config``, ``--debug``) are
 added to every sub-parser there, so they work before or after the command.
 """
 
@@ -47,6 +47,13 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """Every command's parser, each taking the global options too."""
+    p = _commands()
+    _share_global_options(p)
+    return p
+
+
+def _commands() -> argparse.ArgumentParser:
     p = _Parser(
         prog="lormail",
         description="Plans, sends and calendars the e-mails around your letters of recommendation.",
@@ -102,8 +109,6 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = sub.add_parser("log", help="what was sent, failed or skipped, with times")
     sp.add_argument("--json", action="store_true", help="machine-readable output")
-
-    _share_global_options(p)
     return p
 
 
