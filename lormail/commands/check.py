@@ -22,7 +22,7 @@ def cmd_check(app: App, args: argparse.Namespace) -> int:
     refused, warned = sender_findings(config, roster)
     problems.extend(refused)
     warnings = [*warned, *warnings]
-    problems.extend(check_templates(roster, app.templates()))
+    problems.extend(check_templates(roster, app.templates(), config))
     if problems:
         raise LormailError(problems)
     for w in warnings:
