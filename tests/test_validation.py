@@ -20,6 +20,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from lormail.app.inputs import accept, read_sources
 from lormail.errors import EXIT_USAGE, LormailError
 from lormail.load import yamlsrc
 from lormail.load.config import load_config, parse_config
@@ -1167,6 +1168,14 @@ def test_a_template_that_is_a_fifo_is_refused(here: Path) -> None:
     assert (result.returncode, result.stderr) == (
         2,
         "mine/request.txt.j2: is a named pipe (FIFO), not a regular file\n",
+    )
+    with pytest.raises(LormailError) as caught:  # the daemon's way in
+        accept(read_sources(Path("config.yaml")))
+    assert str(caught.value) == "mine/request.txt.j2: is a named pipe (FIFO), not a regular file"
+    (here / "mine" / "request.txt.j2").unlink()
+    (here / "mine" / "request.txt.j2").write_text("x" * (5 * 2**20 + 1), "utf-8")
+    assert run_lormail(here, "check").stderr == (
+        "mine/request.txt.j2: is 5.0 MB; lormail reads files up to 5 MB\n"
     )
 
 
