@@ -1058,9 +1058,14 @@ def test_cli_missing_config(here: Path) -> None:
         ("  reminders: [14d, 7d]", "  reminders: [14d, 7d", "6:14: this [ is never closed"),
         ("      - {program: mph}", "      - {program: mph", "22:9: this { is never closed"),
         ("    status: agreed", "    status agreed", "19:5: this key has no ':' after it"),
+        (
+            "    email: ejohnson@hospital.example.org",
+            "   email: ejohnson@hospital.example.org",
+            "18:4: did not find expected '-' indicator (in the list that begins at line 16)",
+        ),
     ],
 )
-def test_an_unclosed_quote_or_bracket_is_reported_where_it_began(
+def test_an_unclosed_quote_bracket_or_block_is_reported_where_it_began(
     here: Path, old: str, new: str, expected: str
 ) -> None:
     assert roster_problems(here, edit(ROSTER, old, new)) == [f"roster.yaml:{expected}"]

@@ -326,13 +326,17 @@ def _from_marked(err: yaml.MarkedYAMLError, text: str, file: str) -> LormailErro
     if opened is not None:
         (line, col), what = opened
         return _error(file, line, col, f"this {what} is never closed")
-    key = err.context_mark
-    if err.context == "while scanning a simple key" and key is not None:
+    began = err.context_mark
+    if err.context == "while scanning a simple key" and began is not None:
         # libyaml notices the missing ':' on the next line; the key is the place.
-        return _error(file, key.line + 1, key.column + 1, "this key has no ':' after it")
+        return _error(file, began.line + 1, began.column + 1, "this key has no ':' after it")
     mark = err.problem_mark or err.context_mark
     message = " ".join((err.problem or "not valid YAML").split())
-    if err.context:
+    block = _BLOCKS.get(err.context or "")
+    if block is not None and began is not None and mark is not None and began.line < mark.line:
+        # The line to fix is here; where its block began tells which one it breaks.
+        message += f" (in the {block} that begins at line {began.line + 1})"
+    elif err.context:
         message += f" ({' '.join(err.context.split())})"
     if mark is None:
         return LormailError([Problem(message, file=file)])
@@ -342,6 +346,7 @@ def _from_marked(err: yaml.MarkedYAMLError, text: str, file: str) -> LormailErro
 # A line that reads like a key or a list item: inside a quoted string, the
 # sign that the string ran on past where its closing quote was meant to be.
 _STRUCTURE = re.compile(r"\s*(?:-\s|[^\s:#'\"][^:#]*:(?:\s|$))")
+_BLOCKS = {"while parsing a block mapping": "mapping", "while parsing a block collection": "list"}
 _FLOWS = {"while parsing a flow sequence": "[", "while parsing a flow mapping": "{"}
 
 
