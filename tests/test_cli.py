@@ -255,6 +255,8 @@ def test_init_without_a_terminal_needs_the_identity(tmp_path: Path, state: Path)
         2,
         "init: give --email (there is no terminal to ask on)\n",
     )
+    res = run("init", str(tmp_path / "conf"), state=state)
+    assert res.stderr == "init: give --name and --email (there is no terminal to ask on)\n"
     bad = run(
         "init", str(tmp_path / "conf"), "--email", "ada@", "--timezone", "Mars/Base", state=state
     )

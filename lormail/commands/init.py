@@ -101,7 +101,8 @@ def _ask(label: str, default: str | None, check: Callable[[str], str | None]) ->
 
 
 def identity(args: argparse.Namespace, interactive: bool) -> Identity:
-    """The user's identity from the options, the terminal, and this machine."""
+    """The user's identity: the options, else asked on a terminal (this machine's
+    guesses as defaults); without a terminal, name and e-mail must be given."""
     defaults = machine_defaults()
     given = {key: getattr(args, key) for key in _CHECKS}
     problems = [
@@ -111,6 +112,13 @@ def identity(args: argparse.Namespace, interactive: bool) -> Identity:
     ]
     if problems:
         raise LormailError(problems)
+    # Unasked, only the zone is taken from the machine: an account's name
+    # ("root") or $EMAIL is no sure guess at who the mail should be from.
+    missing = [f"--{key}" for key in ("name", "email") if given[key] is None]
+    if missing and not interactive:
+        raise LormailError(
+            [Problem(f"init: give {' and '.join(missing)} (there is no terminal to ask on)")]
+        )
     labels = {"name": "Your name", "email": "Your e-mail address", "timezone": "Your time zone"}
     values: dict[str, str] = {}
     for key, check in _CHECKS.items():
@@ -118,16 +126,11 @@ def identity(args: argparse.Namespace, interactive: bool) -> Identity:
         if value is None and interactive:
             value = _ask(labels[key], defaults[key], check)
         values[key] = value if value is not None else (defaults[key] or "")
-    missing = [f"--{key}" for key in ("name", "email") if not values[key]]
-    if missing:
-        raise LormailError(
-            [Problem(f"init: give {' and '.join(missing)} (there is no terminal to ask on)")]
-        )
     return Identity(values["name"], values["email"], values["timezone"])
 
 
 def _replace_once(text: str, old: str, new: str) -> str:
-    if text.count(old) < 1:  # the shipped example changed under us
+    if old not in text:  # the shipped example changed under us
         raise AssertionError(f"example file lacks {old!r}")
     return text.replace(old, new, 1)
 
