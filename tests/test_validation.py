@@ -1072,11 +1072,12 @@ def test_an_unclosed_quote_bracket_or_block_is_reported_where_it_began(
 
 
 def test_a_quoted_string_over_several_lines_is_still_fine(here: Path) -> None:
-    text = edit(ROSTER, "    name: Dr. Emily Johnson", '    name: "Dr. Emily\n      Johnson"')
+    text = edit(ROSTER, "    name: Dr. Emily Johnson", '    name: "Dr. Emily\n      Note: Johnson"')
     (here / "roster.yaml").write_text(text, "utf-8")
-    assert load_roster(Path("roster.yaml")).recommenders[0].name == "Dr. Emily Johnson"
-    assert roster_problems(here, edit(text, "status: agreed", "status: [agreed")) == [
-        "roster.yaml:20:13: this [ is never closed"
+    assert load_roster(Path("roster.yaml")).recommenders[0].name == "Dr. Emily Note: Johnson"
+    broken = edit(text, "    email: ejohnson@", "   email: ejohnson@")
+    assert roster_problems(here, broken) == [
+        "roster.yaml:19:4: did not find expected '-' indicator (in the list that begins at line 16)"
     ]
 
 

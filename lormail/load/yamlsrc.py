@@ -343,11 +343,20 @@ def _from_marked(err: yaml.MarkedYAMLError, text: str, file: str) -> LormailErro
     return _error(file, mark.line + 1, mark.column + 1, message)
 
 
-# A line that reads like a key or a list item: inside a quoted string, the
-# sign that the string ran on past where its closing quote was meant to be.
-_STRUCTURE = re.compile(r"\s*(?:-\s|[^\s:#'\"][^:#]*:(?:\s|$))")
+# A line that reads like a key or a list item, no deeper than the line the
+# quote opened on: inside a quoted string, the sign that the string ran on
+# past where its closing quote was meant to be.
+_STRUCTURE = re.compile(r"( *)(?:-\s|[^\s:#'\"][^:#]*:(?:\s|$))")
 _BLOCKS = {"while parsing a block mapping": "mapping", "while parsing a block collection": "list"}
 _FLOWS = {"while parsing a flow sequence": "[", "while parsing a flow mapping": "{"}
+
+
+def _swallowed(opening: str, inside: list[str]) -> bool:
+    """Whether a quoted string's lines hold keys or items at its own depth or less."""
+    depth = len(opening) - len(opening.lstrip(" "))
+    return any(
+        (m := _STRUCTURE.match(line)) is not None and len(m.group(1)) <= depth for line in inside
+    )
 
 
 def _unclosed(err: yaml.MarkedYAMLError, text: str) -> tuple[tuple[int, int], str] | None:
@@ -375,7 +384,7 @@ def _unclosed(err: yaml.MarkedYAMLError, text: str) -> tuple[tuple[int, int], st
                 and end.line > start.line
                 and (
                     end.line == problem.line
-                    or any(_STRUCTURE.match(ln) for ln in lines[start.line + 1 : end.line + 1])
+                    or _swallowed(lines[start.line], lines[start.line + 1 : end.line + 1])
                 )
             ):
                 return (start.line + 1, start.column + 1), "quoted string"
