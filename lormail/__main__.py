@@ -1,3 +1,6 @@
+"""``python -m lormail``: the same entry point as the ``lormail`` script."""
+
 from lormail.cli import run
 
-run()
+if __name__ == "__main__":
+    run()

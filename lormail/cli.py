@@ -2,13 +2,18 @@
 
 Command implementations are imported only when their command runs, so that
 ``lormail --help`` stays fast.  Every :class:`LormailError` is caught here,
-printed one problem per line, and turned into the exit code (SPEC §6).
+printed one problem per line, and turned into the exit code (SPEC §6); any
+other exception is one line too, unless ``--debug`` asks for the traceback.
+
+To add a command: a line in :data:`COMMANDS` and its sub-parser in
+:func:`_commands`.  The global options (``--config``, ``--debug``) are
+added to every sub-parser there, so they work before or after the command.
 """
 
 from __future__ import annotations
 
 import argparse
-import gc
+import contextlib
 import importlib
 import os
 import sys
@@ -37,9 +42,6 @@ COMMANDS: dict[str, str] = {
 }
 
 
-_COMMAND: str | None = None  # the command main() last ran, for run()
-
-
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
         # One line, exit 2, as for every other bad input.
@@ -47,6 +49,13 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """Every command's parser, each taking the global options too."""
+    p = _commands()
+    _share_global_options(p)
+    return p
+
+
+def _commands() -> argparse.ArgumentParser:
     p = _Parser(
         prog="lormail",
         description="Plans, sends and calendars the e-mails around your letters of recommendation.",
@@ -54,13 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
         "2 bad input or usage.",
     )
     p.add_argument("--version", action="version", version=f"lormail {__version__}")
-    p.add_argument(
-        "--config",
-        metavar="PATH",
-        type=Path,
-        help="config file (default: $LORMAIL_CONFIG, else ~/.config/lormail/config.yaml)",
-    )
-    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    _global_options(p)
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     def now_opt(sp: argparse.ArgumentParser) -> None:
@@ -69,6 +72,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("init", help="write a commented config, an example roster and templates")
     sp.add_argument("dir", nargs="?", type=Path, default=None, metavar="DIR")
     sp.add_argument("--force", action="store_true", help="overwrite existing files")
+    sp.add_argument("--name", help="your name, as recipients see it (asked on a terminal)")
+    sp.add_argument("--email", help="your e-mail address (asked on a terminal)")
+    sp.add_argument(
+        "--timezone", metavar="ZONE", help="your IANA time zone (default: this machine's)"
+    )
 
     sub.add_parser("check", help="validate config, roster and templates")
 
@@ -115,23 +123,35 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def run() -> NoReturn:
-    """The console entry point: ``main``, then a quick exit for one-shot commands.
+def _global_options(p: argparse.ArgumentParser, after_command: bool = False) -> None:
+    # After the command, an option left out must not overwrite one given before it.
+    p.add_argument(
+        "--config",
+        metavar="PATH",
+        type=Path,
+        default=argparse.SUPPRESS if after_command else None,
+        help="config file (default: $LORMAIL_CONFIG, else ~/.config/lormail/config.yaml)",
+    )
+    p.add_argument(
+        "--debug",
+        action="store_true",
+        default=argparse.SUPPRESS if after_command else False,
+        help="show tracebacks",
+    )
 
-    A command such as ``plan`` on a large roster leaves a heap of a million
-    small objects; tearing it down object by object takes Python longer than
-    the OS takes to drop the whole process.  Output is flushed first, and every
-    file and database the command opened is closed by then.
-    """
-    code = main()
-    if _COMMAND == "run":  # the daemon shuts down the ordinary way
-        sys.exit(code)
-    try:
-        sys.stdout.flush()
-        sys.stderr.flush()
-    except (BrokenPipeError, ValueError):
-        pass
-    os._exit(code)
+
+def _share_global_options(parser: argparse.ArgumentParser) -> None:
+    """``lormail plan --config X`` as well as ``lormail --config X plan``, at every depth."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in dict.fromkeys(action.choices.values()):
+                _global_options(sub, after_command=True)
+                _share_global_options(sub)
+
+
+def run() -> NoReturn:
+    """The console entry point (and ``python -m lormail``)."""
+    sys.exit(main())
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -141,12 +161,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return EXIT_USAGE
     debug: bool = args.debug
-    global _COMMAND
-    _COMMAND = args.command
-    if args.command != "run":
-        # A one-shot command builds many small objects and no cyclic garbage
-        # worth collecting: the collector's passes would cost ~10% of `plan`.
-        gc.disable()
     try:
         from lormail.app.context import App, default_config_path, parse_instant
 
@@ -169,7 +183,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
-        # `lormail plan | head`: not an error worth a word.
+        # `lormail plan | head`: not an error worth a word.  Python flushes
+        # stdout once more on the way out; into nothing, so that stays quiet.
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except Exception as err:  # the last line of defence: one line, no traceback
         if debug:

@@ -20,6 +20,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from lormail.app.inputs import accept, read_sources
 from lormail.errors import EXIT_USAGE, LormailError
 from lormail.load import yamlsrc
 from lormail.load.config import load_config, parse_config
@@ -522,7 +523,7 @@ ROSTER_CASES = [
         "yaml-syntax",
         "  name: Sarah Chen",
         "  name: [Sarah Chen",
-        ["roster.yaml:3:8: did not find expected ',' or ']' (while parsing a flow sequence)"],
+        ["roster.yaml:2:9: this [ is never closed"],
     ),
     (
         "tab-indent",
@@ -896,6 +897,22 @@ def test_warnings(here: Path) -> None:
     ]
 
 
+def test_ask_on_after_the_ask_by_date_is_a_warning(here: Path) -> None:
+    text = edit(
+        ROSTER,
+        "status: agreed\n    asked_on: 2026-10-26",
+        "status: planned\n    ask_by_email: true\n    ask_on: 2026-10-21",
+    )
+    (here / "roster.yaml").write_text(text, encoding="utf-8")
+    now = datetime(2026, 10, 1, tzinfo=UTC)
+    assert [str(w) for w in load_roster_checked(Path("roster.yaml"), now)[1]] == [
+        "roster.yaml:21:13: recommenders[0].ask_on: 2026-10-21 is after the ask-by date "
+        "2026-10-20 (42 days before the first deadline)"
+    ]
+    (here / "roster.yaml").write_text(edit(text, "2026-10-21", "2026-10-20"), encoding="utf-8")
+    assert load_roster_checked(Path("roster.yaml"), now)[1] == []
+
+
 def test_warnings_for_a_roster_built_elsewhere(here: Path) -> None:
     roster = parse_roster(ROSTER, Path("roster.yaml"))
     copy = dataclasses.replace(roster)
@@ -1149,6 +1166,170 @@ def test_cli_missing_config(here: Path) -> None:
     result = run_lormail(here, "plan", "--json")
     assert result.returncode == 2
     assert result.stderr == "config.yaml: no such file; run 'lormail init' to write one\n"
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        # The quote runs on to the next quote, 13 lines down, where YAML gives up.
+        (
+            "    name: Dr. Emily Johnson",
+            '    name: "Dr. Emily Johnson',
+            "17:11: this quoted string is never closed",
+        ),
+        (
+            "    name: MPH in Epidemiology",
+            "    name: 'MPH in Epidemiology",
+            "10:11: this quoted string is never closed",
+        ),
+        (
+            '      - {program: im-residency, letter_id: "LoR-1"}',
+            '      - {program: im-residency, letter_id: "LoR-1}',
+            "23:44: this quoted string is never closed",
+        ),
+        ("  reminders: [14d, 7d]", "  reminders: [14d, 7d", "6:14: this [ is never closed"),
+        ("      - {program: mph}", "      - {program: mph", "22:9: this { is never closed"),
+        ("    status: agreed", "    status agreed", "19:5: this key has no ':' after it"),
+        (
+            "    email: ejohnson@hospital.example.org",
+            "   email: ejohnson@hospital.example.org",
+            "18:4: did not find expected '-' indicator (in the list that begins at line 16)",
+        ),
+    ],
+)
+def test_an_unclosed_quote_bracket_or_block_is_reported_where_it_began(
+    here: Path, old: str, new: str, expected: str
+) -> None:
+    assert roster_problems(here, edit(ROSTER, old, new)) == [f"roster.yaml:{expected}"]
+
+
+def test_a_quoted_string_over_several_lines_is_still_fine(here: Path) -> None:
+    text = edit(ROSTER, "    name: Dr. Emily Johnson", '    name: "Dr. Emily\n      Note: Johnson"')
+    (here / "roster.yaml").write_text(text, "utf-8")
+    assert load_roster(Path("roster.yaml")).recommenders[0].name == "Dr. Emily Note: Johnson"
+    broken = edit(text, "    email: ejohnson@", "   email: ejohnson@")
+    assert roster_problems(here, broken) == [
+        "roster.yaml:19:4: did not find expected '-' indicator (in the list that begins at line 16)"
+    ]
+
+
+def check_in(folder: Path, config: str, roster: str = ROSTER) -> tuple[int, list[str]]:
+    (folder / "config.yaml").write_text(config, "utf-8")
+    (folder / "roster.yaml").write_text(roster, "utf-8")
+    result = run_lormail(folder, "check")
+    return result.returncode, result.stderr.splitlines()
+
+
+EXAMPLE_REFUSED = "is an example address; put your own before sending for real"
+
+
+def test_check_refuses_example_addresses_only_when_sending_for_real(here: Path) -> None:
+    assert check_in(here, CONFIG) == (0, [])  # a dry run: examples are fine
+    live = edit(CONFIG, "dry_run: true", "dry_run: false")
+    assert check_in(here, live) == (
+        2,
+        [
+            f"config.yaml:10:9: smtp.from: sarah@example.edu {EXAMPLE_REFUSED}",
+            f"roster.yaml:3:10: applicant.email: sarah@example.edu {EXAMPLE_REFUSED}",
+        ],
+    )
+    own = edit(live, "<sarah@example.edu>", "<sarah.chen@uni.edu>")
+    assert check_in(here, own, edit(ROSTER, "sarah@example.edu", "sarah.chen@uni.edu")) == (0, [])
+    assert check_in(here, own, edit(ROSTER, "sarah@example.edu", "sc@hospital.example.org"))[1] == [
+        f"roster.yaml:3:10: applicant.email: sc@hospital.example.org {EXAMPLE_REFUSED}"
+    ]
+
+
+def test_check_warns_when_the_sender_is_not_the_applicant(here: Path) -> None:
+    config = edit(CONFIG, "<sarah@example.edu>", "<sarah.chen@uni.edu>")
+    assert check_in(here, config) == (
+        0,
+        [
+            "config.yaml:10:9: smtp.from: sends as sarah.chen@uni.edu, but the roster's "
+            "applicant.email is sarah@example.edu; make them the same address (warning)"
+        ],
+    )
+
+
+def test_check_warns_that_a_live_maildir_reaches_no_one(here: Path) -> None:
+    config = edit(edit(CONFIG, "dry_run: true", "dry_run: false"), "transport: smtp", "")
+    assert check_in(here, config) == (
+        0,
+        [
+            "config.yaml:2:10: dry_run: maildir only fills the folder outbox: nothing reaches "
+            "anyone; set transport: smtp to send (warning)"
+        ],
+    )
+    config = edit(CONFIG, "dry_run: true", "dry_run: false\nmaildir: out")
+    config = edit(config, "transport: smtp", "transport: maildir")
+    assert check_in(here, config) == (
+        0,
+        [
+            "config.yaml:4:12: transport: maildir only fills the folder out: nothing reaches "
+            "anyone; set transport: smtp to send (warning)"
+        ],
+    )
+
+
+def test_special_files_are_refused_before_reading(here: Path) -> None:
+    os.mkfifo(here / "roster.yaml")
+    (here / "config.yaml").write_text("roster: roster.yaml\n", "utf-8")
+    result = run_lormail(here, "check")  # a FIFO with no writer: this would wait for ever
+    assert (result.returncode, result.stderr) == (
+        2,
+        "roster.yaml: is a named pipe (FIFO), not a regular file\n",
+    )
+    (here / "zero.yaml").symlink_to("/dev/zero")
+    (here / "config.yaml").write_text("roster: zero.yaml\n", "utf-8")
+    result = run_lormail(here, "check")  # /dev/zero: this would read until memory ran out
+    assert (result.returncode, result.stderr) == (2, "zero.yaml: is a device, not a regular file\n")
+    with pytest.raises(LormailError) as caught:
+        load_config(Path("/dev/zero"))
+    assert str(caught.value) == "/dev/zero: is a device, not a regular file"
+
+
+def test_a_file_over_5_mb_is_refused(here: Path) -> None:
+    (here / "roster.yaml").write_text(ROSTER + "#" * (5 * 2**20), "utf-8")
+    assert roster_problems(here, (here / "roster.yaml").read_text("utf-8")) == [
+        "roster.yaml: is 5.0 MB; lormail reads files up to 5 MB"
+    ]
+    (here / "roster.yaml").write_text(ROSTER + "#" * (5 * 2**20 - len(ROSTER) - 1), "utf-8")
+    assert load_roster(Path("roster.yaml")).applicant.name == "Sarah Chen"
+
+
+def test_a_template_that_is_a_fifo_is_refused(here: Path) -> None:
+    (here / "roster.yaml").write_text(ROSTER, "utf-8")
+    (here / "config.yaml").write_text("roster: roster.yaml\ntemplates: mine\n", "utf-8")
+    (here / "mine").mkdir()
+    os.mkfifo(here / "mine" / "request.txt.j2")
+    result = run_lormail(here, "check")
+    assert (result.returncode, result.stderr) == (
+        2,
+        "mine/request.txt.j2: is a named pipe (FIFO), not a regular file\n",
+    )
+    with pytest.raises(LormailError) as caught:  # the daemon's way in
+        accept(read_sources(Path("config.yaml")))
+    assert str(caught.value) == "mine/request.txt.j2: is a named pipe (FIFO), not a regular file"
+    (here / "mine" / "request.txt.j2").unlink()
+    (here / "mine" / "request.txt.j2").write_text("x" * (5 * 2**20 + 1), "utf-8")
+    assert run_lormail(here, "check").stderr == (
+        "mine/request.txt.j2: is 5.0 MB; lormail reads files up to 5 MB\n"
+    )
+
+
+def test_a_file_that_is_not_yaml_is_never_echoed(here: Path) -> None:
+    secret = "b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAABlwAAAAdzc2gtcn"
+    key = f"-----BEGIN OPENSSH PRIVATE KEY-----\n{secret}\n-----END OPENSSH PRIVATE KEY-----\n"
+    passwd = "root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\n"
+    for text in (key, passwd):
+        assert roster_problems(here, text) == [
+            "roster.yaml:1:1: expected keys and values (key: value), not text; "
+            "is this the right file?"
+        ]
+        assert config_problems(here, text) == [
+            "config.yaml:1:1: expected keys and values (key: value), not text; "
+            "is this the right file?"
+        ]
 
 
 # --- the generator ---------------------------------------------------------------

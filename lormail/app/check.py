@@ -1,12 +1,22 @@
-"""``check``'s template part, shared with the daemon: every template for every recommender."""
+"""What ``check`` finds beyond the loaders.
+
+Every template for every recommender (shared with the daemon), and whether
+the config would send as someone else, or not at all.
+"""
 
 from __future__ import annotations
 
+import email.utils
 from datetime import UTC, datetime
+from pathlib import Path
 
 from lormail.core.render import Templates
 from lormail.errors import LormailError, Problem
+from lormail.load.yamlsrc import display_name, value_place
 from lormail.model import KINDS, SCHEDULED, Config, PlannedMessage, Recommender, Roster
+
+# Domains reserved for examples and tests (RFC 2606, RFC 6761): no one reads them.
+_RESERVED_TLDS = frozenset(("example", "test", "invalid", "localhost"))
 
 
 def sample_messages(roster: Roster, rec: Recommender) -> list[PlannedMessage]:
@@ -81,3 +91,60 @@ def check_templates(
                             )
                         )
     return problems
+
+
+def is_example_address(addr: str) -> bool:
+    """An address at a domain such as example.edu or hospital.example.org."""
+    labels = addr.rpartition("@")[2].lower().rstrip(".").split(".")
+    return "example" in labels or labels[-1] in _RESERVED_TLDS
+
+
+def _at(path: Path, keys: tuple[str, ...], message: str) -> Problem:
+    line, col = value_place(path, keys) or (None, None)
+    return Problem(message, display_name(path), line, col, ".".join(keys))
+
+
+def sender_findings(config: Config, roster: Roster) -> tuple[list[Problem], list[Problem]]:
+    """Problems (that stop ``check``) and warnings about who sends, and whether anything goes.
+
+    Going live (``dry_run: false``, ``transport: smtp``) with an example
+    address would send as someone else; a maildir going live reaches no one.
+    """
+    problems: list[Problem] = []
+    warnings: list[Problem] = []
+    sender = email.utils.parseaddr(config.smtp.from_addr)[1] if config.smtp.from_addr else ""
+    applicant = roster.applicant.email
+    if sender and sender.lower() != applicant.lower():
+        warnings.append(
+            _at(
+                config.path,
+                ("smtp", "from"),
+                f"sends as {sender}, but the roster's applicant.email is {applicant}; "
+                "make them the same address",
+            )
+        )
+    live = not config.dry_run
+    if live and config.transport == "maildir":
+        where = ("transport",) if value_place(config.path, ("transport",)) else ("dry_run",)
+        warnings.append(
+            _at(
+                config.path,
+                where,
+                f"maildir only fills the folder {display_name(config.maildir)}: nothing "
+                "reaches anyone; set transport: smtp to send",
+            )
+        )
+    if live and config.transport == "smtp":
+        for path, keys, addr in (
+            (config.path, ("smtp", "from"), sender),
+            (roster.path or config.roster, ("applicant", "email"), applicant),
+        ):
+            if addr and is_example_address(addr):
+                problems.append(
+                    _at(
+                        path,
+                        keys,
+                        f"{addr} is an example address; put your own before sending for real",
+                    )
+                )
+    return problems, warnings

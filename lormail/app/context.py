@@ -74,8 +74,13 @@ class App:
     def templates(self) -> Templates:
         if self._templates is None:
             from lormail.core.render import Templates
+            from lormail.load.yamlsrc import template_file_problems
 
-            self._templates = Templates(self.config().templates)
+            folder = self.config().templates
+            problems = template_file_problems(folder)
+            if problems:
+                raise LormailError(problems)
+            self._templates = Templates(folder)
         return self._templates
 
     def state_dir(self) -> Path:

@@ -101,11 +101,12 @@ def accept(sources: Sources) -> Inputs:
     """
     from lormail.app.check import check_templates
     from lormail.load.roster import parse_roster
+    from lormail.load.yamlsrc import template_file_problems
 
     config = sources.config
     roster = parse_roster(sources.roster_text, config.roster)
     templates = Templates(config.templates)
-    problems = check_templates(roster, templates)
+    problems = template_file_problems(config.templates) or check_templates(roster, templates)
     if problems:
         raise LormailError(problems)
     # The checked instance: it compiled every template it rendered, so a later

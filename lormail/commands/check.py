@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from lormail.app.check import check_templates
+from lormail.app.check import check_templates, sender_findings
 from lormail.app.context import App
 from lormail.errors import EXIT_OK, LormailError, Problem
 
@@ -19,6 +19,9 @@ def cmd_check(app: App, args: argparse.Namespace) -> int:
         roster, warnings = load_roster_checked(config.roster, app.now())
     except LormailError as err:
         raise LormailError([*problems, *err.problems]) from None
+    refused, warned = sender_findings(config, roster)
+    problems.extend(refused)
+    warnings = [*warned, *warnings]
     problems.extend(check_templates(roster, app.templates(), config))
     if problems:
         raise LormailError(problems)

@@ -13,7 +13,6 @@ to ``lormail credentials set``.
 from __future__ import annotations
 
 import email.policy
-import gc
 import ipaddress
 import os
 import re
@@ -55,19 +54,13 @@ def load_config(path: Path) -> Config:
 def parse_config(text: str, path: Path) -> Config:
     """Validate ``text`` as if read from ``path`` (which anchors relative paths)."""
     file = display_name(path)
-    enabled = gc.isenabled()
-    gc.disable()  # as for the roster: many small objects, no cyclic garbage
-    try:
-        root = parse(text, file)
-        src = Source(file)
-        src.refused = ("password",)
-        reader = _ConfigReader(src, Path(os.path.abspath(path)))
-        if root is not None:
-            reader.find_passwords(root)
-        return reader.read(root)
-    finally:
-        if enabled:
-            gc.enable()
+    root = parse(text, file)
+    src = Source(file)
+    src.refused = ("password",)
+    reader = _ConfigReader(src, Path(os.path.abspath(path)))
+    if root is not None:
+        reader.find_passwords(root)
+    return reader.read(root)
 
 
 def from_address_problem(value: str) -> str | None:

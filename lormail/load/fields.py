@@ -33,6 +33,7 @@ BOOLS = {
 SEXAGESIMAL = re.compile(r"[-+]?[1-9][0-9_]*(?::[0-5]?[0-9])+")
 
 HEADER, LINE, BODY = "header", "line", "body"
+NOT_KEYS_AND_VALUES = "expected keys and values (key: value), not text; is this the right file?"
 _CONTROL_LINE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _CONTROL_BODY = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 _BREAKS = frozenset("\r\n\u2028\u2029")
@@ -120,6 +121,10 @@ class Source:
             if is_null(node):
                 needed = ", ".join(required)
                 self.add(node, path, f"is empty; it needs keys and values ({needed})")
+            elif not path and isinstance(node, Scalar):
+                # The whole file is one text: perhaps not the file meant, and
+                # perhaps a secret one, so none of it is echoed.
+                self.add(node, path, NOT_KEYS_AND_VALUES)
             else:
                 what = describe(node)
                 self.add(node, path, f"expected keys and values (key: value), not {what}")

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import TypeVar
 from zoneinfo import ZoneInfo
 
+from lormail.core.plan import ask_by_date
 from lormail.errors import LormailError, Problem
 from lormail.load import fields as F
 from lormail.load.countries import resolve_holidays
@@ -381,6 +382,7 @@ class _RosterReader:
             relationship = src.text(node, path + ".relationship", LINE)
         if (node := get("ask_on")) is not None:
             ask_on = src.date(node, path + ".ask_on")
+            self.where[path + ".ask_on"] = (node.line, node.col)
         if (node := get("ask_by_email")) is not None:
             ask_by_email = src.boolean(node, path + ".ask_by_email")
         if (node := get("agreed_on")) is not None:
@@ -457,7 +459,8 @@ def roster_warnings(roster: Roster, now: datetime) -> list[Problem]:
     """SPEC's warnings as of ``now``: things that are probably mistakes but stop nothing.
 
     A deadline passed with letters not yet in; ``asked_on`` after a deadline of
-    one of the recommender's programs; ``submitted_on`` in the future.  They
+    one of the recommender's programs; ``ask_on`` after the ask-by date;
+    ``submitted_on`` in the future.  They
     name the file and path (:func:`load_roster_checked` adds line and column).
     """
     file = display_name(roster.path) if roster.path is not None else None
@@ -503,6 +506,13 @@ def _warnings(roster: Roster, now: datetime, file: str | None, where: _Where) ->
                     f"recommenders[{i}].asked_on",
                     f"{r.asked_on} is after the deadline of {', '.join(late)}",
                 )
+        ask_by = ask_by_date(r, roster) if r.ask_on is not None else None
+        if r.ask_on is not None and ask_by is not None and r.ask_on > ask_by:
+            warn(
+                f"recommenders[{i}].ask_on",
+                f"{r.ask_on} is after the ask-by date {ask_by} "
+                f"({r.policy.ask_lead} days before the first deadline)",
+            )
         for j, letter in enumerate(r.letters):
             if letter.submitted_on is not None and letter.submitted_on > today:
                 warn(

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import functools
 import os
+import re
+import stat
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -106,16 +108,74 @@ def display_name(path: Path) -> str:
     return str(path)
 
 
-def read_text(path: Path, file: str, missing_hint: str) -> str:
-    """The file's text as UTF-8, or a one-line :class:`LormailError`."""
+MAX_BYTES = 5 * 1024 * 1024  # far above any real roster; a bigger file is not one
+_KINDS = (
+    (stat.S_ISFIFO, "a named pipe (FIFO)"),
+    (stat.S_ISCHR, "a device"),
+    (stat.S_ISBLK, "a device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def file_problem(st: os.stat_result) -> str | None:
+    """Why a file with this status is not one lormail reads, or ``None``."""
+    if stat.S_ISDIR(st.st_mode):
+        return "is a folder, not a file"
+    if not stat.S_ISREG(st.st_mode):
+        kind = next((name for test, name in _KINDS if test(st.st_mode)), "a special file")
+        return f"is {kind}, not a regular file"
+    if st.st_size > MAX_BYTES:
+        return f"is {st.st_size / 2**20:.1f} MB; lormail reads files up to {MAX_BYTES // 2**20} MB"
+    return None
+
+
+def read_bytes(path: Path, file: str, missing_hint: str) -> bytes:
+    """A regular file's bytes, at most :data:`MAX_BYTES`, or a one-line :class:`LormailError`.
+
+    A pipe, a device or ``/dev/zero`` is refused before anything is read
+    (opened without blocking, so a FIFO with no writer cannot hang us).
+    """
     try:
-        data = path.read_bytes()
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
         raise LormailError([Problem(f"no such file; {missing_hint}", file=file)]) from None
     except IsADirectoryError:
         raise LormailError([Problem("is a folder, not a file", file=file)]) from None
     except OSError as err:
         raise LormailError([Problem(f"cannot read: {err.strerror}", file=file)]) from None
+    try:
+        why = file_problem(os.fstat(fd))
+        if why is not None:
+            raise LormailError([Problem(why, file=file)])
+        buf = bytearray()
+        while chunk := os.read(fd, MAX_BYTES + 1 - len(buf)):
+            buf += chunk
+        data = bytes(buf)
+    except OSError as err:
+        raise LormailError([Problem(f"cannot read: {err.strerror}", file=file)]) from None
+    finally:
+        os.close(fd)
+    if len(data) > MAX_BYTES:  # it grew after the check
+        raise LormailError([Problem(f"is over {MAX_BYTES // 2**20} MB", file=file)])
+    return data
+
+
+def template_file_problems(folder: Path | None) -> list[Problem]:
+    """Templates in the override ``folder`` that are not files lormail reads."""
+    problems = []
+    for path in sorted(folder.glob("*.j2")) if folder is not None else ():
+        try:
+            why = file_problem(path.stat())
+        except OSError:
+            continue  # a dangling link: the template loader reports what it misses
+        if why is not None:
+            problems.append(Problem(why, file=display_name(path)))
+    return problems
+
+
+def read_text(path: Path, file: str, missing_hint: str) -> str:
+    """The file's text as UTF-8, or a one-line :class:`LormailError`."""
+    data = read_bytes(path, file, missing_hint)
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as err:
@@ -222,7 +282,7 @@ def _parse_events(text: str, file: str) -> Node | None:
             elif isinstance(node, SeqNode):
                 stack.append(node)
     except yaml.MarkedYAMLError as err:
-        raise _from_marked(err, file) from None
+        raise _from_marked(err, text, file) from None
     except yaml.reader.ReaderError as err:
         raise _from_reader(err, text, file) from None
     except yaml.YAMLError as err:
@@ -237,18 +297,100 @@ def _parse_events(text: str, file: str) -> Node | None:
     return root
 
 
+def value_place(path: Path, keys: tuple[str, ...]) -> tuple[int, int] | None:
+    """The 1-based line and column of the value at ``keys`` in a YAML file, if it is there."""
+    file = display_name(path)
+    try:
+        node = parse(read_text(path, file, ""), file)
+    except LormailError:
+        return None
+    for key in keys:
+        if not isinstance(node, MapNode):
+            return None
+        node = next((value for name, *_, value in node.entries if name == key), None)
+    return (node.line, node.col) if node is not None else None
+
+
 def _error(file: str, line: int, col: int, message: str) -> LormailError:
     return LormailError([Problem(message, file=file, line=line, col=col)])
 
 
-def _from_marked(err: yaml.MarkedYAMLError, file: str) -> LormailError:
+def _from_marked(err: yaml.MarkedYAMLError, text: str, file: str) -> LormailError:
+    """YAML's error at the place to fix: where an unclosed quote or bracket began.
+
+    libyaml stops where the text stopped making sense, often far below the
+    quote or bracket left open; its context mark, or the quoted string that
+    ran on, says where that began.
+    """
+    opened = _unclosed(err, text)
+    if opened is not None:
+        (line, col), what = opened
+        return _error(file, line, col, f"this {what} is never closed")
+    began = err.context_mark
+    if err.context == "while scanning a simple key" and began is not None:
+        # libyaml notices the missing ':' on the next line; the key is the place.
+        return _error(file, began.line + 1, began.column + 1, "this key has no ':' after it")
     mark = err.problem_mark or err.context_mark
     message = " ".join((err.problem or "not valid YAML").split())
-    if err.context:
+    block = _BLOCKS.get(err.context or "")
+    if block is not None and began is not None and mark is not None and began.line < mark.line:
+        # The line to fix is here; where its block began tells which one it breaks.
+        message += f" (in the {block} that begins at line {began.line + 1})"
+    elif err.context:
         message += f" ({' '.join(err.context.split())})"
     if mark is None:
         return LormailError([Problem(message, file=file)])
     return _error(file, mark.line + 1, mark.column + 1, message)
+
+
+# A line that reads like a key or a list item, no deeper than the line the
+# quote opened on: inside a quoted string, the sign that the string ran on
+# past where its closing quote was meant to be.
+_STRUCTURE = re.compile(r"( *)(?:-\s|[^\s:#'\"][^:#]*:(?:\s|$))")
+_BLOCKS = {"while parsing a block mapping": "mapping", "while parsing a block collection": "list"}
+_FLOWS = {"while parsing a flow sequence": "[", "while parsing a flow mapping": "{"}
+
+
+def _swallowed(opening: str, inside: list[str]) -> bool:
+    """Whether a quoted string's lines hold keys or items at its own depth or less."""
+    depth = len(opening) - len(opening.lstrip(" "))
+    return any(
+        (m := _STRUCTURE.match(line)) is not None and len(m.group(1)) <= depth for line in inside
+    )
+
+
+def _unclosed(err: yaml.MarkedYAMLError, text: str) -> tuple[tuple[int, int], str] | None:
+    """Where a quote or bracket that was never closed began (1-based), and which."""
+    import yaml
+
+    context, problem = err.context_mark, err.problem_mark
+    if context is not None and err.context == "while scanning a quoted scalar":
+        return (context.line + 1, context.column + 1), "quoted string"
+    if context is not None and problem is not None and problem.line > context.line:
+        bracket = _FLOWS.get(err.context or "")
+        if bracket is not None:
+            return (context.line + 1, context.column + 1), bracket
+    if problem is None:
+        return None
+    lines = text.splitlines()
+    try:
+        for token in yaml.scan(text, Loader=_loader()):
+            start, end = token.start_mark, token.end_mark
+            if (start.line, start.column) >= (problem.line, problem.column):
+                break
+            if (
+                isinstance(token, yaml.ScalarToken)
+                and token.style in ("'", '"')
+                and end.line > start.line
+                and (
+                    end.line == problem.line
+                    or _swallowed(lines[start.line], lines[start.line + 1 : end.line + 1])
+                )
+            ):
+                return (start.line + 1, start.column + 1), "quoted string"
+    except yaml.YAMLError:
+        pass
+    return None
 
 
 def _from_reader(err: yaml.reader.ReaderError, text: str, file: str) -> LormailError:
