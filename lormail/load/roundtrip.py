@@ -111,6 +111,7 @@ class _Document:
     # Lines (0-based, of the original) an edit may rewrite; every other line
     # must come out as it went in.
     touched: set[int] = field(default_factory=set)
+    added: set[str] = field(default_factory=set)  # keys added to block mappings
 
     def __post_init__(self) -> None:
         text = self.original
@@ -123,6 +124,7 @@ class _Document:
         self.yaml = YAML()
         self.yaml.preserve_quotes = True
         self.yaml.width = 1 << 16  # never fold a long line
+        self.yaml.brace_single_entry_mapping_in_flow_sequence = True  # [{program: a}]
         # One date set on several letters is one value, never a YAML alias.
         self.yaml.representer.ignore_aliases = lambda _data: True
         try:
@@ -130,7 +132,9 @@ class _Document:
         except MarkedYAMLError as err:
             raise self._unreadable(err) from None
         except YAMLError as err:
-            raise LormailError([Problem(f"cannot read the roster: {err}", file=self.file)]) from None
+            raise LormailError(
+                [Problem(f"cannot read the roster: {err}", file=self.file)]
+            ) from None
         self.body = body
         self.yaml.indent(**_indents(self.data))
 
@@ -163,12 +167,15 @@ class _Document:
     def no_target(self, mark: Mark) -> LormailError:
         recommenders, programs = self.entries("recommenders"), self.entries("programs")
         target, what = mark.target, mark.what
+        file: str | None = self.file  # a message about the roster names it
         if target in recommenders and what not in OUTCOMES:
+            file = None
             message = (
                 f"'{what}' is not something to mark for a recommender: use "
                 f"{_choices(RECOMMENDER_MARKS)}{did_you_mean(what, RECOMMENDER_MARKS)}"
             )
         elif target in programs and what not in RECOMMENDER_MARKS:
+            file = None
             message = (
                 f"'{what}' is not an outcome: use {_choices(OUTCOMES)}"
                 f"{did_you_mean(what, OUTCOMES)}"
@@ -186,7 +193,7 @@ class _Document:
                 )
         else:
             message = _missing("recommender or program", target, {**programs, **recommenders})
-        return LormailError([Problem(message, file=self.file)])
+        return LormailError([Problem(message, file=file)])
 
     def mark_recommender(self, mark: Mark, on: date) -> None:
         rid = mark.target
@@ -230,19 +237,25 @@ class _Document:
                         [Problem(_missing(f"letter of {rid}", key, by_key), file=self.file)]
                     )
             chosen = list(dict.fromkeys(mark.letters))
-        elif mark.all_letters or len(by_key) == 1:
-            chosen = list(by_key)
         elif not by_key:
             raise LormailError([Problem(f"{rid} has no letters", file=self.file)])
         else:
-            raise LormailError(
-                [
-                    Problem(
-                        f"{rid} has {len(by_key)} letters: name them "
-                        f"({_choices(by_key)}) or give --all"
-                    )
-                ]
-            )
+            still_open = [k for k, letter in by_key.items() if letter.get("submitted_on") is None]
+            if mark.all_letters or len(by_key) == 1:
+                chosen = list(by_key)
+            elif len(still_open) <= 1:
+                chosen = still_open  # the one still to come, or none
+                if not still_open:
+                    self.notes.append(f"{rid}: every letter was submitted already")
+            else:
+                raise LormailError(
+                    [
+                        Problem(
+                            f"{rid} has {len(still_open)} letters still to come: name them "
+                            f"({', '.join(still_open)}) or give --all"
+                        )
+                    ]
+                )
         for key in chosen:
             letter = by_key[key]
             if letter.get("submitted_on") is None:
@@ -256,17 +269,17 @@ class _Document:
     def mark_program(self, pid: str, outcome: str, on: date) -> None:
         entry = self.entries("programs")[pid]
         old = entry.get("outcome")
-        changed = old is None and outcome != "pending" or old is not None and str(old) != outcome
+        changed = str(old) != outcome if old is not None else outcome != "pending"
         if changed:
             self.set(entry, "outcome", outcome, _PROGRAM_ORDER)
             self.changes.append(f"{pid}: outcome {old or 'pending'} → {outcome}")
         else:
             self.notes.append(f"{pid}: outcome is already {outcome}")
         # The day a new outcome became known; "pending" is no news to date.
-        if outcome != "pending" and (changed or entry.get("outcome_on") is None):
-            if entry.get("outcome_on") != on:
-                self.set(entry, "outcome_on", on, _PROGRAM_ORDER)
-                self.changes.append(f"{pid}: outcome_on {on.isoformat()}")
+        stamped = entry.get("outcome_on")
+        if outcome != "pending" and (changed or stamped is None) and stamped != on:
+            self.set(entry, "outcome_on", on, _PROGRAM_ORDER)
+            self.changes.append(f"{pid}: outcome_on {on.isoformat()}")
 
     def set(self, entry: CommentedMap, key: str, value: object, order: tuple[str, ...]) -> None:
         """Set ``entry[key]``, touching as few lines as the edit needs."""
@@ -281,6 +294,8 @@ class _Document:
             entry[key] = value
             return
         position = _position(entry, key, order)
+        if not flow:
+            self.added.add(key)
         if position == len(entry) and not flow:
             _append_after_trailing(entry, key, value)
         else:
@@ -292,8 +307,7 @@ class _Document:
         body = out.getvalue()
         if not self.body.endswith("\n"):
             body = body.removesuffix("\n")
-        _guard(self.body, body, self.touched, self.file, self.offset)
-        text = self.head + body
+        text = self.head + _keep_untouched(self.body, body, self, self.offset)
         if self.crlf:
             text = text.replace("\n", "\r\n")
         return "\ufeff" + text if self.bom else text
@@ -337,10 +351,6 @@ def _indents(data: object) -> dict[str, int]:
             elif isinstance(value, CommentedSeq) and sequence is None:
                 content_col = value.lc.item(0)[1]
                 sequence, offset = content_col - key_col, content_col - key_col - 2
-                first = value[0]
-                if mapping is None and isinstance(first, CommentedMap) and len(first) > 1:
-                    if not first.fa.flow_style():
-                        mapping = first.lc.key(list(first)[1])[1] - content_col or None
     mapping = mapping if mapping and mapping > 0 else 2
     if sequence is None or offset is None or offset < 0:
         sequence, offset = mapping + 2, mapping
@@ -363,7 +373,8 @@ def _position(entry: CommentedMap, key: str, order: tuple[str, ...]) -> int:
 
 def _flow_lines(entry: CommentedMap) -> set[int]:
     first = entry.lc.line
-    last = max((entry.lc.value(k)[0] for k in entry), default=first)
+    # Keys added by an earlier edit have no place yet.
+    last = max((place[2] for place in entry.lc.data.values()), default=first)
     return set(range(first, last + 1))
 
 
@@ -379,7 +390,11 @@ def _trailing(container: CommentedMap | CommentedSeq) -> tuple[list[Any], int] |
         else:
             return None
         value = node[last]
-        if isinstance(value, CommentedMap | CommentedSeq) and len(value) and not value.fa.flow_style():
+        if (
+            isinstance(value, CommentedMap | CommentedSeq)
+            and len(value)
+            and not value.fa.flow_style()
+        ):
             node = value
             continue
         entry = node.ca.items.get(last)
@@ -405,25 +420,108 @@ def _append_after_trailing(entry: CommentedMap, key: str, value: object) -> None
     entry.ca.items[key] = [None, None, moved, None]
 
 
-def _guard(old: str, new: str, touched: set[int], file: str, offset: int) -> None:
-    """Refuse a result in which a line no edit touched differs from before."""
-    a, b = old.splitlines(keepends=True), new.splitlines(keepends=True)
-    matcher = difflib.SequenceMatcher(None, a, b, autojunk=False)
-    stray = sorted(
-        i
-        for tag, i1, i2, _, _ in matcher.get_opcodes()
-        if tag in ("replace", "delete")
-        for i in range(i1, i2)
-        if i not in touched
+def _keep_untouched(old: str, new: str, doc: _Document, offset: int) -> str:
+    """``new`` with every line no edit touched as it was in ``old``.
+
+    ruamel.yaml re-emits the whole document, and some layouts it cannot keep:
+    a flow list broken over lines comes out on one.  Lines are compared as
+    logical lines (a flow collection with its continuation lines, whitespace
+    aside), and those no edit touched are put back as they were.  The result
+    must still mean what ``new`` means, else nothing is written.
+    """
+    a, b = _logical(old), _logical(new)
+    touched = {
+        n
+        for n, unit in enumerate(a)
+        if doc.touched.intersection(range(unit[0], unit[0] + len(unit[1])))
+    }
+    matcher = difflib.SequenceMatcher(
+        None, [_shape(u) for u in a], [_shape(u) for u in b], autojunk=False
     )
-    if stray:
-        lines = ", ".join(str(i + 1 + offset) for i in stray[:5])
+    out: list[str] = []
+    stray: list[int] = []
+    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
+        if tag == "equal":
+            out.extend(line for _, lines in a[i1:i2] for line in lines)
+            continue
+        news = [line for _, lines in b[j1:j2] for line in lines]
+        if tag == "insert" or touched.intersection(range(i1, i2)):
+            out.extend(news)
+            stray.extend(a[n][0] for n in range(i1, i2) if n not in touched)
+            continue
+        # A new key's line next to something re-emitted in another layout.
+        lead, _, tail = _added_lines(news, doc.added)
+        out.extend(lead + [line for _, lines in a[i1:i2] for line in lines] + tail)
+    merged = "".join(out)
+    if stray or _meaning(merged) != _meaning(new):
+        lines = ", ".join(str(i + 1 + offset) for i in stray[:5]) or "near the change"
         raise LormailError(
             [
                 Problem(
-                    f"cannot record this without rewriting other lines of the roster "
-                    f"(line {lines}); nothing was written: please edit it by hand",
-                    file=file,
+                    "cannot record this without rewriting other lines of the roster "
+                    f"({lines}); nothing was written: please edit it by hand",
+                    file=doc.file,
                 )
             ]
         )
+    return merged
+
+
+def _logical(text: str) -> list[tuple[int, list[str]]]:
+    """The lines of ``text`` grouped as a flow collection's continuation lines are:
+    (index of the first line, the lines)."""
+    out: list[tuple[int, list[str]]] = []
+    depth = 0
+    for n, line in enumerate(text.splitlines(keepends=True)):
+        if depth > 0:
+            out[-1][1].append(line)
+        else:
+            out.append((n, [line]))
+        depth = max(0, depth + _open_brackets(line))
+    return out
+
+
+def _open_brackets(line: str) -> int:
+    """Brackets a line opens minus those it closes, outside quotes and comments."""
+    depth, quote, previous = 0, "", " "
+    for char in line:
+        if quote:
+            if char == quote:
+                quote = ""
+        elif char in "'\"" and previous in " [{,:":
+            quote = char
+        elif char == "#" and previous in " \t":
+            break
+        elif char in "[{":
+            depth += 1
+        elif char in "]}":
+            depth -= 1
+        previous = char
+    return depth
+
+
+def _shape(unit: tuple[int, list[str]]) -> str:
+    """A logical line, its continuation lines joined and its spacing made one."""
+    text = "".join(unit[1])
+    indent = text[: len(text) - len(text.lstrip(" "))]
+    return indent + " ".join(text.split())
+
+
+def _added_lines(lines: list[str], keys: set[str]) -> tuple[list[str], list[str], list[str]]:
+    """(lines of added keys at the start, the rest, lines of added keys at the end)."""
+
+    def added(line: str) -> bool:
+        key, colon, _ = line.strip().partition(":")
+        return bool(colon) and key in keys
+
+    start = 0
+    while start < len(lines) and added(lines[start]):
+        start += 1
+    end = len(lines)
+    while end > start and added(lines[end - 1]):
+        end -= 1
+    return lines[:start], lines[start:end], lines[end:]
+
+
+def _meaning(text: str) -> object:
+    return YAML(typ="safe", pure=True).load(text)
