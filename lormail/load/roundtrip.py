@@ -181,18 +181,20 @@ class _Document:
                 f"{did_you_mean(what, OUTCOMES)}"
             )
         elif what in RECOMMENDER_MARKS:
-            message = _missing("recommender", target, recommenders)
+            message = _missing(f"no recommender '{target}'", target, recommenders)
             if target in programs:
                 message = f"'{target}' is a program: mark it with an outcome ({_choices(OUTCOMES)})"
         elif what in OUTCOMES:
-            message = _missing("program", target, programs)
+            message = _missing(f"no program '{target}'", target, programs)
             if target in recommenders:
                 message = (
                     f"'{target}' is a recommender: mark {_choices(RECOMMENDER_MARKS)}, "
                     "not an outcome"
                 )
         else:
-            message = _missing("recommender or program", target, {**programs, **recommenders})
+            message = _missing(
+                f"no recommender or program '{target}'", target, {**programs, **recommenders}
+            )
         return LormailError([Problem(message, file=file)])
 
     def mark_recommender(self, mark: Mark, on: date) -> None:
@@ -234,7 +236,12 @@ class _Document:
             for key in mark.letters:
                 if key not in by_key:
                     raise LormailError(
-                        [Problem(_missing(f"letter of {rid}", key, by_key), file=self.file)]
+                        [
+                            Problem(
+                                _missing(f"{rid} has no letter '{key}'", key, by_key),
+                                file=self.file,
+                            )
+                        ]
                     )
             chosen = list(dict.fromkeys(mark.letters))
         elif not by_key:
@@ -313,14 +320,13 @@ class _Document:
         return "\ufeff" + text if self.bom else text
 
 
-def _missing(kind: str, word: str, known: Iterable[str]) -> str:
+def _missing(phrase: str, word: str, known: Iterable[str]) -> str:
+    """``phrase`` (that ``word`` is not there), then a did-you-mean or the choices."""
     names = sorted(known)
     hint = did_you_mean(word, names)
     if hint:
-        return f"no {kind} '{word}'{hint}"
-    if not names:
-        return f"no {kind} '{word}': the roster has none"
-    return f"no {kind} '{word}': choose {_choices(names)}"
+        return phrase + hint
+    return f"{phrase}: the roster has none" if not names else f"{phrase}: choose {_choices(names)}"
 
 
 def _split_head(text: str) -> tuple[str, int, str]:
