@@ -229,18 +229,28 @@ def real_size_roster() -> str:
         out.append(f"        programs: [{', '.join(PROGRAMS[:8])},\n")
         out.append(f"                   {', '.join(PROGRAMS[8:16])},\n")
         out.append(f"                   {', '.join(PROGRAMS[16:])}]\n")
-        out.append('        letter_id: "LoR-%d"\n' % (1000 + i))
+        out.append(f'        letter_id: "LoR-{1000 + i}"\n')
         out.append("      - {program: im-01}         # a program that wants its own\n\n")
     return "".join(out)
 
 
 def test_real_size_eras_marks_touch_one_line_each() -> None:
     text = real_size_roster()
+    status = (["    status: asked"], ["    status: agreed"])
     steps = [
-        (Mark("garcia", "agreed", on=date(2026, 7, 3)), [(["    status: asked"], ["    status: agreed"]), ([], ["    agreed_on: 2026-07-03"])]),
-        (Mark("garcia", "submitted", ("eras",), on=date(2026, 9, 1)), [([], ["        submitted_on: 2026-09-01"])]),
-        (Mark("im-07", "interview", on=date(2026, 10, 14)), [([], ["    outcome: interview", "    outcome_on: 2026-10-14"])]),
-    ]  # fmt: skip
+        (
+            Mark("garcia", "agreed", on=date(2026, 7, 3)),
+            [status, ([], ["    agreed_on: 2026-07-03"])],
+        ),
+        (
+            Mark("garcia", "submitted", ("eras",), on=date(2026, 9, 1)),
+            [([], ["        submitted_on: 2026-09-01"])],
+        ),
+        (
+            Mark("im-07", "interview", on=date(2026, 10, 14)),
+            [([], ["    outcome: interview", "    outcome_on: 2026-10-14"])],
+        ),
+    ]
     for mark, want in steps:
         edit = mark_roster(text, "roster.yaml", mark, NOW)
         a, b = text.splitlines(), edit.text.splitlines()
