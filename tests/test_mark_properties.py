@@ -116,11 +116,11 @@ def expected(data: dict[str, Any], mark: Mark) -> dict[str, Any]:
             for letter in entry["letters"]:
                 if letter_key(letter) in mark.letters and letter.get("submitted_on") is None:
                     letter["submitted_on"] = on
-        else:
+        elif entry.get("status", "planned") != mark.what:  # no status means planned
             entry["status"] = mark.what
-            stamp = STAMPS.get(mark.what)
-            if stamp and entry.get(stamp) is None:
-                entry[stamp] = on
+        stamp = STAMPS.get(mark.what)
+        if stamp and entry.get(stamp) is None:
+            entry[stamp] = on
     else:
         entry = next(p for p in data["programs"] if p["id"] == mark.target)
         changed = entry.get("outcome", "pending") != mark.what

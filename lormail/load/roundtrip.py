@@ -208,7 +208,7 @@ class _Document:
                 [Problem(f"letters are named only with 'submitted', not '{mark.what}'")]
             )
         old = entry.get("status")
-        if old is None or str(old) != mark.what:
+        if str(old if old is not None else "planned") != mark.what:
             self.set(entry, "status", mark.what, _RECOMMENDER_ORDER)
             self.changes.append(f"{rid}: status {old or 'planned'} → {mark.what}")
         else:
