@@ -307,3 +307,42 @@ def test_unreadable_yaml_is_one_line_with_its_place(
     err = capsys.readouterr().err
     assert err.startswith("roster.yaml:3:1: cannot read the roster: ")
     assert err.count("\n") == 1
+
+
+LAYOUT = """programs:
+    -   id: p
+        deadline: 2027-01-01   # four spaces, and more after the dash
+recommenders:
+    -   id: r
+        name: "Dr. Łukasz Zoë"
+        email: r@example.org
+        letters:
+            -   program: p"""
+
+
+@pytest.mark.parametrize(
+    ("text", "newline"),
+    [
+        (LAYOUT, "\n"),
+        ("# a note first\n---\n" + LAYOUT + "\n", "\n"),
+        (LAYOUT.replace("\n", "\r\n") + "\r\n", "\r\n"),
+        ("\ufeff" + LAYOUT + "\n", "\n"),
+    ],
+    ids=["no-final-newline", "document-start", "crlf", "bom"],
+)
+def test_other_layouts_keep_every_other_line(text: str, newline: str) -> None:
+    now = datetime(2026, 12, 1, 12, tzinfo=UTC)
+    on = date(2026, 12, 1)
+    indent = " " * 8
+    for mark_, added in [
+        (Mark("r", "agreed", on=on), [f"{indent}status: agreed", f"{indent}agreed_on: 2026-12-01"]),
+        (Mark("r", "submitted", on=on), [f"{indent * 2}submitted_on: 2026-12-01"]),
+        (Mark("p", "interview", on=on), [f"{indent}outcome: interview", f"{indent}outcome_on: 2026-12-01"]),
+    ]:  # fmt: skip
+        after = mark_roster(text, "roster.yaml", mark_, now).text
+        assert [
+            (old, [line.rstrip("\r") for line in new]) for old, new in changes(text, after)
+        ] == [([], added)]
+        assert after.startswith(text[:20])
+        assert after.count("\r\n") == (after.count("\n") if newline == "\r\n" else 0)
+        assert after.endswith("\n") == text.endswith("\n")

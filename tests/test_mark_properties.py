@@ -57,7 +57,8 @@ def roster_text(draw: st.DrawFn) -> str:
     dash, inner = " " * off + "- ", " " * (off + 2)
     n_programs = draw(st.integers(1, 4))
     pids = [f"p{i}" for i in range(n_programs)]
-    out = ["# generated\n", "applicant:\n", "  name: A\n", "  email: a@example.org\n"]
+    head = draw(st.sampled_from(["", "# generated\n", "# generated\n---\n"]))
+    out = [head, "applicant:\n", "  name: A\n", "  email: a@example.org\n"]
     out.append("  timezone: UTC\n\nprograms:\n")
     for pid in pids:
         out.append(f"{dash}id: {pid}{draw(tail())}\n")
@@ -97,7 +98,10 @@ def roster_text(draw: st.DrawFn) -> str:
                 out.append(f"{inner2}- id: eras\n{inner2}  programs: [{pids[0]},\n")
                 out.append(f"{inner2}             {', '.join(pids[1:]) or pids[0]}]\n")
         out.append(draw(after(inner)))
-    return "".join(out)
+    text = "".join(out)
+    if draw(st.booleans()):  # no newline at the end
+        text = text.removesuffix("\n")
+    return text
 
 
 # --- what a mark should do, on plain data ------------------------------------------

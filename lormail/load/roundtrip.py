@@ -121,6 +121,9 @@ class _Document:
         text = text.replace("\r\n", "\n")
         # ruamel.yaml drops what stands before a `---`; keep it verbatim.
         self.head, self.offset, body = _split_head(text)
+        # Lines are compared whole; a last line without its newline gets it back at the end.
+        self.unterminated = bool(body) and not body.endswith("\n")
+        body += "\n" if self.unterminated else ""
         self.yaml = YAML()
         self.yaml.preserve_quotes = True
         self.yaml.width = 1 << 16  # never fold a long line
@@ -311,10 +314,8 @@ class _Document:
     def dump(self) -> str:
         out = io.StringIO()
         self.yaml.dump(self.data, out)
-        body = out.getvalue()
-        if not self.body.endswith("\n"):
-            body = body.removesuffix("\n")
-        text = self.head + _keep_untouched(self.body, body, self, self.offset)
+        merged = _keep_untouched(self.body, out.getvalue(), self, self.offset)
+        text = self.head + (merged.removesuffix("\n") if self.unterminated else merged)
         if self.crlf:
             text = text.replace("\n", "\r\n")
         return "\ufeff" + text if self.bom else text
@@ -459,7 +460,7 @@ def _keep_untouched(old: str, new: str, doc: _Document, offset: int) -> str:
         lead, _, tail = _added_lines(news, doc.added)
         out.extend(lead + [line for _, lines in a[i1:i2] for line in lines] + tail)
     merged = "".join(out)
-    if stray or _meaning(merged) != _meaning(new):
+    if stray or not _same_meaning(merged, new):
         lines = ", ".join(str(i + 1 + offset) for i in stray[:5]) or "near the change"
         raise LormailError(
             [
@@ -529,5 +530,9 @@ def _added_lines(lines: list[str], keys: set[str]) -> tuple[list[str], list[str]
     return lines[:start], lines[start:end], lines[end:]
 
 
-def _meaning(text: str) -> object:
-    return YAML(typ="safe", pure=True).load(text)
+def _same_meaning(merged: str, new: str) -> bool:
+    reader = YAML(typ="safe", pure=True)
+    try:
+        return bool(reader.load(merged) == reader.load(new))
+    except YAMLError:
+        return False
