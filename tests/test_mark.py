@@ -333,12 +333,12 @@ recommenders:
 def test_other_layouts_keep_every_other_line(text: str, newline: str) -> None:
     now = datetime(2026, 12, 1, 12, tzinfo=UTC)
     on = date(2026, 12, 1)
-    indent = " " * 8
+    i = " " * 8
     for mark_, added in [
-        (Mark("r", "agreed", on=on), [f"{indent}status: agreed", f"{indent}agreed_on: 2026-12-01"]),
-        (Mark("r", "submitted", on=on), [f"{indent * 2}submitted_on: 2026-12-01"]),
-        (Mark("p", "interview", on=on), [f"{indent}outcome: interview", f"{indent}outcome_on: 2026-12-01"]),
-    ]:  # fmt: skip
+        (Mark("r", "agreed", on=on), [f"{i}status: agreed", f"{i}agreed_on: 2026-12-01"]),
+        (Mark("r", "submitted", on=on), [f"{i * 2}submitted_on: 2026-12-01"]),
+        (Mark("p", "interview", on=on), [f"{i}outcome: interview", f"{i}outcome_on: 2026-12-01"]),
+    ]:
         after = mark_roster(text, "roster.yaml", mark_, now).text
         assert [
             (old, [line.rstrip("\r") for line in new]) for old, new in changes(text, after)
