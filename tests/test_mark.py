@@ -18,6 +18,7 @@ from lormail.cli import main
 from lormail.errors import LormailError
 from lormail.load.roster import load_roster
 from lormail.load.roundtrip import Mark, mark_roster
+from lormail.load.samelines import LinesWouldChange, keep_untouched
 from tests.conftest import ROOT
 
 EXAMPLE = (ROOT / "roster.example.yaml").read_text()
@@ -346,3 +347,20 @@ def test_other_layouts_keep_every_other_line(text: str, newline: str) -> None:
         assert after.startswith(text[:20])
         assert after.count("\r\n") == (after.count("\n") if newline == "\r\n" else 0)
         assert after.endswith("\n") == text.endswith("\n")
+
+
+def test_lines_ruamel_would_reflow_are_put_back() -> None:
+    old = "a: [1,\n    2]\nb: x\nc: [3,\n    4]\n"
+    new = "a: [1, 2]\nb: y\nc: [3, 4]\nd: 5\n"  # as ruamel.yaml re-emits it, b and d edited
+    assert keep_untouched(old, new, touched={2}, added={"d"}) == (
+        "a: [1,\n    2]\nb: y\nc: [3,\n    4]\nd: 5\n"
+    )
+
+
+def test_an_edit_that_would_change_an_untouched_line_is_refused() -> None:
+    with pytest.raises(LinesWouldChange) as caught:
+        keep_untouched("a: 1\nb: 2\n", "a: 1\nb: 3\n", touched={0}, added=set())
+    assert caught.value.lines == []  # put back, b would no longer mean what was asked
+    with pytest.raises(LinesWouldChange) as caught:
+        keep_untouched("a: 1\nb: 2\n", "a: 0\nb: 3\n", touched={0}, added=set())
+    assert caught.value.lines == [1]

@@ -14,7 +14,6 @@ Pure: text and ``now`` in, text out.  Which letters a mark means, and every
 
 from __future__ import annotations
 
-import difflib
 import io
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -30,6 +29,7 @@ from ruamel.yaml.tokens import CommentToken
 
 from lormail.errors import LormailError, Problem
 from lormail.load.fields import did_you_mean, zone
+from lormail.load.samelines import LinesWouldChange, keep_untouched
 from lormail.model import OUTCOMES, STATUSES
 
 __all__ = ["RECOMMENDER_MARKS", "Edit", "Mark", "letter_key", "mark_roster"]
@@ -80,19 +80,15 @@ def mark_roster(text: str, file: str, mark: Mark, now: datetime) -> Edit:
     """Apply ``mark`` to roster ``text`` (read from ``file``) as of ``now``."""
     doc = _Document(text, file)
     on = mark.on or now.astimezone(doc.applicant_zone()).date()
-    if mark.what in RECOMMENDER_MARKS and _known(doc.entries("recommenders"), mark.target):
+    if mark.what in RECOMMENDER_MARKS and mark.target in doc.entries("recommenders"):
         doc.mark_recommender(mark, on)
-    elif mark.what in OUTCOMES and _known(doc.entries("programs"), mark.target):
+    elif mark.what in OUTCOMES and mark.target in doc.entries("programs"):
         doc.mark_program(mark.target, mark.what, on)
     else:
         raise doc.no_target(mark)
     if not doc.changes:
         return Edit(text, (), tuple(doc.notes))
     return Edit(doc.dump(), tuple(doc.changes), tuple(doc.notes))
-
-
-def _known(entries: dict[str, CommentedMap], target: str) -> bool:
-    return target in entries
 
 
 def _choices(words: Iterable[str]) -> str:
@@ -314,7 +310,19 @@ class _Document:
     def dump(self) -> str:
         out = io.StringIO()
         self.yaml.dump(self.data, out)
-        merged = _keep_untouched(self.body, out.getvalue(), self, self.offset)
+        try:
+            merged = keep_untouched(self.body, out.getvalue(), self.touched, self.added)
+        except LinesWouldChange as err:
+            where = ", ".join(str(n + 1 + self.offset) for n in err.lines[:5]) or "near the change"
+            raise LormailError(
+                [
+                    Problem(
+                        f"cannot record this without rewriting other lines of the roster "
+                        f"({where}); nothing was written: please edit it by hand",
+                        file=self.file,
+                    )
+                ]
+            ) from None
         text = self.head + (merged.removesuffix("\n") if self.unterminated else merged)
         if self.crlf:
             text = text.replace("\n", "\r\n")
@@ -425,114 +433,3 @@ def _append_after_trailing(entry: CommentedMap, key: str, value: object) -> None
     token.value = own + newline
     moved = CommentToken("\n" + rest, token.start_mark, None, column=0)
     entry.ca.items[key] = [None, None, moved, None]
-
-
-def _keep_untouched(old: str, new: str, doc: _Document, offset: int) -> str:
-    """``new`` with every line no edit touched as it was in ``old``.
-
-    ruamel.yaml re-emits the whole document, and some layouts it cannot keep:
-    a flow list broken over lines comes out on one.  Lines are compared as
-    logical lines (a flow collection with its continuation lines, whitespace
-    aside), and those no edit touched are put back as they were.  The result
-    must still mean what ``new`` means, else nothing is written.
-    """
-    a, b = _logical(old), _logical(new)
-    touched = {
-        n
-        for n, unit in enumerate(a)
-        if doc.touched.intersection(range(unit[0], unit[0] + len(unit[1])))
-    }
-    matcher = difflib.SequenceMatcher(
-        None, [_shape(u) for u in a], [_shape(u) for u in b], autojunk=False
-    )
-    out: list[str] = []
-    stray: list[int] = []
-    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
-        if tag == "equal":
-            out.extend(line for _, lines in a[i1:i2] for line in lines)
-            continue
-        news = [line for _, lines in b[j1:j2] for line in lines]
-        if tag == "insert" or touched.intersection(range(i1, i2)):
-            out.extend(news)
-            stray.extend(a[n][0] for n in range(i1, i2) if n not in touched)
-            continue
-        # A new key's line next to something re-emitted in another layout.
-        lead, _, tail = _added_lines(news, doc.added)
-        out.extend(lead + [line for _, lines in a[i1:i2] for line in lines] + tail)
-    merged = "".join(out)
-    if stray or not _same_meaning(merged, new):
-        lines = ", ".join(str(i + 1 + offset) for i in stray[:5]) or "near the change"
-        raise LormailError(
-            [
-                Problem(
-                    "cannot record this without rewriting other lines of the roster "
-                    f"({lines}); nothing was written: please edit it by hand",
-                    file=doc.file,
-                )
-            ]
-        )
-    return merged
-
-
-def _logical(text: str) -> list[tuple[int, list[str]]]:
-    """The lines of ``text`` grouped as a flow collection's continuation lines are:
-    (index of the first line, the lines)."""
-    out: list[tuple[int, list[str]]] = []
-    depth = 0
-    for n, line in enumerate(text.splitlines(keepends=True)):
-        if depth > 0:
-            out[-1][1].append(line)
-        else:
-            out.append((n, [line]))
-        depth = max(0, depth + _open_brackets(line))
-    return out
-
-
-def _open_brackets(line: str) -> int:
-    """Brackets a line opens minus those it closes, outside quotes and comments."""
-    depth, quote, previous = 0, "", " "
-    for char in line:
-        if quote:
-            if char == quote:
-                quote = ""
-        elif char in "'\"" and previous in " [{,:":
-            quote = char
-        elif char == "#" and previous in " \t":
-            break
-        elif char in "[{":
-            depth += 1
-        elif char in "]}":
-            depth -= 1
-        previous = char
-    return depth
-
-
-def _shape(unit: tuple[int, list[str]]) -> str:
-    """A logical line, its continuation lines joined and its spacing made one."""
-    text = "".join(unit[1])
-    indent = text[: len(text) - len(text.lstrip(" "))]
-    return indent + " ".join(text.split())
-
-
-def _added_lines(lines: list[str], keys: set[str]) -> tuple[list[str], list[str], list[str]]:
-    """(lines of added keys at the start, the rest, lines of added keys at the end)."""
-
-    def added(line: str) -> bool:
-        key, colon, _ = line.strip().partition(":")
-        return bool(colon) and key in keys
-
-    start = 0
-    while start < len(lines) and added(lines[start]):
-        start += 1
-    end = len(lines)
-    while end > start and added(lines[end - 1]):
-        end -= 1
-    return lines[:start], lines[start:end], lines[end:]
-
-
-def _same_meaning(merged: str, new: str) -> bool:
-    reader = YAML(typ="safe", pure=True)
-    try:
-        return bool(reader.load(merged) == reader.load(new))
-    except YAMLError:
-        return False
