@@ -7,6 +7,8 @@ import difflib
 import gc
 import os
 import stat
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -364,3 +366,26 @@ def test_an_edit_that_would_change_an_untouched_line_is_refused() -> None:
     with pytest.raises(LinesWouldChange) as caught:
         keep_untouched("a: 1\nb: 2\n", "a: 0\nb: 3\n", touched={0}, added=set())
     assert caught.value.lines == [1]
+
+
+def test_python_m_lormail_mark_exit_codes(folder: Path) -> None:
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        env = dict(os.environ, PYTHONPATH=str(ROOT))
+        return subprocess.run(
+            [sys.executable, "-m", "lormail", "--config", "config.yaml", "mark", *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=folder,
+            timeout=120,
+        )
+
+    done = run("lee", "asked", "--on", "2026-12-01")
+    assert (done.returncode, done.stderr) == (0, "")
+    assert done.stdout.endswith("roster.yaml: written\n")
+    refused = run("lee", "asked", "--on", "2026-12-32")
+    assert (refused.returncode, refused.stdout) == (2, "")
+    assert refused.stderr == "--on: '2026-12-32' is not a date like 2026-11-30\n"
+    usage = run("lee", "asked", "--when", "today")
+    assert usage.returncode == 2
+    assert usage.stderr.startswith("lormail: unrecognized arguments: --when today")
