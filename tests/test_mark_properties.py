@@ -215,7 +215,8 @@ def test_marks_change_only_the_intended_lines(case: tuple[str, Mark]) -> None:
 PROGRAMS = [f"im-{n:02d}" for n in range(1, 26)]
 
 
-def real_size_roster() -> str:
+def real_size_roster(eras: bool = True) -> str:
+    """25 programs; each recommender uploads once through ERAS (or once per program)."""
     out = [
         "# Residency season: 25 internal medicine programs through ERAS.\n",
         "applicant:\n  name: Sarah Chen\n  email: sarah.chen@example.edu\n",
@@ -229,11 +230,14 @@ def real_size_roster() -> str:
         out.append(f"  - id: {rid}                 # letter writer {i + 1}\n")
         out.append(f"    name: Dr. {rid.title()}\n    email: {rid}@hospital.example.org\n")
         out.append("    status: asked\n    asked_on: 2026-07-01\n    letters:\n")
-        out.append("      - id: eras                # one upload serves every program\n")
-        out.append(f"        programs: [{', '.join(PROGRAMS[:8])},\n")
-        out.append(f"                   {', '.join(PROGRAMS[8:16])},\n")
-        out.append(f"                   {', '.join(PROGRAMS[16:])}]\n")
-        out.append(f'        letter_id: "LoR-{1000 + i}"\n')
+        if not eras:
+            out.extend(f"      - {{program: {pid}}}\n" for pid in PROGRAMS[1:])
+        else:
+            out.append("      - id: eras                # one upload serves every program\n")
+            out.append(f"        programs: [{', '.join(PROGRAMS[:8])},\n")
+            out.append(f"                   {', '.join(PROGRAMS[8:16])},\n")
+            out.append(f"                   {', '.join(PROGRAMS[16:])}]\n")
+            out.append(f'        letter_id: "LoR-{1000 + i}"\n')
         out.append("      - {program: im-01}         # a program that wants its own\n\n")
     return "".join(out)
 
@@ -294,4 +298,36 @@ def test_real_size_eras_through_the_command(
     assert main(["--config", "config.yaml", "mark", "okafor", "submitted", "eras"]) == 0
     after = (real_size / "roster.yaml").read_text()
     assert len(after.splitlines()) == len(before.splitlines()) + 1
+    assert capsys.readouterr().out.endswith("roster.yaml: written\n")
+
+
+def test_real_size_letters_per_program_through_the_command(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The same season where every program takes its own upload: --all marks 25 lines.
+    text = real_size_roster(eras=False)
+    (tmp_path / "roster.yaml").write_text(text)
+    (tmp_path / "config.yaml").write_text("roster: roster.yaml\n")
+    monkeypatch.chdir(tmp_path)
+    try:
+        assert main(["--config", "config.yaml", "mark", "patel", "submitted", "--all",
+                     "--on", "2026-09-02"]) == 0  # fmt: skip
+    finally:
+        gc.enable()
+    after = (tmp_path / "roster.yaml").read_text()
+    got = [
+        (text.splitlines()[i1:i2], after.splitlines()[j1:j2])
+        for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(
+            None, text.splitlines(), after.splitlines(), autojunk=False
+        ).get_opcodes()
+        if tag != "equal"
+    ]
+    assert len(got) == 1
+    old, new = got[0]
+    assert len(old) == len(new) == 25
+    for o, n in zip(old, new, strict=True):
+        # A comment after a line that grew moves out of the way, and stays.
+        (o_code, _, o_note), (n_code, _, n_note) = o.partition("#"), n.partition("#")
+        assert n_code.rstrip() == o_code.rstrip().replace("}", ", submitted_on: 2026-09-02}")
+        assert n_note == o_note
     assert capsys.readouterr().out.endswith("roster.yaml: written\n")
