@@ -192,6 +192,7 @@ def roster_and_mark(draw: st.DrawFn) -> tuple[str, Mark]:
     return text, Mark(rec["id"], "submitted", tuple(chosen), on=on)
 
 
+@pytest.mark.slow
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(roster_and_mark())
 def test_marks_change_only_the_intended_lines(case: tuple[str, Mark]) -> None:
