@@ -117,9 +117,11 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     sp.add_argument("letters", nargs="*", metavar="LETTER", help="with submitted: letter keys")
     sp.add_argument("--all", action="store_true", help="with submitted: every letter not yet in")
-    sp.add_argument("--on", metavar="DATE", help="the day it happened (default: today)")
+    sp.add_argument(
+        "--on", metavar="DATE", help="the day it happened (default: today in your zone)"
+    )
     sp.add_argument("--dry-run", action="store_true", help="print the diff, write nothing")
-    sp.add_argument("--inbox", action="store_true", help="record what the inbox saw")
+    sp.add_argument("--inbox", action="store_true", help="record what the inbox saw (not yet)")
     return p
 
 
