@@ -364,8 +364,8 @@ def test_an_edit_that_would_change_an_untouched_line_is_refused() -> None:
         keep_untouched("a: 1\nb: 2\n", "a: 1\nb: 3\n", touched={0}, added=set())
     assert caught.value.lines == []  # put back, b would no longer mean what was asked
     with pytest.raises(LinesWouldChange) as caught:
-        keep_untouched("a: 1\nb: 2\n", "a: 0\nb: 3\n", touched={0}, added=set())
-    assert caught.value.lines == [1]
+        keep_untouched("a: 1\nb: 2\n", "a: 0\nb: 3\nc: 4\n", touched={0}, added=set())
+    assert caught.value.lines == [1]  # a, b and c re-emitted together, b not to be touched
 
 
 def test_python_m_lormail_mark_exit_codes(folder: Path) -> None:

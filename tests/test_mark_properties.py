@@ -53,13 +53,16 @@ def after(draw: st.DrawFn, indent: str) -> str:
 
 @st.composite
 def roster_text(draw: st.DrawFn) -> str:
-    off = draw(st.sampled_from([0, 2]))  # "- id:" under its key, or indented by two
-    dash, inner = " " * off + "- ", " " * (off + 2)
+    unit = draw(st.sampled_from([2, 4]))  # a mapping's indentation
+    off = draw(st.sampled_from([0, unit]))  # "- id:" under its key, or indented
+    pad = draw(st.sampled_from([1, 3]))  # "- id:" or "-   id:"
+    dash, inner = " " * off + "-" + " " * pad, " " * (off + 1 + pad)
     n_programs = draw(st.integers(1, 4))
     pids = [f"p{i}" for i in range(n_programs)]
     head = draw(st.sampled_from(["", "# generated\n", "# generated\n---\n"]))
-    out = [head, "applicant:\n", "  name: A\n", "  email: a@example.org\n"]
-    out.append("  timezone: UTC\n\nprograms:\n")
+    key = " " * unit
+    out = [head, "applicant:\n", f"{key}name: A\n", f"{key}email: a@example.org\n"]
+    out.append(f"{key}timezone: UTC\n\nprograms:\n")
     for pid in pids:
         out.append(f"{dash}id: {pid}{draw(tail())}\n")
         out.append(f"{inner}deadline: 2027-01-{10 + int(pid[1:])}\n")
@@ -71,6 +74,12 @@ def roster_text(draw: st.DrawFn) -> str:
         out.append(draw(after(inner)))
     out.append("recommenders:\n")
     for r in range(draw(st.integers(1, 3))):
+        if draw(st.integers(0, 3)) == 0:  # a recommender written on one line
+            status = draw(st.sampled_from(["", ", status: asked", ", status: 'agreed'"]))
+            letters = ", ".join(f"{{program: {pid}}}" for pid in pids[: r + 1])
+            out.append(f"{dash}{{id: r{r}, name: R, email: r{r}@example.org{status}, ")
+            out.append(f"letters: [{letters}]}}{draw(tail())}\n")
+            continue
         out.append(f"{dash}id: r{r}{draw(tail())}\n{inner}name: R {r}\n")
         out.append(f"{inner}email: r{r}@example.org\n")
         if draw(st.booleans()):
@@ -81,22 +90,24 @@ def roster_text(draw: st.DrawFn) -> str:
                 out.append(f"{inner}{stamp}: {draw(st.sampled_from(['null', '2026-10-01']))}\n")
         out.append(f"{inner}letters:\n")
         inner2 = inner + " " * off
+        dash2 = inner2 + "-" + " " * pad
+        inner3 = " " * len(dash2)
         chosen = draw(st.lists(st.sampled_from(pids), min_size=1, unique=True))
         for pid in chosen:
             sub = draw(st.sampled_from(["", ", submitted_on: 2026-11-02", ", submitted_on: null"]))
             if draw(st.booleans()):
-                out.append(f"{inner2}- {{program: {pid}{sub}}}{draw(tail())}\n")
+                out.append(f"{dash2}{{program: {pid}{sub}}}{draw(tail())}\n")
             else:
-                out.append(f"{inner2}- program: {pid}{draw(tail())}\n")
+                out.append(f"{dash2}program: {pid}{draw(tail())}\n")
                 if sub:
-                    out.append(f"{inner2}  {sub[2:]}{draw(tail())}\n")
+                    out.append(f"{inner3}{sub[2:]}{draw(tail())}\n")
         if draw(st.booleans()):  # one upload for several programs
             listed = ", ".join(pids)
             if draw(st.booleans()):
-                out.append(f"{inner2}- {{id: eras, programs: [{listed}]}}{draw(tail())}\n")
+                out.append(f"{dash2}{{id: eras, programs: [{listed}]}}{draw(tail())}\n")
             else:
-                out.append(f"{inner2}- id: eras\n{inner2}  programs: [{pids[0]},\n")
-                out.append(f"{inner2}             {', '.join(pids[1:]) or pids[0]}]\n")
+                out.append(f"{dash2}id: eras\n{inner3}programs: [{pids[0]},\n")
+                out.append(f"{inner3}           {', '.join(pids[1:]) or pids[0]}]\n")
         out.append(draw(after(inner)))
     text = "".join(out)
     if draw(st.booleans()):  # no newline at the end

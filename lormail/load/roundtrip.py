@@ -135,7 +135,7 @@ class _Document:
                 [Problem(f"cannot read the roster: {err}", file=self.file)]
             ) from None
         self.body = body
-        self.yaml.indent(**_indents(self.data))
+        self.yaml.indent(**_indents(self.data, body.splitlines()))
 
     def _unreadable(self, err: MarkedYAMLError) -> LormailError:
         where = err.problem_mark
@@ -351,7 +351,7 @@ def _split_head(text: str) -> tuple[str, int, str]:
     return "", 0, text
 
 
-def _indents(data: object) -> dict[str, int]:
+def _indents(data: object, lines: list[str]) -> dict[str, int]:
     """The file's own indentation, as ruamel.yaml's emitter takes it (one for the file)."""
     mapping, sequence, offset = None, None, None
     if isinstance(data, CommentedMap):
@@ -364,10 +364,13 @@ def _indents(data: object) -> dict[str, int]:
             if isinstance(value, CommentedMap) and mapping is None:
                 mapping = value.lc.key(next(iter(value)))[1] - key_col
             elif isinstance(value, CommentedSeq) and sequence is None:
-                content_col = value.lc.item(0)[1]
-                sequence, offset = content_col - key_col, content_col - key_col - 2
+                line, content_col = value.lc.item(0)
+                text = lines[line] if line < len(lines) else ""
+                dash_col = len(text) - len(text.lstrip(" "))
+                if text.lstrip(" ").startswith("-"):
+                    sequence, offset = content_col - key_col, dash_col - key_col
     mapping = mapping if mapping and mapping > 0 else 2
-    if sequence is None or offset is None or offset < 0:
+    if sequence is None or offset is None or offset < 0 or sequence < offset + 2:
         sequence, offset = mapping + 2, mapping
     return {"mapping": mapping, "sequence": sequence, "offset": offset}
 

@@ -46,6 +46,11 @@ def keep_untouched(old: str, new: str, touched: set[int], added: set[str]) -> st
             out.extend(line for _, lines in a[i1:i2] for line in lines)
             continue
         news = [line for _, lines in b[j1:j2] for line in lines]
+        if tag == "replace" and i2 - i1 == j2 - j1:
+            # Line for line: the touched as re-emitted, the others as they were.
+            for n, m in zip(range(i1, i2), range(j1, j2), strict=True):
+                out.extend(b[m][1] if n in units else a[n][1])
+            continue
         if tag == "insert" or units.intersection(range(i1, i2)):
             out.extend(news)
             stray.extend(a[n][0] for n in range(i1, i2) if n not in units)
