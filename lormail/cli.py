@@ -33,6 +33,8 @@ COMMANDS: dict[str, str] = {
     "feed-url": "lormail.commands.calendar:cmd_feed_url",
     "log": "lormail.commands.send:cmd_log",
     "mark": "lormail.commands.mark:cmd_mark",
+    "retry": "lormail.commands.send:cmd_retry",
+    "state": "lormail.commands.send:cmd_state",
 }
 
 
@@ -122,6 +124,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sp.add_argument("--dry-run", action="store_true", help="print the diff, write nothing")
     sp.add_argument("--inbox", action="store_true", help="record what the inbox saw (not yet)")
+
+    sp = sub.add_parser("retry", help="plan a failed message again (same key and Message-ID)")
+    sp.add_argument("key", metavar="KEY", help="a failed message's key from 'lormail log'")
+    now_opt(sp)
+
+    sp = sub.add_parser("state", help="the state folder: 'reset' starts a new send log")
+    sp.add_argument("action", choices=["reset"])
     return p
 
 
