@@ -37,6 +37,7 @@ COMMANDS: dict[str, str] = {
     "credentials": "lormail.commands.send:cmd_credentials",
     "feed-url": "lormail.commands.calendar:cmd_feed_url",
     "log": "lormail.commands.send:cmd_log",
+    "mark": "lormail.commands.mark:cmd_mark",
     "retry": "lormail.commands.send:cmd_retry",
     "state": "lormail.commands.send:cmd_state",
 }
@@ -113,6 +114,26 @@ def _commands() -> argparse.ArgumentParser:
 
     sp = sub.add_parser("log", help="what was sent, failed or skipped, with times")
     sp.add_argument("--json", action="store_true", help="machine-readable output")
+
+    sp = sub.add_parser(
+        "mark",
+        help="record what happened in the roster: asked, agreed, submitted, outcomes",
+        description="Records what happened in roster.yaml itself, keeping its comments and "
+        "layout, and prints the diff. Examples: 'mark johnson agreed', "
+        "'mark johnson submitted eras', 'mark mph interview --on 2026-11-20'.",
+    )
+    sp.add_argument("target", nargs="?", metavar="R|P", help="a recommender's or program's id")
+    sp.add_argument(
+        "what", nargs="?", metavar="WHAT",
+        help="asked, agreed, declined, planned or submitted; for a program, its outcome",
+    )  # fmt: skip
+    sp.add_argument("letters", nargs="*", metavar="LETTER", help="with submitted: letter keys")
+    sp.add_argument("--all", action="store_true", help="with submitted: every letter not yet in")
+    sp.add_argument(
+        "--on", metavar="DATE", help="the day it happened (default: today in your zone)"
+    )
+    sp.add_argument("--dry-run", action="store_true", help="print the diff, write nothing")
+    sp.add_argument("--inbox", action="store_true", help="record what the inbox saw (not yet)")
 
     sp = sub.add_parser("retry", help="plan a failed message again (same key and Message-ID)")
     sp.add_argument("key", metavar="KEY", help="a failed message's key from 'lormail log'")
