@@ -132,7 +132,7 @@ class _DeadlineReader(io.RawIOBase):
 
 
 class _Connections:
-    """The open connections: whose each is, and since when it waits for a request."""
+    """The open connections: whose each one is, and since when it has waited for a request."""
 
     def __init__(self, limits: Limits) -> None:
         self._limits = limits
@@ -325,17 +325,13 @@ class _Server(ThreadingHTTPServer):
             log.debug("feed: connection refused, every connection is replying")
             self.shutdown_request(request)
             return
-        try:
-            super().process_request(request, client_address)
-        except BaseException:  # no thread to forget it later
-            self.connections.forget(request)
-            raise
+        super().process_request(request, client_address)
 
-    def process_request_thread(self, request: Any, client_address: Any) -> None:
-        try:
-            super().process_request_thread(request, client_address)
-        finally:
-            self.connections.forget(request)
+    def shutdown_request(self, request: Any) -> None:
+        # Forgotten first, under the registry's lock, so that no eviction can
+        # shut down a socket number already closed and reused.
+        self.connections.forget(request)
+        super().shutdown_request(request)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         # The stdlib prints a traceback to stderr; a client's misbehaviour is
