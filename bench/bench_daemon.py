@@ -26,6 +26,7 @@ import http.client
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import statistics
@@ -264,13 +265,20 @@ def main() -> None:
     ap.add_argument("--starts", type=int, default=5)
     ap.add_argument("--edits", type=int, default=20)
     ap.add_argument("--idle", type=float, default=120.0, help="seconds of idle measurement")
+    ap.add_argument("--keep", action="store_true", help="keep the folder (roster, state, log)")
     args = ap.parse_args()
     if not Path(LIBFAKETIME).exists():
         sys.exit(f"needs libfaketime ({LIBFAKETIME}): apt-get install libfaketime")
     compile_lormail()
-    with tempfile.TemporaryDirectory(prefix="lormail-bench-") as tmp:
-        roster = generate(Path(tmp), 6, 100, today=TODAY)
+    tmp = Path(tempfile.mkdtemp(prefix="lormail-bench-"))
+    try:
+        roster = generate(tmp, 6, 100, today=TODAY)
         print_rows(measure(roster, args.starts, args.edits, args.idle, targets=True))
+    finally:
+        if args.keep:
+            print(f"rosters, state and the daemon's log: {tmp}")
+        else:
+            shutil.rmtree(tmp)
 
 
 if __name__ == "__main__":
