@@ -112,3 +112,18 @@ def print_rows(rows: list[Row]) -> None:
         print(f"{r.name:44} {value:>10}  {base:>9}  {ratio:>6}  {r.target:20} {met}")
         if r.detail:
             print(f"{'':46}{r.detail}")
+
+
+def markdown(rows: list[Row]) -> str:
+    """The rows as a Markdown table, for bench/README.md."""
+    lines = ["| measurement | result | baseline (same run) | target | met |",
+             "| --- | ---: | ---: | --- | --- |"]  # fmt: skip
+    for r in rows:
+        value = f"{r.value:.3f} {r.unit}" if r.unit == "s" else f"{r.value:.2f} {r.unit}"
+        if r.ratio is not None:
+            value += f" ({r.ratio:.2f}×)"
+        base = f"{r.baseline:.3f} s" if r.baseline is not None else ""
+        met = {None: "numbers only", True: "yes", False: "**no**"}[r.met]
+        name = r.name + (f" <br><sub>{r.detail}</sub>" if r.detail else "")
+        lines.append(f"| {name} | {value} | {base} | {r.target} | {met} |")
+    return "\n".join(lines) + "\n"

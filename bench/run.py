@@ -30,7 +30,16 @@ from pathlib import Path
 import bench_cli
 import bench_daemon
 import bench_send
-from common import BASELINE, ROOT, Row, compile_lormail, generate, print_rows, spread
+from common import (
+    BASELINE,
+    ROOT,
+    Row,
+    compile_lormail,
+    generate,
+    markdown,
+    print_rows,
+    spread,
+)
 
 
 def describe_machine() -> str:
@@ -49,6 +58,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer repeats, 30 s idle window")
     ap.add_argument("--no-stress", action="store_true", help="skip the 10,000-letter rows")
+    ap.add_argument("--markdown", type=Path, help="also write the results there as a table")
     args = ap.parse_args()
     repeat, starts, edits, idle, rounds = (3, 3, 5, 30.0, 1) if args.quick else (7, 5, 20, 120.0, 5)
     if not Path(bench_daemon.LIBFAKETIME).exists():
@@ -71,12 +81,14 @@ def main() -> int:
         print_rows(rows[-2:])
         if not args.no_stress:
             stress = generate(folder / "cli", 2000, 5)
-            rows += bench_cli.measure(stress, base, max(3, repeat // 2), targets=False)
+            rows += bench_cli.measure(stress, base, 2 if args.quick else 3, targets=False)
             big = generate(folder / "daemon", 2000, 5, today=bench_daemon.TODAY)
-            rows += bench_daemon.measure(big, 3, 5, 30.0, targets=False)
+            rows += bench_daemon.measure(big, 3, 5, 30.0 if args.quick else 60.0, targets=False)
     print()
     print(describe_machine())
     print_rows(rows)
+    if args.markdown is not None:
+        args.markdown.write_text(describe_machine() + "\n\n" + markdown(rows))
     missed = [r.name for r in rows if r.met is False]
     print(f"\ntargets met: {sum(r.met is True for r in rows)}, missed: {len(missed)}")
     return 0
