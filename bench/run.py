@@ -1,6 +1,6 @@
 """Every benchmark, in one run, each figure next to its baseline and target.
 
-    python bench/run.py                 # about 8 minutes; needs '.[bench]' and libfaketime
+    python bench/run.py                 # 6–10 minutes; needs '.[bench]' and libfaketime
     python bench/run.py --quick         # fewer repeats, a shorter idle window
 
 - ``check``, ``plan``, ``status``, ``ics``: whole-process wall time against
