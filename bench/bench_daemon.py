@@ -1,240 +1,284 @@
-"""The daemon with a 10,000-letter roster: start-up, idle cost, and edit-to-effect.
+"""The daemon: start to first plan, edit to a new feed ETag, and its idle cost.
 
-    python bench/bench_daemon.py                 # --idle 90 --edits 20 --starts 5
+    python bench/bench_daemon.py        # --starts 5 --edits 20 --idle 120
 
-Runs ``lormail run`` (maildir transport, feed on a free loopback port) under
-libfaketime at Saturday 12:00 UTC, with the roster generated for that day:
-every recommender's send days are Monday to Friday, so nothing is due for
-hours and the daemon is truly idle.  The monotonic clock is not faked.
+Runs ``lormail run`` (maildir transport, the feed on a free loopback port)
+under libfaketime at Saturday 2026-11-21 12:00 UTC, on a roster generated for
+that day: every recommender's send days are Monday to Friday, so nothing is
+due for hours and the daemon is truly idle.  The monotonic clock is not faked.
 
-- start to first plan: from spawn until the heartbeat file appears, and until
-  the feed serves the calendar (median of ``--starts`` starts, state kept);
-- idle: VmRSS, CPU (utime+stime) scaled to 10 minutes, and wake-ups per
-  minute (``voluntary_ctxt_switches`` summed over every thread) over ``--idle`` s;
-  memory also for the check server (the daemon's one child when idle) and
-  as the PSS sum of both, which counts the pages they share once;
+- start to first plan: from spawn until ``/healthz`` reports a ``last_check``
+  (the first check has planned, sent nothing, and published the calendar),
+  median of ``--starts`` starts with the state kept;
 - edit to effect: an atomic save of the roster (one program renamed) until
-  the feed's ETag changes, median of ``--edits`` edits.
+  the feed's ETag changes, median of ``--edits`` edits;
+- idle: RSS, CPU (user + system) and wake-ups (voluntary context switches,
+  every thread) over ``--idle`` seconds, CPU scaled to 10 minutes and
+  wake-ups to one minute.  With more than one process the RSS is the PSS sum
+  of the process tree (shared pages counted once).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.client
+import json
 import os
 import re
+import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
+from common import PY, Roster, Row, child_env, compile_lormail, generate, print_rows
+
 TODAY = "2026-11-21"  # a Saturday
 FAKE_NOW = f"@{TODAY} 12:00:00"
 LIBFAKETIME = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
+POLL = 0.02  # seconds between polls; much faster steals the daemon's CPU (2 cores)
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    rss_mb: float  # the daemon's VmRSS, or the tree's PSS sum when it has children
+    cpu: float  # seconds, user + system, whole tree
+    wakeups: int  # voluntary context switches, every thread of the tree
+    processes: int
 
 
 def free_port() -> int:
-    import socket
-
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
 
 
-def setup(folder: Path) -> tuple[Path, int]:
-    roster = folder / "roster.yaml"
-    subprocess.run(
-        [sys.executable, str(HERE / "gen_roster.py"), "--recommenders", "2000", "--letters", "5",
-         "--seed", "1", "--today", TODAY, "-o", str(roster)],
-        check=True,
-    )  # fmt: skip
-    config = folder / "config.yaml"
+def with_feed(roster: Roster) -> int:
+    """Turn the generated config's feed on, on a free loopback port."""
     port = free_port()
-    text = config.read_text()
-    text = re.sub(
-        r"feed: \{[^}]*\}", f"feed: {{enabled: true, bind: 127.0.0.1, port: {port}}}", text
-    )
-    config.write_text(text)
-    return config, port
+    text = roster.config.read_text()
+    feed = f"feed: {{enabled: true, bind: 127.0.0.1, port: {port}}}"
+    roster.config.write_text(re.sub(r"feed: \{[^}]*\}", feed, text))
+    return port
 
 
-def spawn(config: Path, log: Path) -> subprocess.Popen[bytes]:
-    env = dict(os.environ, PYTHONPATH=str(ROOT), TZ="UTC")
-    env.pop("JOURNAL_STREAM", None)
-    if Path(LIBFAKETIME).exists():
-        env.update(LD_PRELOAD=LIBFAKETIME, FAKETIME=FAKE_NOW, FAKETIME_DONT_FAKE_MONOTONIC="1")
-    else:
-        print("note: libfaketime not found; running at the real time", file=sys.stderr)
-    with log.open("ab") as fh:
-        return subprocess.Popen(
-            [sys.executable, "-m", "lormail", "--config", str(config), "run"],
-            stdout=fh, stderr=fh, env=env, cwd=config.parent,
-        )  # fmt: skip
+class Daemon:
+    """One ``lormail run`` and a kept-alive feed client, as a calendar app has."""
 
+    def __init__(self, roster: Roster, port: int) -> None:
+        env = child_env(TZ="UTC")
+        env.pop("JOURNAL_STREAM", None)
+        if Path(LIBFAKETIME).exists():
+            env.update(LD_PRELOAD=LIBFAKETIME, FAKETIME=FAKE_NOW, FAKETIME_DONT_FAKE_MONOTONIC="1")
+        self.port = port
+        self.state = roster.folder / "state"
+        self._conn: http.client.HTTPConnection | None = None
+        with (roster.folder / "daemon.log").open("ab") as log:
+            self.proc = subprocess.Popen(
+                [PY, "-m", "lormail", "--config", str(roster.config), "run"],
+                stdout=log, stderr=log, env=env, cwd=roster.folder,
+            )  # fmt: skip
 
-_CONN: dict[int, http.client.HTTPConnection] = {}
-
-
-def feed_etag(port: int, token: str) -> str | None:
-    """The feed's ETag over one kept-alive connection (as a calendar app polls)."""
-    try:
-        conn = _CONN.get(port) or http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-        _CONN[port] = conn
-        conn.request("HEAD", f"/{token}/lormail.ics")
-        resp = conn.getresponse()
-        resp.read()
-    except (OSError, http.client.HTTPException):
-        _CONN.pop(port, None)
-        return None
-    if resp.status != 200 or resp.getheader("Content-Length") in (None, "0"):
-        return None
-    return resp.getheader("ETag")
-
-
-def proc_sample(pid: int) -> tuple[int, float, int]:
-    """(VmRSS kB, CPU seconds, voluntary context switches over all threads)."""
-    rss = 0
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            rss = int(line.split()[1])
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    switches = 0
-    for task in Path(f"/proc/{pid}/task").iterdir():
+    def _get(self, method: str, path: str) -> tuple[http.client.HTTPResponse, bytes] | None:
         try:
-            for line in (task / "status").read_text().splitlines():
-                if line.startswith("voluntary_ctxt_switches"):
-                    switches += int(line.split()[1])
-        except OSError:
-            continue
-    return rss, cpu, switches
+            if self._conn is None:
+                self._conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+            self._conn.request(method, path)
+            resp = self._conn.getresponse()
+            return resp, resp.read()
+        except (OSError, http.client.HTTPException):
+            self.close_client()
+            return None
+
+    def close_client(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def checked(self) -> bool:
+        """Has the daemon finished its first check (``/healthz`` has a ``last_check``)?"""
+        got = self._get("GET", "/healthz")
+        if got is None or got[0].status != 200:
+            return False
+        try:
+            return json.loads(got[1]).get("last_check") is not None
+        except ValueError:
+            return False
+
+    def etag(self) -> str | None:
+        token = (self.state / "feed-token").read_text().strip()
+        got = self._get("HEAD", f"/{token}/lormail.ics")
+        if got is None or got[0].status != 200 or got[0].getheader("Content-Length") in (None, "0"):
+            return None
+        return got[0].getheader("ETag")
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self) -> None:
+        self.close_client()
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            print("note: the daemon did not stop within 30 s of SIGTERM", file=sys.stderr)
 
 
-def tree_memory(pid: int) -> tuple[float, float, float]:
-    """(the daemon's VmRSS, its check server's VmRSS, both processes' PSS sum), in MB.
-
-    The two share the interpreter and its imports copy-on-write: RSS counts
-    those pages in each, PSS splits them, so the PSS sum is what the
-    service really holds."""
-
-    def kb(path: str, field: str) -> int:
-        for line in Path(path).read_text().splitlines():
-            if line.startswith(field):
-                return int(line.split()[1])
-        return 0
-
-    children = [
-        int(c)
-        for task in Path(f"/proc/{pid}/task").iterdir()
-        for c in (task / "children").read_text().split()
-    ]
-    server = children[0] if children else None
-    rss = kb(f"/proc/{pid}/status", "VmRSS:")
-    server_rss = kb(f"/proc/{server}/status", "VmRSS:") if server else 0
-    pss = sum(kb(f"/proc/{p}/smaps_rollup", "Pss:") for p in [pid, *children])
-    return rss / 1024, server_rss / 1024, pss / 1024
-
-
-def wait_until(pred, timeout: float, what: str) -> float:  # type: ignore[no-untyped-def]
-    t0 = time.perf_counter()
+def wait_until(pred: Callable[[], bool], daemon: Daemon, timeout: float, what: str) -> float:
+    start = time.perf_counter()
     while not pred():
-        if time.perf_counter() - t0 > timeout:
-            sys.exit(f"timed out waiting for {what}")
-        # Polling much faster would steal the daemon's CPU (2 cores, one GIL).
-        time.sleep(0.025)
-    return time.perf_counter() - t0
+        if not daemon.alive():
+            sys.exit(f"the daemon exited ({daemon.proc.returncode}) while waiting for {what}")
+        if time.perf_counter() - start > timeout:
+            daemon.stop()
+            sys.exit(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(POLL)
+    return time.perf_counter() - start
 
 
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    for conn in _CONN.values():
-        conn.close()
-    _CONN.clear()
-    proc.send_signal(signal.SIGTERM)
-    proc.wait(60)
+def new_etag(d: Daemon, before: str | None) -> Callable[[], bool]:
+    return lambda: d.etag() not in (None, before)
+
+
+def _tree(pid: int) -> list[int]:
+    pids = [pid]
+    for p in pids:
+        with contextlib.suppress(OSError):
+            for task in Path(f"/proc/{p}/task").iterdir():
+                pids += [int(c) for c in (task / "children").read_text().split()]
+    return pids
+
+
+def _field(path: str, name: str) -> int:
+    with contextlib.suppress(OSError):
+        for line in Path(path).read_text().splitlines():
+            if line.startswith(name):
+                return int(line.split()[1])
+    return 0
+
+
+def sample(pid: int) -> Sample:
+    pids = _tree(pid)
+    cpu = 0.0
+    wakeups = 0
+    for p in pids:
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            cpu += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            for task in Path(f"/proc/{p}/task").iterdir():
+                wakeups += _field(str(task / "status"), "voluntary_ctxt_switches")
+    if len(pids) == 1:
+        rss = _field(f"/proc/{pid}/status", "VmRSS:")
+    else:
+        rss = sum(_field(f"/proc/{p}/smaps_rollup", "Pss:") for p in pids)
+    return Sample(rss / 1024, cpu, wakeups, len(pids))
+
+
+def edit_roster(roster: Roster, i: int, original: str) -> None:
+    """Rename the first program, saved as editors do (write a temp file, rename)."""
+    text = re.sub(r'(\n    name: "[^"]*)"', rf'\1 (edit {i})"', original, count=1)
+    tmp = roster.folder / ".roster.yaml.tmp"
+    tmp.write_text(text)
+    os.replace(tmp, roster.folder / "roster.yaml")
+
+
+def measure(roster: Roster, starts: int, edits: int, idle: float, targets: bool) -> list[Row]:
+    port = with_feed(roster)
+    d = Daemon(roster, port)  # the first run fills the state: stamps, token
+    wait_until(d.checked, d, 120, "the first check")
+    time.sleep(3)
+    d.stop()
+
+    to_plan = []
+    for _ in range(starts):
+        start = time.perf_counter()
+        d = Daemon(roster, port)
+        wait_until(d.checked, d, 120, "the first check")
+        to_plan.append(time.perf_counter() - start)
+        d.stop()
+
+    d = Daemon(roster, port)
+    try:
+        wait_until(d.checked, d, 120, "the first check")
+        d.close_client()  # an open client would keep a feed thread waking
+        time.sleep(10)  # the start's work is done
+        s0 = sample(d.proc.pid)
+        time.sleep(idle)
+        s1 = sample(d.proc.pid)
+
+        original = (roster.folder / "roster.yaml").read_text()
+        effects = []
+        for i in range(edits):
+            wait_until(lambda: d.etag() is not None, d, 30, "the feed")
+            before = d.etag()
+            edit_roster(roster, i, original)
+            effects.append(wait_until(new_etag(d, before), d, 60, "a new ETag"))
+            time.sleep(0.3)
+        d.close_client()
+        time.sleep(2)
+        s2 = sample(d.proc.pid)
+    finally:
+        d.stop()
+
+    minutes = idle / 60
+    cpu10 = (s1.cpu - s0.cpu) / minutes * 10
+    wakes = (s1.wakeups - s0.wakeups) / minutes
+    start_med = statistics.median(to_plan)
+    edit_med = statistics.median(effects)
+    tree = f"{s1.processes} processes, PSS sum" if s1.processes > 1 else "one process, VmRSS"
+    at = f", {roster.label}"
+
+    def row(name: str, value: float, unit: str, detail: str, target: str, met: bool) -> Row:
+        if not targets:
+            return Row(name + at, value, unit, detail)
+        return Row(name + at, value, unit, detail, target=target, met=met)
+
+    return [
+        row("daemon start → first plan", start_med, "s",
+            "median of " + ", ".join(f"{t:.2f}" for t in to_plan), "≤ 0.6 s", start_med <= 0.6),
+        row("daemon edit → new feed ETag", edit_med, "s",
+            f"median of {len(effects)}, {min(effects):.2f}–{max(effects):.2f} s",
+            "≤ 0.3 s", edit_med <= 0.3),
+        row("daemon idle memory", s1.rss_mb, "MB",
+            f"{tree}; {s0.rss_mb:.1f} MB at the start of the window, "
+            f"{s2.rss_mb:.1f} MB after the edits", "≤ 45 MB", s1.rss_mb <= 45),
+        row("daemon idle CPU per 10 min", cpu10, "s",
+            f"{s1.cpu - s0.cpu:.2f} s over {idle:.0f} s, scaled to 10 min",
+            "0.0 s", round(cpu10, 1) == 0.0),
+        row("daemon idle wake-ups", wakes, "/min",
+            f"{s1.wakeups - s0.wakeups} over {idle:.0f} s", "≤ 1 a minute", wakes <= 1.0),
+    ]  # fmt: skip
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--idle", type=float, default=90.0, help="seconds of idle measurement")
-    ap.add_argument("--edits", type=int, default=20)
     ap.add_argument("--starts", type=int, default=5)
+    ap.add_argument("--edits", type=int, default=20)
+    ap.add_argument("--idle", type=float, default=120.0, help="seconds of idle measurement")
+    ap.add_argument("--keep", action="store_true", help="keep the folder (roster, state, log)")
     args = ap.parse_args()
-    folder = Path(tempfile.mkdtemp(prefix="lormail-bench-daemon-"))
-    config, port = setup(folder)
-    state = folder / "state"
-    log = folder / "daemon.log"
-    heartbeat = state / "daemon.json"
-
-    # A first run fills the state (first-seen facts, calendar stamps, token).
-    proc = spawn(config, log)
-    wait_until(heartbeat.exists, 60, "the first heartbeat")
-    time.sleep(5)
-    stop(proc)
-    token = (state / "feed-token").read_text().strip()
-
-    to_heartbeat, to_feed = [], []
-    for _ in range(args.starts):
-        heartbeat.unlink(missing_ok=True)
-        t0 = time.perf_counter()
-        proc = spawn(config, log)
-        wait_until(heartbeat.exists, 60, "the heartbeat")
-        to_heartbeat.append(time.perf_counter() - t0)
-        wait_until(lambda: feed_etag(port, token) is not None, 60, "the feed")
-        to_feed.append(time.perf_counter() - t0)
-        stop(proc)
-
-    proc = spawn(config, log)
-    wait_until(lambda: feed_etag(port, token) is not None, 60, "the feed")
-    for conn in _CONN.values():  # an open client keeps a feed thread waking
-        conn.close()
-    _CONN.clear()
-    time.sleep(15)  # the start's send_due and calendar are done
-    rss0, cpu0, sw0 = proc_sample(proc.pid)
-    time.sleep(args.idle)
-    rss1, cpu1, sw1 = proc_sample(proc.pid)
-    idle_tree = tree_memory(proc.pid)
-    minutes = args.idle / 60
-
-    roster = folder / "roster.yaml"
-    original = roster.read_text()
-    effects = []
-    for i in range(args.edits):
-        before = feed_etag(port, token)
-        text = original.replace(
-            'name: "Pediatrics PhD #0"', f'name: "Pediatrics PhD #0 (edit {i})"'
-        )
-        tmp = roster.with_name(".roster.yaml.tmp")
-        tmp.write_text(text)
-        t0 = time.perf_counter()
-        os.replace(tmp, roster)
-        effects.append(wait_until(lambda b=before: feed_etag(port, token) != b, 30, "new ETag"))
-        time.sleep(0.5)
-    rss2, _, _ = proc_sample(proc.pid)
-    edited_tree = tree_memory(proc.pid)
-    status = Path(f"/proc/{proc.pid}/status").read_text()
-    split = " ".join(re.findall(r"^(Rss\w+:\s+\d+ kB)", status, flags=re.M))
-    stop(proc)
-
-    print(f"roster: 2000 recommenders x 5 letters; faked now {FAKE_NOW} UTC; folder {folder}")
-    print(f"start to heartbeat (first plan): median {statistics.median(to_heartbeat):.2f} s "
-          f"of {[round(t, 2) for t in to_heartbeat]}")  # fmt: skip
-    print(f"start to feed serving the calendar: median {statistics.median(to_feed):.2f} s "
-          f"of {[round(t, 2) for t in to_feed]}")  # fmt: skip
-    print(f"idle over {args.idle:.0f} s: VmRSS {rss0 / 1024:.1f} -> {rss1 / 1024:.1f} MB; "
-          f"CPU {(cpu1 - cpu0) / minutes * 10:.2f} s per 10 min; "
-          f"wake-ups {(sw1 - sw0) / minutes:.1f} per minute")  # fmt: skip
-    for when, (rss, server_rss, pss) in (("idle", idle_tree), ("after the edits", edited_tree)):
-        print(f"memory {when}: daemon VmRSS {rss:.1f} MB, check server VmRSS "
-              f"{server_rss:.1f} MB, both together (PSS) {pss:.1f} MB")  # fmt: skip
-    print(f"edit to new ETag: median {statistics.median(effects):.2f} s, "
-          f"max {max(effects):.2f} s over {len(effects)} edits")  # fmt: skip
-    print(f"VmRSS after the edits: {rss2 / 1024:.1f} MB ({split})")
+    if not Path(LIBFAKETIME).exists():
+        sys.exit(f"needs libfaketime ({LIBFAKETIME}): apt-get install libfaketime")
+    compile_lormail()
+    tmp = Path(tempfile.mkdtemp(prefix="lormail-bench-"))
+    try:
+        roster = generate(tmp, 6, 100, today=TODAY)
+        print_rows(measure(roster, args.starts, args.edits, args.idle, targets=True))
+    finally:
+        if args.keep:
+            print(f"rosters, state and the daemon's log: {tmp}")
+        else:
+            shutil.rmtree(tmp)
 
 
 if __name__ == "__main__":

@@ -7,16 +7,26 @@ once per re-plan), with a strong ETag and ``304`` on ``If-None-Match``; and
 path, a wrong token, another method, a malformed or over-long request — gets
 ``404`` with an empty body and nothing that names the server.
 
-It is :class:`http.server.ThreadingHTTPServer`: the standard library, one
-thread per connection, so a client that connects and says nothing holds only
-its own thread until its socket times out.  A feed has a handful of clients
-(the user's calendar apps); asyncio would buy nothing here but a hand-written
-HTTP parser.  Connections beyond :attr:`FeedServer.max_clients` are closed at
-once, so a flood cannot exhaust threads.
+It is :class:`http.server.ThreadingHTTPServer`: the standard library's HTTP
+parsing, one thread per connection.  A feed has a handful of clients (the
+user's calendar apps), so threads are cheap here; what needs care is clients
+that are slow on purpose (:class:`Limits`):
+
+- a request's head must arrive whole within ``Limits.request`` seconds of the
+  server starting to wait for it, however the bytes trickle in (a per-read
+  timeout alone lets one byte every few seconds hold a connection for ever);
+  the reply must be taken within ``Limits.reply`` seconds;
+- at most ``Limits.connections`` connections (and threads), at most
+  ``Limits.per_client`` of them from one address.  A newcomer over a limit
+  does not get turned away: it takes the place of the connection that has
+  waited longest for its request (from the same address, when that address is
+  at its own limit).  A real client sends its request the moment it connects,
+  so idle and trickling connections are the ones that go; and one address,
+  however busy, only ever displaces its own connections.
 
 The token (≥ 128 random bits) lives in the state dir in a 0600 file; the
-functions at the bottom create, read and rotate it.  The token is never
-logged: paths are logged as ``/<token>/lormail.ics``.
+functions at the bottom create, read and rotate it.  It is compared in
+constant time and never logged: paths are logged as ``/<token>/lormail.ics``.
 """
 
 from __future__ import annotations
@@ -24,12 +34,14 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import hmac
+import io
 import json
 import logging
 import secrets
 import socket
 import socketserver
 import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -43,13 +55,21 @@ log = logging.getLogger("lormail.feed")
 
 FEED_NAME = "lormail.ics"
 TOKEN_FILE = "feed-token"
-CLIENT_TIMEOUT = 10.0  # seconds a client may stay silent mid-request
-MAX_CLIENTS = 64
 IDLE_POLL = 3600.0  # seconds serve_forever's select() sleeps; stop() wakes it sooner
 # The standard library accepts request lines up to 64 KiB; a feed URL is
 # under 100 bytes, so anything near this is garbage.
 MAX_REQUEST_LINE = 2048
 _REASONS = {200: "OK", 304: "Not Modified"}
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """How long a request may take and how many connections the feed holds."""
+
+    request: float = 5.0  # seconds from waiting for a request to having its whole head
+    reply: float = 10.0  # seconds for the client to take the whole reply
+    connections: int = 128  # in all (one thread each)
+    per_client: int = 32  # from one address
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +108,81 @@ def etag_matches(header: str, etag: str) -> bool:
     return any(c.strip().removeprefix("W/") == bare for c in header.split(","))
 
 
+class _DeadlineReader(io.RawIOBase):
+    """A socket's bytes, but only until :attr:`deadline` (``time.monotonic()``).
+
+    Each read may wait only for what is left of the time, so the head of a
+    request is bounded as a whole, not read by read.
+    """
+
+    def __init__(self, sock: socket.socket) -> None:
+        super().__init__()
+        self._sock = sock
+        self.deadline = 0.0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("request took too long")
+        self._sock.settimeout(left)
+        return self._sock.recv_into(buffer)
+
+
+class _Connections:
+    """The open connections: whose each one is, and since when it has waited for a request."""
+
+    def __init__(self, limits: Limits) -> None:
+        self._limits = limits
+        self._lock = threading.Lock()
+        self._client: dict[socket.socket, str] = {}
+        self._waiting: dict[socket.socket, float] = {}  # since (monotonic); absent while replying
+
+    def admit(self, sock: socket.socket, client: str) -> bool:
+        """Make room for ``sock`` if need be; False when every candidate is replying."""
+        with self._lock:
+            mine = [s for s, c in self._client.items() if c == client]
+            if len(mine) >= self._limits.per_client:
+                crowd: list[socket.socket] | None = mine
+            elif len(self._client) >= self._limits.connections:
+                crowd = list(self._client)
+            else:
+                crowd = None
+            if crowd is not None:
+                waiting = [s for s in crowd if s in self._waiting]
+                if not waiting:
+                    return False
+                self._evict(min(waiting, key=self._waiting.__getitem__))
+            self._client[sock] = client
+            self._waiting[sock] = time.monotonic()
+            return True
+
+    def _evict(self, sock: socket.socket) -> None:
+        # Wakes the connection's thread, blocked in recv(), with end-of-file;
+        # that thread closes the socket.
+        self._client.pop(sock, None)
+        self._waiting.pop(sock, None)
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+        log.debug("feed: dropped a connection waiting for its request, for a newer one")
+
+    def waiting(self, sock: socket.socket) -> None:
+        with self._lock:
+            if sock in self._client:
+                self._waiting[sock] = time.monotonic()
+
+    def replying(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._waiting.pop(sock, None)
+
+    def forget(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._client.pop(sock, None)
+            self._waiting.pop(sock, None)
+
+
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
     protocol_version = "HTTP/1.1"  # keep-alive: calendar apps poll repeatedly
@@ -97,36 +192,42 @@ class _Handler(BaseHTTPRequestHandler):
 
     def setup(self) -> None:
         super().setup()
-        self.connection.settimeout(self.server.client_timeout)
+        self.rfile.close()  # the stdlib's reader; ours below bounds each request
+        self._reader = _DeadlineReader(self.connection)
+        self.rfile = io.BufferedReader(self._reader)
 
     def handle_one_request(self) -> None:
-        # The stdlib reads up to 64 KiB of request line; peek at a shorter
-        # limit first so an over-long line is refused without echoing it.
+        # Waiting for the next request (keep-alive included) counts against
+        # its head's time: an idle connection goes after Limits.request.
+        limits = self.server.limits
+        self.server.connections.waiting(self.connection)
+        self._reader.deadline = time.monotonic() + limits.request
         try:
+            # The stdlib reads up to 64 KiB of request line; read to a shorter
+            # limit first so an over-long line is refused without echoing it.
             line = self.rfile.readline(MAX_REQUEST_LINE + 1)
-        except (TimeoutError, OSError):
-            self.close_connection = True
-            return
-        if not line:
-            self.close_connection = True
-            return
-        if len(line) > MAX_REQUEST_LINE:
-            self.requestline = ""
-            self.request_version = "HTTP/1.1"
-            self.command = ""
-            self._not_found()
-            self.close_connection = True
-            return
-        self.raw_requestline = line
-        try:
+            if not line:
+                self.close_connection = True
+                return
+            self.raw_requestline = line
+            if len(line) > MAX_REQUEST_LINE:
+                self.requestline = ""
+                self.request_version = "HTTP/1.1"
+                self.command = ""
+                self.connection.settimeout(limits.reply)
+                self._not_found()
+                return
             if not self.parse_request():  # reads the headers; errors went to send_error
                 return
+            self.server.connections.replying(self.connection)
+            # sendall() takes the timeout as a bound on the whole reply.
+            self.connection.settimeout(limits.reply)
             if self.command in ("GET", "HEAD"):
                 self._get()
             else:
                 self._not_found()
             self.wfile.flush()
-        except (TimeoutError, ConnectionError):
+        except OSError:  # timed out, reset, or dropped for a newer connection
             self.close_connection = True
 
     def _get(self) -> None:
@@ -197,15 +298,18 @@ class _Handler(BaseHTTPRequestHandler):
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False  # stop() must not wait for a silent client
+    # A burst of connections must not overflow the accept queue: a dropped
+    # SYN costs the client a second before it tries again.
+    request_queue_size = 256
 
-    def __init__(self, address: tuple[str, int], token: str, client_timeout: float) -> None:
+    def __init__(self, address: tuple[str, int], token: str, limits: Limits) -> None:
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
         self.token_bytes = token.encode()
-        self.client_timeout = client_timeout
+        self.limits = limits
+        self.connections = _Connections(limits)
         self.document = _document(b"")
         self.health = Health()
-        self.slots = threading.BoundedSemaphore(MAX_CLIENTS)
         super().__init__(address, _Handler)
 
     def server_bind(self) -> None:
@@ -217,16 +321,22 @@ class _Server(ThreadingHTTPServer):
         self.server_port = int(port)
 
     def process_request(self, request: Any, client_address: Any) -> None:
-        if not self.slots.acquire(blocking=False):
+        if not self.connections.admit(request, str(client_address[0])):
+            log.debug("feed: connection refused, every connection is replying")
             self.shutdown_request(request)
             return
         super().process_request(request, client_address)
 
-    def process_request_thread(self, request: Any, client_address: Any) -> None:
-        try:
-            super().process_request_thread(request, client_address)
-        finally:
-            self.slots.release()
+    def shutdown_request(self, request: Any) -> None:
+        # Forgotten first, under the registry's lock, so that no eviction can
+        # shut down a socket number already closed and reused.
+        self.connections.forget(request)
+        super().shutdown_request(request)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # The stdlib prints a traceback to stderr; a client's misbehaviour is
+        # not the daemon's error.
+        log.debug("feed: a connection failed", exc_info=True)
 
 
 class FeedServer:
@@ -241,9 +351,9 @@ class FeedServer:
         bind: str,
         port: int,
         token: str,
-        client_timeout: float = CLIENT_TIMEOUT,
+        limits: Limits = Limits(),
     ) -> None:
-        self._server = _Server((bind, port), token, client_timeout)
+        self._server = _Server((bind, port), token, limits)
         self._thread: threading.Thread | None = None
 
     @property
