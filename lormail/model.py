@@ -272,3 +272,26 @@ class Plan:
     # First-seen facts the planner assumed (with `now`) because the snapshot
     # lacked them; commands that own the state persist them.
     observed: Mapping[str, datetime] = field(default_factory=dict)
+
+
+# --- inbox (SPEC §8) -----------------------------------------------------------
+
+INBOX_KINDS = ("reply", "auto_reply", "bounce", "portal", "unrelated")
+DETAIL_LIMIT = 100  # characters of an event's detail, the most the state keeps
+
+
+@dataclass(frozen=True, slots=True)
+class InboxEvent:
+    """What one incoming message means (SPEC §8); only this is ever stored, never a body."""
+
+    kind: str  # one of INBOX_KINDS
+    message_id: str | None
+    at: datetime | None  # UTC; the message's Date, else when the server received it
+    sender: str  # the From address, lower case ("" when there is none)
+    recommender: str | None = None  # Recommender.id
+    letter: str | None = None  # the letter's key
+    until: date | None = None  # auto_reply: the day they are back
+    detail: str = ""
+    file: str | None = None  # where it was read from: a file, or an IMAP folder and UID
+    folder: str | None = None
+    uid: int | None = None
