@@ -32,7 +32,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 
-from lormail.feed import FeedServer  # noqa: E402
+from lormail.edge.feed import FeedServer  # noqa: E402
 
 TOKEN = "b" * 32
 PY = sys.executable

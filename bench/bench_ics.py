@@ -58,9 +58,9 @@ def baseline(config: str) -> None:  # runs in a child process
 
     import icalendar
 
-    from lormail.app import App, parse_instant
-    from lormail.calendar import message_uid
-    from lormail.plan import ask_by_date
+    from lormail.app.context import App, parse_instant
+    from lormail.core.calendar import message_uid
+    from lormail.core.plan import ask_by_date
 
     app = App(config_path=Path(config), now_override=parse_instant(NOW))
     roster, cal_config = app.roster(), app.config().calendar
@@ -143,9 +143,9 @@ def baseline(config: str) -> None:  # runs in a child process
 
 def phases(config: str) -> None:  # runs in a child process
     t0 = time.perf_counter()
-    from lormail.app import App, parse_instant
-    from lormail.calendar import build_calendar
-    from lormail.store import Store
+    from lormail.app.context import App, parse_instant
+    from lormail.core.calendar import build_calendar
+    from lormail.edge.store import Store
 
     app = App(config_path=Path(config), now_override=parse_instant(NOW))
     t1 = time.perf_counter()

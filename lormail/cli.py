@@ -21,17 +21,17 @@ from lormail.errors import EXIT_RUNTIME, EXIT_USAGE, LormailError
 
 # command -> "module:function"; each function is (App, argparse.Namespace) -> int.
 COMMANDS: dict[str, str] = {
-    "init": "lormail.cmd_core:cmd_init",
-    "check": "lormail.cmd_core:cmd_check",
-    "plan": "lormail.cmd_core:cmd_plan",
-    "status": "lormail.cmd_core:cmd_status",
-    "preview": "lormail.cmd_core:cmd_preview",
-    "send-due": "lormail.cmd_send:cmd_send_due",
-    "run": "lormail.daemon:cmd_run",
-    "ics": "lormail.cmd_calendar:cmd_ics",
-    "credentials": "lormail.cmd_send:cmd_credentials",
-    "feed-url": "lormail.cmd_calendar:cmd_feed_url",
-    "log": "lormail.cmd_send:cmd_log",
+    "init": "lormail.commands.init:cmd_init",
+    "check": "lormail.commands.check:cmd_check",
+    "plan": "lormail.commands.plan:cmd_plan",
+    "status": "lormail.commands.status:cmd_status",
+    "preview": "lormail.commands.preview:cmd_preview",
+    "send-due": "lormail.commands.send:cmd_send_due",
+    "run": "lormail.daemon.main:cmd_run",
+    "ics": "lormail.commands.calendar:cmd_ics",
+    "credentials": "lormail.commands.send:cmd_credentials",
+    "feed-url": "lormail.commands.calendar:cmd_feed_url",
+    "log": "lormail.commands.send:cmd_log",
 }
 
 
@@ -137,7 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # worth collecting: the collector's passes would cost ~10% of `plan`.
         gc.disable()
     try:
-        from lormail.app import App, default_config_path, parse_instant
+        from lormail.app.context import App, default_config_path, parse_instant
 
         now_text = getattr(args, "now", None)
         app = App(

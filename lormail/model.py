@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from operator import attrgetter
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 # The message kinds, in the order SPEC §3 lists them; that order also breaks
@@ -272,6 +272,18 @@ class Plan:
     # First-seen facts the planner assumed (with `now`) because the snapshot
     # lacked them; commands that own the state persist them.
     observed: Mapping[str, datetime] = field(default_factory=dict)
+
+
+class EventStamp(NamedTuple):
+    """A calendar event's last published content hash, SEQUENCE and DTSTAMP."""
+
+    hash: str
+    sequence: int
+    stamp: datetime
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Unpickled by tuple.__new__ (in C), not by the class's own __new__.
+        return tuple.__new__, (EventStamp, tuple(self))
 
 
 # --- inbox (SPEC §8) -----------------------------------------------------------

@@ -33,7 +33,7 @@ from zoneinfo import ZoneInfo
 if __name__ == "__main__":  # run as a script: make `lormail` importable from the checkout
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from lormail.app import App
+from lormail.app.context import App
 from lormail.model import (
     Applicant,
     Config,
@@ -332,7 +332,7 @@ def make_app(config: Config, roster: Roster, now: datetime | None = NOW) -> App:
 
 
 def state_secret(state_dir: Path) -> bytes:
-    from lormail.store import Store
+    from lormail.edge.store import Store
 
     with Store.open(state_dir) as store:
         secret = store.peek_message_id_secret()
@@ -342,7 +342,7 @@ def state_secret(state_dir: Path) -> bytes:
 
 def message_ids(roster: Roster, state_dir: Path, kind: str = "request") -> dict[str, str]:
     """Message-ID → key, computed as compose does."""
-    from lormail.compose import message_id
+    from lormail.core.compose import message_id
 
     secret = state_secret(state_dir)
     return {

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lormail.calendar import (
+from lormail.core.calendar import (
     Built,
     build_calendar,
     empty_calendar,
@@ -24,6 +24,8 @@ from lormail.calendar import (
     format_duration,
     message_uid,
 )
+from lormail.core.plan import ask_by_date, plan
+from lormail.edge.store import EventStamp
 from lormail.model import (
     EMPTY_SNAPSHOT,
     CalendarConfig,
@@ -33,8 +35,6 @@ from lormail.model import (
     Policy,
     Roster,
 )
-from lormail.plan import ask_by_date, plan
-from lormail.store import EventStamp
 from tests._cal_helpers import (
     CAL_CONFIG,
     NY,

@@ -14,7 +14,7 @@ import icalendar
 import pytest
 
 from lormail.cli import main
-from lormail.store import Store
+from lormail.edge.store import Store
 from tests._cal_helpers import run_icaljs
 
 ROOT = Path(__file__).resolve().parent.parent

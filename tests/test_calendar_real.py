@@ -17,10 +17,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from lormail.calendar import build_calendar, message_uid
-from lormail.feed import FeedServer
+from lormail.core.calendar import build_calendar, message_uid
+from lormail.core.plan import ask_by_date, plan
+from lormail.edge.feed import FeedServer
 from lormail.model import EMPTY_SNAPSHOT, Letter, Plan, PlannedMessage, Roster
-from lormail.plan import ask_by_date, plan
 from tests._cal_helpers import (
     CAL_CONFIG,
     example_roster,

@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo, available_timezones
 import icalendar
 import pytest
 
-from lormail.vtimezone import vtimezone_lines
+from lormail.core.vtimezone import vtimezone_lines
 from tests._cal_helpers import run_icaljs
 
 FIRST, LAST = 2025, 2028

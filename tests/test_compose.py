@@ -17,9 +17,9 @@ from _smtp_helpers import NOW, make_app, make_config, make_roster, replace_smtp
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lormail.compose import ComposeContext, ComposeError, _text_payload, compose, message_id
+from lormail.core.compose import ComposeContext, ComposeError, _text_payload, compose, message_id
+from lormail.core.render import Rendered
 from lormail.model import LogEntry, Material, PlannedMessage
-from lormail.render import Rendered
 
 SECRET = bytes(range(32))
 RENDERED = Rendered(subject="Would you write me a letter?", body="Dear Dr. Rec 0,\n\nHello.\n")
@@ -189,7 +189,7 @@ def test_line_breaks_in_names_are_refused(tmp_path: Path) -> None:
 
 def test_an_injected_subject_is_never_sent(tmp_path: Path) -> None:
     """End to end: the batch fails that message instead of sending it."""
-    from lormail.sending import send_due
+    from lormail.app.send import send_due
 
     config = make_config(tmp_path)
     app = make_app(config, make_roster(2))
@@ -210,7 +210,7 @@ def test_an_injected_subject_is_never_sent(tmp_path: Path) -> None:
 
 
 def test_maildir_delivers_a_parseable_message(tmp_path: Path) -> None:
-    from lormail.sending import send_due
+    from lormail.app.send import send_due
 
     config = make_config(tmp_path)
     report = send_due(make_app(config, make_roster(1)), NOW)
@@ -231,9 +231,9 @@ def test_maildir_delivers_a_parseable_message(tmp_path: Path) -> None:
 
 def test_loaded_templates_never_read_the_files_again(tmp_path: Path) -> None:
     """What a daemon accepted is what it sends: a later save reaches it only by a reload."""
-    from lormail.cmd_core import sample_messages
+    from lormail.app.check import sample_messages
+    from lormail.core.render import Templates
     from lormail.model import Letter
-    from lormail.render import Templates
     from tests.builders import program, recommender, roster
 
     folder = tmp_path / "templates"

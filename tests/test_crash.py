@@ -31,7 +31,7 @@ from _smtp_helpers import (
     write_spec,
 )
 
-from lormail.store import Store
+from lormail.edge.store import Store
 
 N = 200
 KILLS = 25

@@ -25,8 +25,8 @@ from _smtp_helpers import (
     write_setup,
 )
 
-from lormail import credentials
-from lormail.credentials import CredentialError, Secret
+from lormail.edge import credentials
+from lormail.edge.credentials import CredentialError, Secret
 from lormail.model import SmtpConfig
 from tests.conftest import require_real
 

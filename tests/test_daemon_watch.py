@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from lormail.watch import Interest, Watcher
+from lormail.edge.watch import Interest, Watcher
 
 BACKENDS = ["inotify", "watchfiles"] if sys.platform.startswith("linux") else ["watchfiles"]
 

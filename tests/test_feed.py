@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from lormail.calendar import empty_calendar
-from lormail.feed import (
+from lormail.core.calendar import empty_calendar
+from lormail.edge.feed import (
     TOKEN_FILE,
     FeedServer,
     etag_matches,
@@ -282,7 +282,7 @@ def test_a_silent_client_is_timed_out(server: FeedServer) -> None:
 
 
 def test_connections_beyond_the_limit_are_closed(monkeypatch: pytest.MonkeyPatch) -> None:
-    import lormail.feed as feed
+    import lormail.edge.feed as feed
 
     monkeypatch.setattr(feed, "MAX_CLIENTS", 2)
     with FeedServer("127.0.0.1", 0, TOKEN, client_timeout=2.0) as srv:
@@ -396,7 +396,7 @@ def test_a_damaged_token_file_is_replaced(tmp_path: Path) -> None:
 
 
 def test_tokens_differ() -> None:
-    from lormail.feed import new_token
+    from lormail.edge.feed import new_token
 
     assert len({new_token() for _ in range(100)}) == 100
 

@@ -20,8 +20,8 @@ from hypothesis import strategies as st
 from lormail.core.inbox import Known, body_text, classify, clip, event_json, return_date
 from lormail.errors import LormailError
 from lormail.model import INBOX_KINDS
-from lormail.portals import load_rules, parse_rules
-from lormail.roster import load_roster
+from lormail.load.portals import load_rules, parse_rules
+from lormail.load.roster import load_roster
 
 CORPUS = Path(__file__).parent / "inbox"
 

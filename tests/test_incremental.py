@@ -16,12 +16,12 @@ from pathlib import Path
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from lormail.calendar import build_calendar
-from lormail.checker import MEMO_NAME, _Memo
-from lormail.inputs import Inputs, load_inputs
+from lormail.app.inputs import Inputs, load_inputs
+from lormail.core.calendar import build_calendar
+from lormail.core.plan import plan, plan_parts
+from lormail.daemon.checker import MEMO_NAME, _Memo
+from lormail.edge.store import EventStamp
 from lormail.model import EMPTY_SNAPSHOT, CalendarConfig, LogEntry, Roster, Unavailable
-from lormail.plan import plan, plan_parts
-from lormail.store import EventStamp
 from tests.builders import LONDON
 from tests.test_plan_properties import FATES, START, instants, record_fates, rosters
 

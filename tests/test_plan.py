@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import date, datetime, timedelta
 
+from lormail.core.plan import ask_by_date, plan
 from lormail.model import EMPTY_SNAPSHOT, LogEntry, PlannedMessage, Snapshot, Unavailable
-from lormail.plan import ask_by_date, plan
 from tests.builders import (
     KOLKATA,
     LONDON,

@@ -14,6 +14,8 @@ from datetime import UTC, date, datetime, time, timedelta
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from lormail.core.plan import plan, plan_parts
+from lormail.core.slots import Clock
 from lormail.model import (
     EMPTY_SNAPSHOT,
     GAP_EXEMPT,
@@ -27,8 +29,6 @@ from lormail.model import (
     Snapshot,
     Unavailable,
 )
-from lormail.plan import plan, plan_parts
-from lormail.slots import Clock
 from tests.builders import CHICAGO, KOLKATA, LA, LONDON, NY, SYDNEY, roster
 
 ZONES = [NY, CHICAGO, LA, LONDON, KOLKATA, SYDNEY]

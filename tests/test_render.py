@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from _smtp_helpers import make_roster
 
-from lormail.cmd_core import sample_messages
+from lormail.app.check import sample_messages
+from lormail.core.render import CONTEXT_NAMES, Rendered, Templates, context, split_subject
 from lormail.errors import LormailError
 from lormail.model import Material, Roster
-from lormail.render import CONTEXT_NAMES, Rendered, Templates, context, split_subject
 
 
 def full_render(templates: Templates, roster: Roster, kind: str, msg: object) -> Rendered:

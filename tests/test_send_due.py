@@ -34,11 +34,11 @@ from _smtp_helpers import (
     write_spec,
 )
 
-from lormail.app import App
-from lormail.cmd_send import cmd_log
-from lormail.compose import message_id
-from lormail.sending import send_due, sender_lock
-from lormail.store import Outbound, Store
+from lormail.app.context import App
+from lormail.app.send import send_due, sender_lock
+from lormail.commands.send import cmd_log
+from lormail.core.compose import message_id
+from lormail.edge.store import Outbound, Store
 
 pytestmark = pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
 
@@ -296,7 +296,7 @@ def test_the_password_never_leaks(tmp_path: Path) -> None:
     assert _grep_tree(state, needle) == []
     assert _grep_tree(tmp_path, needle) == [keyring_file]  # only the keyring holds it
     # The secret's wrapper hides it from repr, str and logging alike.
-    from lormail.credentials import Secret
+    from lormail.edge.credentials import Secret
 
     secret = Secret(PASSWORD)
     assert PASSWORD not in repr(secret) and PASSWORD not in f"{secret} {secret!r}"

@@ -27,14 +27,14 @@ from _smtp_helpers import (
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lormail.app import App
-from lormail.cmd_send import cmd_log
-from lormail.credentials import CredentialError, Secret
+from lormail.app.context import App
+from lormail.app.send import send_due
+from lormail.commands.send import cmd_log
+from lormail.edge.credentials import CredentialError, Secret
+from lormail.edge.store import Store
+from lormail.edge.transport import SmtpTransport, TransportError, _path
 from lormail.errors import LormailError
 from lormail.model import SmtpConfig
-from lormail.sending import send_due
-from lormail.store import Store
-from lormail.transport import SmtpTransport, TransportError, _path
 
 # aiosmtpd warns about AUTH over implicit TLS, which it cannot see as TLS.
 pytestmark = pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
@@ -76,7 +76,7 @@ def app_for(tmp_path: Path, port: int, n: int = 1, **smtp: Any) -> App:
 @pytest.fixture
 def patch_secret(monkeypatch: pytest.MonkeyPatch) -> Iterator[PasswordSource]:
     source = PasswordSource()
-    monkeypatch.setattr("lormail.credentials.secret_source", lambda smtp: source())
+    monkeypatch.setattr("lormail.edge.credentials.secret_source", lambda smtp: source())
     yield source
 
 
@@ -205,7 +205,7 @@ def test_locked_keyring_keeps_messages_queued(
     def locked(smtp: SmtpConfig) -> Secret:
         raise CredentialError("the OS keyring is locked; unlock it and retry")
 
-    monkeypatch.setattr("lormail.credentials.secret_source", locked)
+    monkeypatch.setattr("lormail.edge.credentials.secret_source", locked)
     with smtp_server(security="ssl", cert=trusted, users={USER: PASSWORD}) as server:
         app = app_for(tmp_path, server.port, n=2, security="ssl", auth="password")
         report = send_due(app, NOW)
@@ -241,7 +241,7 @@ def test_4xx_is_retried_with_backoff(tmp_path: Path) -> None:
 
 
 def test_backoff_caps_at_an_hour() -> None:
-    from lormail.store import backoff
+    from lormail.edge.store import backoff
 
     assert [backoff(n).total_seconds() / 60 for n in range(1, 10)] == [
         1,

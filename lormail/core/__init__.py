@@ -1,1 +1,1 @@
-"""The pure parts: decide from inputs (including `now`); no clock, disk or network."""
+"""core"""

@@ -19,10 +19,11 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
+from lormail.core.instants import utc_z
+from lormail.edge.files import ensure_private_dir
 from lormail.errors import LormailError, Problem
-from lormail.files import ensure_private_dir
 from lormail.model import (
     EMPTY_SNAPSHOT,
     LOG_DRY_RUN,
@@ -31,10 +32,10 @@ from lormail.model import (
     LOG_SENDING,
     LOG_SENT,
     LOG_SKIPPED,
+    EventStamp,
     LogEntry,
     Snapshot,
 )
-from lormail.output import utc_z
 
 SCHEMA_VERSION = 2
 DB_NAME = "state.db"
@@ -81,18 +82,6 @@ to_text = utc_z
 
 def from_text(text: str) -> datetime:
     return datetime.fromisoformat(text)
-
-
-class EventStamp(NamedTuple):
-    """A calendar event's last published content hash, SEQUENCE and DTSTAMP."""
-
-    hash: str
-    sequence: int
-    stamp: datetime
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        # Unpickled by tuple.__new__ (in C), not by the class's own __new__.
-        return tuple.__new__, (EventStamp, tuple(self))
 
 
 @dataclass(frozen=True, slots=True)

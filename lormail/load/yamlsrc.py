@@ -8,11 +8,8 @@ loaders type them themselves, so that YAML 1.1's guesses (``9:30`` as 570,
 ``no`` as false) are caught with a hint instead of passing silently.
 Duplicate keys survive in :attr:`MapNode.entries` for the loaders to report.
 
-Two readers produce the same tree.  ``_yamlfast`` handles the plain subset
-that hand-written and generated rosters use (block mappings and sequences,
-one-line flow collections, plain and simply quoted scalars, ``|`` blocks) at
-several times PyYAML's speed; anything else — and every malformed file — goes
-to PyYAML's libyaml event parser, whose positions and errors are the
+The tree is built from libyaml's event stream (PyYAML's ``CSafeLoader``
+where it was built with libyaml), whose positions and errors are the
 reference.  Aliases, explicit tags and more than one document are refused.
 
 File names in problems: see :func:`display_name`.
@@ -144,23 +141,12 @@ def parse(text: str, file: str) -> Node | None:
     """
     if text.startswith("\ufeff"):
         text = text[1:]
-    from lormail import _yamlfast
-
-    try:
-        node = _yamlfast.parse(text)
-    except _yamlfast.Unsupported:
-        return _parse_events(text, file)
-    except RecursionError:
-        return _parse_events(text, file)
-    if node is _yamlfast.EMPTY:
-        return None
-    return node
+    return _parse_events(text, file)
 
 
 @functools.cache
 def _loader() -> type:
-    """libyaml's loader when PyYAML was built with it.  PyYAML is imported only
-    here, for the files the fast reader leaves to it: most commands never need it."""
+    """libyaml's loader when PyYAML was built with it."""
     import yaml
 
     loader: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)

@@ -21,7 +21,7 @@ import zoneinfo
 from collections.abc import Collection, Iterable
 
 from lormail.errors import LormailError, Problem
-from lormail.yamlsrc import MapNode, Node, Scalar, SeqNode
+from lormail.load.yamlsrc import MapNode, Node, Scalar, SeqNode
 
 NULLS = frozenset(("", "~", "null", "Null", "NULL"))
 # YAML 1.1 booleans, exactly as PyYAML's resolver reads them.

@@ -17,6 +17,7 @@ from datetime import UTC, date, datetime, timedelta, tzinfo
 from functools import lru_cache
 from typing import Any
 
+from lormail.core.slots import Clock, day_label, days_phrase
 from lormail.model import (
     DRY_RUN,
     DUE,
@@ -39,7 +40,6 @@ from lormail.model import (
     Roster,
     Snapshot,
 )
-from lormail.slots import Clock, day_label, days_phrase
 
 ONE_DAY = timedelta(days=1)
 DECLINE_THANKS_TTL = timedelta(days=30)

@@ -21,10 +21,10 @@ import jinja2
 import jinja2.meta
 import jinja2.nodes
 
+from lormail.core.plan import open_letters
+from lormail.core.slots import long_date
 from lormail.errors import LormailError, Problem
 from lormail.model import KINDS, PlannedMessage, Program, Recommender, Roster
-from lormail.plan import open_letters
-from lormail.slots import long_date
 
 OUTCOME_PHRASES: Mapping[str, str] = {
     "interview": "I have been invited to interview",
@@ -49,7 +49,7 @@ def default_templates_dir() -> Path:
     packaged = Path(str(importlib.resources.files("lormail"))) / "_data" / "templates"
     if packaged.is_dir():
         return packaged
-    return Path(__file__).resolve().parent.parent / "templates"
+    return Path(__file__).resolve().parents[2] / "templates"
 
 
 class Templates:

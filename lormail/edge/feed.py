@@ -36,8 +36,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from lormail.files import ensure_private_dir, write_atomic
-from lormail.output import utc_text
+from lormail.core.instants import utc_text
+from lormail.edge.files import ensure_private_dir, write_atomic
 
 log = logging.getLogger("lormail.feed")
 

@@ -13,11 +13,11 @@ import re
 from datetime import time, timedelta
 from typing import Any
 
-from lormail import _fields as F
-from lormail._fields import Source, join
-from lormail.durations import DurationError, parse_days, parse_duration
+from lormail.core.durations import DurationError, parse_days, parse_duration
+from lormail.load import fields as F
+from lormail.load.fields import Source, join
+from lormail.load.yamlsrc import Node, Scalar
 from lormail.model import OUTCOMES, WEEKDAYS, Policy
-from lormail.yamlsrc import Node, Scalar
 
 POLICY_KEYS = (
     "ask_lead",

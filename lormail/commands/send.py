@@ -1,7 +1,7 @@
 """The commands ``send-due``, ``log`` and ``credentials`` (SPEC §6): parse, call, print.
 
-The work is in :mod:`lormail.sending`, :mod:`lormail.store`,
-:mod:`lormail.credentials` and :mod:`lormail.transport`; this module only
+The work is in :mod:`lormail.app.send`, :mod:`lormail.edge.store`,
+:mod:`lormail.edge.credentials` and :mod:`lormail.edge.transport`; this module only
 wires signals and logging for a one-shot run and turns results into lines
 and exit codes.
 """
@@ -18,13 +18,14 @@ from collections.abc import Iterator
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
+from lormail.commands.output import print_json
+from lormail.core.instants import utc_text
 from lormail.errors import EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, LormailError, Problem
-from lormail.output import print_json, utc_text
 
 if TYPE_CHECKING:
-    from lormail.app import App
-    from lormail.sending import SendReport
-    from lormail.store import LogRow
+    from lormail.app.context import App
+    from lormail.app.send import SendReport
+    from lormail.edge.store import LogRow
 
 
 def ensure_logging() -> None:
@@ -88,7 +89,7 @@ def summary(report: SendReport) -> str:
 
 
 def cmd_send_due(app: App, args: argparse.Namespace) -> int:
-    from lormail.sending import send_due
+    from lormail.app.send import send_due
 
     ensure_logging()
     stop = threading.Event()
@@ -130,7 +131,7 @@ _STATE_STYLE = {
 
 
 def cmd_log(app: App, args: argparse.Namespace) -> int:
-    from lormail.store import DB_NAME, Store
+    from lormail.edge.store import DB_NAME, Store
 
     state_dir = app.state_dir()
     rows: list[LogRow] = []
@@ -146,7 +147,7 @@ def cmd_log(app: App, args: argparse.Namespace) -> int:
     from rich.table import Table
     from rich.text import Text
 
-    from lormail.output import console
+    from lormail.commands.output import console
 
     table = Table(box=None, pad_edge=False, show_edge=False)
     for column in ("when (UTC)", "state", "key", "to", "subject", "tries", "note"):
@@ -196,7 +197,7 @@ def _read_secret(prompt: str) -> str:
 
 
 def cmd_credentials(app: App, args: argparse.Namespace) -> int:
-    from lormail import credentials
+    from lormail.edge import credentials
 
     smtp = app.config().smtp
     action: str = args.action
@@ -224,8 +225,8 @@ def cmd_credentials(app: App, args: argparse.Namespace) -> int:
 
 
 def _credentials_test(app: App) -> int:
-    from lormail.credentials import secret_source
-    from lormail.transport import SmtpTransport, TransportError
+    from lormail.edge.credentials import secret_source
+    from lormail.edge.transport import SmtpTransport, TransportError
 
     smtp = app.config().smtp
     transport = SmtpTransport(smtp, lambda: secret_source(smtp))

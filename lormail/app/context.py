@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING
 from lormail.errors import LormailError, Problem
 
 if TYPE_CHECKING:
+    from lormail.core.render import Templates
     from lormail.model import Config, Plan, Roster, Snapshot
-    from lormail.render import Templates
 
 
 def default_config_path() -> Path:
@@ -59,21 +59,21 @@ class App:
 
     def config(self) -> Config:
         if self._config is None:
-            from lormail.config import load_config
+            from lormail.load.config import load_config
 
             self._config = load_config(self.config_path)
         return self._config
 
     def roster(self) -> Roster:
         if self._roster is None:
-            from lormail.roster import load_roster
+            from lormail.load.roster import load_roster
 
             self._roster = load_roster(self.config().roster)
         return self._roster
 
     def templates(self) -> Templates:
         if self._templates is None:
-            from lormail.render import Templates
+            from lormail.core.render import Templates
 
             self._templates = Templates(self.config().templates)
         return self._templates
@@ -91,11 +91,11 @@ class App:
 
     def snapshot(self) -> Snapshot:
         """The state as the planner sees it; empty when there is no state yet."""
-        from lormail.store import read_snapshot
+        from lormail.edge.store import read_snapshot
 
         return read_snapshot(self.state_dir())
 
     def plan(self, now: datetime | None = None) -> Plan:
-        from lormail.plan import plan
+        from lormail.core.plan import plan
 
         return plan(self.roster(), self.snapshot(), now or self.now())

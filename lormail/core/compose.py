@@ -7,8 +7,6 @@ message itself on demand, and its envelope) comes out.  A plain-text message,
 the usual kind, is written directly, header by header the way the email
 library writes it; a multipart one by the library.  The only reads are of the
 packet's attachments, through a function the caller may replace.
-(:func:`preview_text`, for ``lormail preview``, is the one impure helper: it
-reads the state to show the real Message-ID.)
 
 Owned here: the From/To/Date/Subject headers, the Message-ID derived from the
 key (HMAC-SHA256 under the state's secret, so it is stable across retries and
@@ -33,16 +31,13 @@ from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime, formataddr, parseaddr
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from lormail.model import LOG_SENT, Config, LogEntry, PlannedMessage, Roster
 
-if TYPE_CHECKING:
-    from lormail.app import App
-
 
 class RenderedLike(Protocol):
-    """What :mod:`lormail.render` produces for one message."""
+    """What :mod:`lormail.core.render` produces for one message."""
 
     @property
     def subject(self) -> str: ...
@@ -403,44 +398,3 @@ def _summary(message: EmailMessage, outgoing: Outgoing, missing: list[Path]) -> 
     if extras:
         lines += ["", *extras]
     return "\n".join(lines) + "\n"
-
-
-def preview_text(app: App, msg: PlannedMessage, rendered: RenderedLike) -> str:
-    """The message as it would be sent, for ``lormail preview``.
-
-    Reads the state (for the Message-ID secret and threading) but never creates
-    it: with no state yet, the Message-ID shown is a stand-in.
-    """
-    import secrets as _secrets
-
-    from lormail.store import DB_NAME, Store
-
-    state_dir = app.state_dir()
-    secret: bytes | None = None
-    if (state_dir / DB_NAME).exists():
-        with Store.open(state_dir) as store:
-            secret = store.peek_message_id_secret()
-    missing: list[Path] = []
-
-    def read(path: Path) -> bytes:
-        try:
-            return path.read_bytes()
-        except OSError:
-            missing.append(path)
-            return b""
-
-    ctx = ComposeContext(
-        roster=app.roster(),
-        config=app.config(),
-        secret=secret or _secrets.token_bytes(32),
-        log=app.snapshot().log,
-        read_bytes=read,
-    )
-    # Dated as it will be: at its planned time (or now, for one already due).
-    outgoing = compose(msg, rendered, ctx, max(msg.send_at, app.now()))
-    text = _summary(outgoing.message, outgoing, missing)
-    if secret is None:
-        text = text.replace(
-            f"Message-ID: {outgoing.message_id}", "Message-ID: (made at the first send)"
-        )
-    return text

@@ -9,26 +9,10 @@ from __future__ import annotations
 import json
 import os
 import sys
-from datetime import UTC, datetime
-from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from rich.console import Console
-
-
-def utc_text(instant: datetime | None) -> str | None:
-    """An instant as RFC 3339 UTC with a ``Z`` (SPEC §6), or None."""
-    if instant is None:
-        return None
-    return utc_z(instant)
-
-
-@lru_cache(maxsize=65536)
-def utc_z(instant: datetime) -> str:
-    """An instant as ``2026-09-14T14:00:00Z``: the one form lormail writes instants in."""
-    # Slots fall on the same few instants: `plan --json` formats each once.
-    return instant.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def print_json(obj: Any) -> None:

@@ -41,11 +41,15 @@ from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 from lormail import __version__
+from lormail.core.plan import ask_by_date
+from lormail.core.slots import day_label
+from lormail.core.vtimezone import vtimezone_lines
 from lormail.model import (
     DUE,
     SCHEDULED,
     SENT,
     CalendarConfig,
+    EventStamp,
     Letter,
     Plan,
     PlannedMessage,
@@ -53,10 +57,6 @@ from lormail.model import (
     Recommender,
     Roster,
 )
-from lormail.plan import ask_by_date
-from lormail.slots import day_label
-from lormail.store import EventStamp
-from lormail.vtimezone import vtimezone_lines
 
 PRODID = f"-//lormail//lormail {__version__}//EN"
 MESSAGE_MINUTES = 15

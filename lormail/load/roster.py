@@ -7,7 +7,7 @@ collected and raised together as one :class:`LormailError` (exit 2), each as
 ``roster.yaml:41:12: recommenders[1].email: 'ejohnson@' is not an e-mail address``.
 
 - FILE is the path given to the loader, relative to the working folder when it
-  lies inside it, else exactly as given (:func:`lormail.yamlsrc.display_name`).
+  lies inside it, else exactly as given (:func:`lormail.load.yamlsrc.display_name`).
 - PATH counts list entries from 0: ``recommenders[1].letters[0].program``.
 - LINE:COL (1-based) point at the offending value; at the key for unknown and
   duplicate keys; at the mapping for a missing key.
@@ -29,10 +29,11 @@ from pathlib import Path
 from typing import TypeVar
 from zoneinfo import ZoneInfo
 
-from lormail import _fields as F
-from lormail._fields import BODY, LINE, Source, join
-from lormail._policy import POLICY_KEYS, read_policy
 from lormail.errors import LormailError, Problem
+from lormail.load import fields as F
+from lormail.load.fields import BODY, LINE, Source, join
+from lormail.load.policy import POLICY_KEYS, read_policy
+from lormail.load.yamlsrc import Node, Scalar, display_name, parse, read_text
 from lormail.model import (
     OUTCOMES,
     STATUSES,
@@ -45,7 +46,6 @@ from lormail.model import (
     Roster,
     Unavailable,
 )
-from lormail.yamlsrc import Node, Scalar, display_name, parse, read_text
 
 __all__ = [
     "load_roster",

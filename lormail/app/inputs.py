@@ -15,10 +15,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from lormail.app import App
+from lormail.app.context import App
+from lormail.core.render import Templates
 from lormail.errors import LormailError
 from lormail.model import Config, Recommender, Roster
-from lormail.render import Templates
 
 
 @dataclass(frozen=True, eq=False)
@@ -94,9 +94,9 @@ def load_inputs(
     Templates are render-checked for every recommender when they (or the
     config) changed, else for the recommenders whose entry changed.
     """
-    from lormail.config import parse_config
-    from lormail.roster import parse_roster
-    from lormail.yamlsrc import display_name, read_text
+    from lormail.load.config import parse_config
+    from lormail.load.roster import parse_roster
+    from lormail.load.yamlsrc import display_name, read_text
 
     config_text = read_text(config_path, display_name(config_path), "run 'lormail init'")
     config_digest = _hash(config_text.encode())
@@ -143,7 +143,7 @@ def checked(inputs: Inputs) -> Inputs:
 
 
 def _check(inputs: Inputs, to_check: Roster, new_templates: bool) -> Inputs:
-    from lormail.cmd_core import check_templates
+    from lormail.app.check import check_templates
 
     problems = check_templates(to_check, inputs.templates) if to_check.recommenders else []
     if problems:

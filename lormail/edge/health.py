@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from lormail.files import write_atomic
+from lormail.edge.files import write_atomic
 
 HEALTH_FILE = "daemon.json"
 

@@ -15,7 +15,7 @@ Forking only from the check server, which never starts a thread, keeps every
 fork clean: no lock of another thread (the interpreter's, the C library's,
 or one of a library preloaded into the process) can be held in the child.
 
-The daemon (:mod:`lormail.daemon`) keeps the feed, the schedule and the
+The daemon (:mod:`lormail.daemon.main`) keeps the feed, the schedule and the
 heartbeat; the server keeps the inputs, the plan's summary (for the log of
 what changed) and the digest of the calendar last published.  Messages on
 the pipes are frames: an 8-byte length and a pickle, between processes of
@@ -35,7 +35,7 @@ A check leaves a *memo* for the next (:class:`_Memo`): each recommender's
 part of its plan, with the instant until which it holds, and the calendar's
 events grouped by program and recommender.  The next check plans and builds
 again only what an edit or the passing time changed (see
-:func:`lormail.plan.plan_parts` and :func:`lormail.calendar.build_calendar`,
+:func:`lormail.core.plan.plan_parts` and :func:`lormail.core.calendar.build_calendar`,
 whose results are the same with or without it).  It is a file in the state
 folder (about 12 MB for a 10,000-letter roster), not a part of any process
 that stays.
@@ -66,16 +66,16 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lormail.app import utc_now
+from lormail.app.context import utc_now
+from lormail.app.inputs import Inputs, load_inputs
+from lormail.core.instants import utc_text
 from lormail.errors import LormailError
-from lormail.inputs import Inputs, load_inputs
 from lormail.model import DUE, SCHEDULED, Config, Plan, Program, Recommender, Roster
-from lormail.output import utc_text
 
 if TYPE_CHECKING:
-    from lormail.calendar import CalendarCache
-    from lormail.plan import Parts
-    from lormail.sending import SendReport
+    from lormail.app.send import SendReport
+    from lormail.core.calendar import CalendarCache
+    from lormail.core.plan import Parts
 
 log = logging.getLogger("lormail.daemon")
 
@@ -322,8 +322,8 @@ class CheckServer:
         False when the templates changed on disk since the worker read them
         (the last good set stays; the daemon reads the files again).
         """
-        from lormail.inputs import templates_digest_of
-        from lormail.render import Templates
+        from lormail.app.inputs import templates_digest_of
+        from lormail.core.render import Templates
 
         old = self.inputs
         if old is not None and loaded.templates_digest == old.templates_digest:
@@ -417,7 +417,7 @@ class _Worker:
                 self.memo.save()
 
     def _run(self, why: str, reload: bool, first: bool) -> None:
-        from lormail.inputs import checked
+        from lormail.app.inputs import checked
 
         inputs = self.server.inputs
         if reload:
@@ -498,7 +498,7 @@ class _Worker:
             self.accepted = None
 
     def _send(self, inputs: Inputs) -> SendReport:
-        from lormail.sending import send_due
+        from lormail.app.send import send_due
 
         report = send_due(inputs.app(), stop=self.stop)
         if report.busy:
@@ -511,9 +511,9 @@ class _Worker:
 
     def _plan(self, inputs: Inputs, report: SendReport | None) -> tuple[_Summary, bool, Plan]:
         """The plan as of now, when to look again, and whether anything is due now."""
-        from lormail.plan import plan_parts
-        from lormail.sending import pick
-        from lormail.store import read_snapshot
+        from lormail.app.send import pick
+        from lormail.core.plan import plan_parts
+        from lormail.edge.store import read_snapshot
 
         assert inputs.config.state_dir is not None
         now = utc_now()
@@ -555,7 +555,7 @@ class _Worker:
 
     def _publish(self, inputs: Inputs, plan: Plan, now: datetime) -> None:
         """The calendar to the feed (through the daemon), then to its file."""
-        from lormail.cmd_calendar import publishing, write_atomic
+        from lormail.app.publish import publishing, write_atomic
 
         calendar = inputs.config.calendar
         if not calendar.feed.enabled and calendar.file is None:
@@ -742,11 +742,3 @@ def _log_changes(old: dict[str, tuple[str, datetime]] | None, new: Plan) -> None
 
 def preload() -> None:
     """Import what every worker uses, once, before the server is forked."""
-    import lormail.cmd_calendar
-    import lormail.cmd_core
-    import lormail.config
-    import lormail.plan
-    import lormail.render
-    import lormail.roster
-    import lormail.sending
-    import lormail.store  # noqa: F401

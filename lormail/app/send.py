@@ -35,7 +35,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from lormail.files import ensure_private_dir
+from lormail.core.instants import utc_z
+from lormail.edge.files import ensure_private_dir
+from lormail.edge.store import Outbound, Store, backoff
 from lormail.model import (
     DRY_RUN,
     DUE,
@@ -47,14 +49,12 @@ from lormail.model import (
     LogEntry,
     PlannedMessage,
 )
-from lormail.output import utc_z
-from lormail.store import Outbound, Store, backoff
 
 if TYPE_CHECKING:
-    from lormail.app import App
-    from lormail.compose import ComposeContext, Outgoing, RenderedLike
+    from lormail.app.context import App
+    from lormail.core.compose import ComposeContext, Outgoing, RenderedLike
+    from lormail.edge.transport import Transport
     from lormail.model import Config, Roster
-    from lormail.transport import Transport
 
 log = logging.getLogger("lormail.send")
 
@@ -224,7 +224,7 @@ class Batch:
 
     def compose(self, msg: PlannedMessage, ctx: ComposeContext) -> Outgoing | None:
         """Render and compose; on failure log it, record the row and return None."""
-        from lormail.compose import ComposeError, compose, domain_of, message_id, sender
+        from lormail.core.compose import ComposeError, compose, domain_of, message_id, sender
 
         try:
             return compose(msg, self.render(msg), ctx, self.clock())
@@ -318,7 +318,7 @@ class Batch:
             self.chores.run_all()
 
     def _send_queue(self, transport: Transport, queue: _Lookahead) -> None:
-        from lormail.transport import TransportError
+        from lormail.edge.transport import TransportError
 
         current = None if self._stopping() else queue.take()
         if current is not None:
@@ -493,8 +493,8 @@ def pick(messages: Sequence[PlannedMessage], dry_run: bool) -> list[PlannedMessa
 
 def run_batch(batch: Batch, now: datetime) -> SendReport:
     """Recover, plan, persist first-seen facts, and act on what is due (lock held)."""
-    from lormail.compose import ComposeContext
-    from lormail.plan import plan as make_plan
+    from lormail.core.compose import ComposeContext
+    from lormail.core.plan import plan as make_plan
 
     batch.recover()
     snapshot = batch.store.snapshot()
@@ -526,7 +526,7 @@ def send_due(
     ``now`` (``--now``) is used for both the plan and the stamps.  ``dry_run``
     adds to config ``dry_run``; it never turns it off.
     """
-    from lormail.transport import open_transport
+    from lormail.edge.transport import open_transport
 
     config = app.config()
     roster = app.roster()
@@ -536,7 +536,7 @@ def send_due(
     at = clock()
 
     def transport() -> contextlib.AbstractContextManager[Transport]:
-        from lormail.credentials import secret_source
+        from lormail.edge.credentials import secret_source
 
         return open_transport(config, lambda: secret_source(config.smtp))
 

@@ -2,7 +2,7 @@
 
 Owns the config's schema, defaults and checks.  Problems use the roster's
 format (``config.yaml:LINE:COL: PATH: message``, FILE as in
-:func:`lormail.yamlsrc.display_name`) and are raised together as one
+:func:`lormail.load.yamlsrc.display_name`) and are raised together as one
 :class:`LormailError`.  Relative paths resolve against the config file's
 folder and ``~`` expands; every path in the result is absolute.
 
@@ -20,11 +20,11 @@ import re
 from datetime import timedelta
 from pathlib import Path
 
-from lormail import _fields as F
-from lormail._fields import LINE, Source, join
-from lormail._policy import duration
+from lormail.load import fields as F
+from lormail.load.fields import LINE, Source, join
+from lormail.load.policy import duration
+from lormail.load.yamlsrc import MapNode, Node, SeqNode, display_name, parse, read_text
 from lormail.model import CalendarConfig, Config, FeedConfig, SmtpConfig
-from lormail.yamlsrc import MapNode, Node, SeqNode, display_name, parse, read_text
 
 __all__ = ["from_address_problem", "is_loopback", "load_config", "parse_config"]
 

@@ -34,7 +34,7 @@ from lormail.model import Config, SmtpConfig
 if TYPE_CHECKING:
     from mailbox import Maildir
 
-    from lormail.credentials import Secret
+    from lormail.edge.credentials import Secret
 
 # What a failure was, for `credentials test` and the log.
 DNS = "dns"
@@ -320,7 +320,7 @@ class SmtpTransport:
             raise TransportError(
                 "no credential source", transient=True, kind=CREDENTIALS, connection=True
             )
-        from lormail.credentials import CredentialError  # only a login needs it
+        from lormail.edge.credentials import CredentialError  # only a login needs it
 
         try:
             secret = self.secret()

@@ -22,7 +22,7 @@ the process at the right moments and keeps the last good inputs in force.
   reads the files first; a good set replaces the old one whole, a bad one is
   logged one problem per line and changes nothing.
 - **Checks in a worker.**  Each check runs in a worker process of the check
-  server (:mod:`lormail.checker`), forked before any thread started: the
+  server (:mod:`lormail.daemon.checker`), forked before any thread started: the
   heap a large roster's check needs goes back to the system when it ends.
   The daemon keeps the config, the plan's next instants and the feed's
   bytes; the server keeps the last good inputs.
@@ -48,22 +48,22 @@ from typing import TYPE_CHECKING, ClassVar
 
 from apscheduler.triggers.base import BaseTrigger
 
-from lormail.app import App, utc_now
-from lormail.checker import (
+from lormail.app.context import App, utc_now
+from lormail.core.instants import utc_text
+from lormail.daemon.checker import (
     BUSY_RETRY,
     FULL_CHECK_EVERY,
     CheckServerHandle,
     ServerGone,
     preload,
 )
+from lormail.edge.health import Health, write_health
 from lormail.errors import EXIT_OK, EXIT_RUNTIME, LormailError, Problem
-from lormail.health import Health, write_health
 from lormail.model import Config, FeedConfig
-from lormail.output import utc_text
 
 if TYPE_CHECKING:
-    from lormail.feed import FeedServer
-    from lormail.watch import Interest, Watcher
+    from lormail.edge.feed import FeedServer
+    from lormail.edge.watch import Interest, Watcher
 
 log = logging.getLogger("lormail.daemon")
 
@@ -89,7 +89,7 @@ class Daemon:
 
     It schedules, watches the files, serves the feed and writes the
     heartbeat; every check runs in a worker of the check server
-    (:mod:`lormail.checker`), whose results are applied here as they come.
+    (:mod:`lormail.daemon.checker`), whose results are applied here as they come.
     """
 
     def __init__(self, config_path: Path, server: CheckServerHandle) -> None:
@@ -322,7 +322,7 @@ class Daemon:
     # -- feed, watcher, health ---------------------------------------------------
 
     def _start_feed(self, feed: FeedConfig) -> None:
-        from lormail.feed import FeedServer, load_or_create_token
+        from lormail.edge.feed import FeedServer, load_or_create_token
 
         self.feed_config = feed
         if not feed.enabled:
@@ -352,7 +352,7 @@ class Daemon:
 
     def _refresh_token(self) -> None:
         """Pick up a token rotated by ``lormail feed-url --rotate``."""
-        from lormail.feed import read_token
+        from lormail.edge.feed import read_token
 
         if self.feed is None or self.state_dir is None:
             return
@@ -361,7 +361,7 @@ class Daemon:
             self.feed.set_token(token)
 
     def _interest(self) -> Interest:
-        from lormail.watch import Interest
+        from lormail.edge.watch import Interest
 
         assert self.config is not None
         config = self.config
@@ -369,7 +369,7 @@ class Daemon:
         return Interest([self.config_path, config.roster], folders)
 
     def _start_watcher(self) -> None:
-        from lormail.watch import Watcher
+        from lormail.edge.watch import Watcher
 
         self.watcher = Watcher(self._interest(), lambda: self.request_reload("file changed"))
         self.watcher.start()

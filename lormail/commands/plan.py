@@ -1,0 +1,98 @@
+"""``lormail plan``: what goes when and why, for a person or (``--json``) a program."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from lormail.app.context import App
+from lormail.commands.output import console, print_json
+from lormail.core.instants import utc_text
+from lormail.core.render import Templates
+from lormail.errors import EXIT_OK
+from lormail.model import (
+    DUE,
+    SCHEDULED,
+    Plan,
+    PlannedMessage,
+    Recommender,
+    Roster,
+)
+
+UPCOMING = (SCHEDULED, DUE)
+
+
+def _message_json(m: PlannedMessage, subject: str) -> dict[str, Any]:
+    return {
+        "key": m.key,
+        "kind": m.kind,
+        "recommender": m.recommender,
+        "to": m.to,
+        "subject": subject,
+        "send_at": utc_text(m.send_at),
+        "expires_at": utc_text(m.expires_at),
+        "status": m.status,
+        "reason": m.reason,
+    }
+
+
+def plan_json(plan: Plan, roster: Roster, templates: Templates, everything: bool) -> dict[str, Any]:
+    msgs = [m for m in plan.messages if everything or m.status in UPCOMING]
+    return {
+        "now": utc_text(plan.now),
+        "messages": [_message_json(m, templates.subject(m, roster)) for m in msgs],
+    }
+
+
+def _local(m: PlannedMessage, rec: Recommender) -> str:
+    local = m.send_at.astimezone(rec.timezone)
+    return f"{local:%a %d %b %Y %H:%M} {local.tzname()}"
+
+
+def cmd_plan(app: App, args: argparse.Namespace) -> int:
+    roster = app.roster()
+    plan = app.plan()
+    templates = app.templates()
+    if args.json:
+        print_json(plan_json(plan, roster, templates, args.all))
+        return EXIT_OK
+    from rich.table import Table
+
+    msgs = [m for m in plan.messages if args.all or m.status in UPCOMING]
+    out = console()
+    if not msgs:
+        out.print(
+            "Nothing planned."
+            + ("" if args.all else " ('lormail plan --all' shows what was sent or skipped.)")
+        )
+        return EXIT_OK
+    table = Table(
+        title=f"Plan as of {utc_text(plan.now)}",
+        title_justify="left",
+        show_lines=False,
+        expand=False,
+    )
+    table.add_column("when (their time)", no_wrap=True)
+    table.add_column("status")
+    table.add_column("to")
+    table.add_column("subject / why", overflow="fold")
+    styles = {
+        "due": "bold yellow",
+        "scheduled": "green",
+        "sent": "dim",
+        "failed": "bold red",
+        "skipped": "dim",
+        "expired": "dim",
+        "dry-run": "cyan",
+    }
+    for m in msgs:
+        rec = roster.recommenders_by_id[m.recommender]
+        subject = templates.subject(m, roster)
+        table.add_row(
+            _local(m, rec),
+            f"[{styles.get(m.status, '')}]{m.status}[/]",
+            rec.salutation or rec.name,
+            f"[bold]{subject}[/]\n[dim]{m.key}: {m.reason}[/]",
+        )
+    out.print(table)
+    return EXIT_OK
