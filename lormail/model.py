@@ -82,6 +82,7 @@ class Policy:
     decline_thanks: bool = True
     notify_outcomes: frozenset[str] = frozenset({"interview", "accepted", "matched"})
     check_in_every: int = 90  # days; 0 = never
+    reply_hold: timedelta = timedelta(days=7)  # a reply seen in the inbox holds reminders (§8)
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,6 +191,22 @@ class CalendarConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ImapConfig:
+    """The ``imap:`` section (SPEC §8): where the inbox is read from, read-only."""
+
+    host: str
+    port: int = 993
+    security: str = "ssl"  # ssl | starttls | none (loopback only)
+    username: str = ""  # default: smtp.username, so one keyring entry serves both
+    auth: str = "password"  # password | xoauth2 | none
+    token_command: str | None = None
+    folders: tuple[str, ...] = ("INBOX",)
+    poll: timedelta = timedelta(minutes=5)  # when the server offers no IDLE
+    portals: Path | None = None  # the user's own portal rules, absolute
+    timeout: timedelta = timedelta(seconds=30)
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     path: Path  # the config file itself
     roster: Path  # absolute
@@ -200,6 +217,7 @@ class Config:
     maildir: Path = Path("outbox")  # absolute after loading
     smtp: SmtpConfig = SmtpConfig()
     calendar: CalendarConfig = CalendarConfig()
+    imap: ImapConfig | None = None  # None: lormail reads no mail
 
 
 # --- state snapshot and plan -------------------------------------------------

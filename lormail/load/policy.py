@@ -29,6 +29,7 @@ POLICY_KEYS = (
     "decline_thanks",
     "notify_outcomes",
     "check_in_every",
+    "reply_hold",
 )
 _POLICY_SET = frozenset(POLICY_KEYS)
 _NOTIFIABLE = tuple(o for o in OUTCOMES if o != "pending")
@@ -51,7 +52,7 @@ def read_policy(src: Source, f: dict[str, Node], path: str, base: Policy) -> Pol
         elif key == "check_in_every":
             zero = isinstance(node, Scalar) and node.plain and node.text == "0"
             changes[key] = 0 if zero else days(src, node, where)
-        elif key == "min_gap":
+        elif key in ("min_gap", "reply_hold"):
             changes[key] = duration(src, node, where)
         elif key == "reminders":
             changes[key] = reminders(src, node, where)

@@ -12,8 +12,8 @@ import re
 from importlib import resources
 from pathlib import Path
 
-from lormail.load.fields import LINE, Source
 from lormail.core.inbox import PortalRule
+from lormail.load.fields import LINE, Source
 from lormail.load.yamlsrc import Node, display_name, parse, read_text
 
 __all__ = ["load_rules", "parse_rules", "shipped_rules"]
