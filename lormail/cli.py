@@ -32,6 +32,7 @@ COMMANDS: dict[str, str] = {
     "credentials": "lormail.commands.send:cmd_credentials",
     "feed-url": "lormail.commands.calendar:cmd_feed_url",
     "log": "lormail.commands.send:cmd_log",
+    "inbox": "lormail.commands.inbox:cmd_inbox",
 }
 
 
@@ -101,6 +102,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = sub.add_parser("log", help="what was sent, failed or skipped, with times")
     sp.add_argument("--json", action="store_true", help="machine-readable output")
+
+    sp = sub.add_parser("inbox", help="read replies, auto-replies, bounces and portal mails")
+    inbox = sp.add_subparsers(dest="action", metavar="ACTION", required=True, parser_class=_Parser)
+    sp = inbox.add_parser("classify", help="classify message files (.eml), offline")
+    sp.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    sp.add_argument("--json", action="store_true", help="machine-readable output")
+    sp = inbox.add_parser("scan", help="read what is new in the mailbox and record it")
+    sp.add_argument("--json", action="store_true", help="machine-readable output")
+    now_opt(sp)
     return p
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import json
 from datetime import UTC, date, datetime
 from email.message import EmailMessage
 from pathlib import Path
@@ -19,9 +20,9 @@ from hypothesis import strategies as st
 
 from lormail.core.inbox import Known, body_text, classify, clip, event_json, return_date
 from lormail.errors import LormailError
-from lormail.model import INBOX_KINDS
 from lormail.load.portals import load_rules, parse_rules
 from lormail.load.roster import load_roster
+from lormail.model import INBOX_KINDS
 
 CORPUS = Path(__file__).parent / "inbox"
 
@@ -538,3 +539,69 @@ def test_damaged_corpus_messages_still_give_one_event(name: str, junk: bytes, at
     data = data[:at] + junk + data[at:]
     msg = email.message_from_bytes(data, policy=email.policy.default)
     assert classify(KNOWN, msg).kind in INBOX_KINDS
+
+
+# --- the command ------------------------------------------------------------------
+
+
+def _setup(tmp: Path) -> Path:
+    import shutil
+
+    shutil.copy(CORPUS / "roster.yaml", tmp / "roster.yaml")
+    config = tmp / "config.yaml"
+    config.write_text("roster: roster.yaml\nstate_dir: state\n")
+    return config
+
+
+def test_inbox_classify_command(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    from lormail.cli import main
+
+    config = _setup(tmp_path)
+    files = [str(CORPUS / "portal_ucas.eml"), str(CORPUS / "newsletter_list_id.eml")]
+    assert main(["--config", str(config), "inbox", "classify", "--json", *files]) == 0
+    out = json.loads(capfd.readouterr().out)
+    assert out == {
+        "events": [
+            {
+                "file": files[0],
+                "uid": None,
+                "folder": None,
+                "message_id": "<ucas-hub-ref-99124@ucas.ac.uk>",
+                "date": "2026-12-17T10:00:00Z",
+                "from": "noreply@ucas.ac.uk",
+                "kind": "portal",
+                "recommender": "okafor",
+                "letter": "ucas-med",
+                "until": None,
+                "detail": "UCAS: Dr. Ngozi Okafor's letter (ucas-med) received",
+            },
+            {
+                "file": files[1],
+                "uid": None,
+                "folder": None,
+                "message_id": "<news.20261202.1200@lists.aamc.org>",
+                "date": "2026-12-02T12:00:00Z",
+                "from": "news@aamc.org",
+                "kind": "unrelated",
+                "recommender": None,
+                "letter": None,
+                "until": None,
+                "detail": "a mailing list message: "
+                "This week: letters of recommendation, interview season tips",
+            },
+        ]
+    }
+    assert not (tmp_path / "state").exists()  # offline: no state made
+
+
+def test_inbox_classify_problems(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    from lormail.cli import main
+
+    config = _setup(tmp_path)
+    missing = tmp_path / "nope.eml"
+    assert main(["--config", str(config), "inbox", "classify", str(missing)]) == 2
+    assert capfd.readouterr().err == f"{missing}: cannot read: No such file or directory\n"
+    assert main(["--config", str(config), "inbox", "scan"]) == 2
+    assert capfd.readouterr().err == (
+        f"{config}: no imap section, so lormail reads no mail; add one (see README, Inbox)\n"
+    )
