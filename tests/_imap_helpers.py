@@ -46,8 +46,9 @@ def _free_port() -> int:
 
 
 class Dovecot:
-    def __init__(self, binary: str, ca: Any) -> None:
+    def __init__(self, binary: str, ca: Any, idle: bool = True) -> None:
         self.binary = binary
+        self.idle = idle
         # Not pytest's tmp_path: as root, Dovecot's unprivileged processes must reach it.
         self.dir = Path(tempfile.mkdtemp(prefix="lormail-dovecot-"))
         self.dir.chmod(0o755)
@@ -94,6 +95,7 @@ default_internal_group = {group}
 default_login_user = {login}
 first_valid_uid = {min(mail.pw_uid, 500)}
 imap_idle_notify_interval = 2 mins
+{"" if self.idle else "imap_capability = IMAP4rev1 SASL-IR LITERAL+ ENABLE UIDPLUS"}
 auth_failure_delay = 0
 passdb {{
   driver = passwd-file
@@ -138,6 +140,7 @@ service stats {{
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
+            start_new_session=True,  # its own process group: the server and all it started
         )
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
@@ -154,18 +157,16 @@ service stats {{
         proc, self.proc = self.proc, None
         if proc is None:
             return
-        # Dovecot's master lets running IMAP sessions linger after it exits; a
-        # server going down takes them with it, so they are ended too.
-        children = _descendants(proc.pid)
         proc.send_signal(signal.SIGTERM)
         try:
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-        for pid in children:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+        # Dovecot's master lets running IMAP sessions linger after it exits; a
+        # server going down takes them with it, so its process group ends too.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
         # The ports are free again only once every child let go of them.
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
@@ -222,23 +223,6 @@ service stats {{
             if c.folder_exists(folder):
                 c.delete_folder(folder)
             c.create_folder(folder)
-
-
-def _descendants(pid: int) -> list[int]:
-    """The processes below ``pid`` (Linux /proc), started by this test's server."""
-    parents: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError, ValueError):
-                stat = (entry / "stat").read_text()
-                parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
-    found, todo = [], [pid]
-    while todo:
-        parent = todo.pop()
-        kids = [child for child, p in parents.items() if p == parent]
-        found += kids
-        todo += kids
-    return found
 
 
 def _group_name(gid: int) -> str:

@@ -265,6 +265,32 @@ def test_watcher_idles_and_survives_a_restart_and_a_changed_password(
     assert not any(b"\\Seen" in flags for flags in dovecot.flags().values())
 
 
+def test_watcher_polls_a_server_without_idle(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    binary = dovecot_binary()
+    if binary is None:
+        require_real("dovecot (Debian package dovecot-imapd) is not installed")
+    server = Dovecot(binary, trustme.CA(), idle=False)
+    try:
+        server.start()
+        app = App(write_config(tmp_path, server))
+        imap = replace(app.config().imap, poll=timedelta(seconds=0.2))  # type: ignore[arg-type]
+        app._config = replace(app.config(), imap=imap)
+        monkeypatch.setenv("SSL_CERT_FILE", str(server.ca_file))
+        events = Events()
+        watcher = Watcher(app, events, now=lambda: NOW, secret=lambda: Secret(PASSWORD))
+        watcher.start()
+        try:
+            server.append(corpus("portal_commonapp.eml"))
+            assert kinds(events.wait_for(1)) == [("portal", "okafor")]
+            assert watcher.state.detail == "watching INBOX (a poll every 0.2 s)"
+        finally:
+            watcher.stop()
+    finally:
+        server.cleanup()
+
+
 def _wait_until(check: object) -> None:
     event = threading.Event()
     for _ in range(300):

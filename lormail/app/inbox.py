@@ -182,7 +182,7 @@ class Watcher:
         if self._stop.is_set():
             return
         box.connect()
-        how = "IDLE" if box.idle_capable else f"a poll every {imap.poll.total_seconds() / 60:g} min"
+        how = "IDLE" if box.idle_capable else f"a poll every {_shown(imap.poll)}"
         self.state = WatchState(True, f"watching {', '.join(imap.folders)} ({how})")
         while not self._stop.is_set():
             found = scan(self.app, self.now(), box)
