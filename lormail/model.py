@@ -252,6 +252,7 @@ class Snapshot:
 
     log: Mapping[str, LogEntry] = field(default_factory=dict)
     first_seen: Mapping[str, datetime] = field(default_factory=dict)
+    inbox: tuple[InboxEvent, ...] = ()  # what the inbox told (SPEC §8), oldest first
 
 
 EMPTY_SNAPSHOT = Snapshot()
@@ -325,3 +326,5 @@ class InboxEvent:
     file: str | None = None  # where it was read from: a file, or an IMAP folder and UID
     folder: str | None = None
     uid: int | None = None
+    address: str | None = None  # bounce: the address that failed
+    entry: str | None = None  # digest of the recommender's roster entry when it was recorded

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from lormail.app.context import App
 from lormail.core.inbox import Known, classify
+from lormail.core.inbox_plan import entry_digest
 from lormail.edge import inbox_store
 from lormail.edge.credentials import Secret
 from lormail.edge.imap import IDLE_RENEW, Mailbox
@@ -96,7 +97,7 @@ def scan(app: App, now: datetime, mailbox: Mailbox | None = None) -> list[InboxE
                 since = (now - FIRST_SCAN).date()
                 mark, messages = box.new_messages(folder, marks.get(folder), since)
                 events = [
-                    replace(classify(context, f.message, f.received), folder=f.folder, uid=f.uid)
+                    _recorded(context, classify(context, f.message, f.received), f.folder, f.uid)
                     for f in messages
                 ]
                 inbox_store.add_events(store, {folder: mark}, events)
@@ -105,6 +106,13 @@ def scan(app: App, now: datetime, mailbox: Mailbox | None = None) -> list[InboxE
         if own:
             box.close()
     return found
+
+
+def _recorded(context: Known, e: InboxEvent, folder: str, uid: int) -> InboxEvent:
+    """The event with where it was read and, to know later whether the roster entry
+    changed since, a digest of its recommender's entry as it is now."""
+    r = context.roster.recommenders_by_id.get(e.recommender or "")
+    return replace(e, folder=folder, uid=uid, entry=entry_digest(r) if r is not None else None)
 
 
 @dataclass(frozen=True, slots=True)

@@ -419,7 +419,8 @@ def classify(known: Known, msg: Message, received: datetime | None = None) -> In
             r = by_address.get(failure.address)
             if r is not None:
                 why = _why(failure)
-                return event("bounce", f"{r.name}'s address bounced: {why}", r)
+                detail = f"{r.name}'s address bounced: {why}"
+                return event("bounce", detail, r, address=failure.address)
         if failed:
             return event("unrelated", f"a bounce for {failed[0].address}, not a recommender")
         if delayed:

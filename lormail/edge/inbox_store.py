@@ -37,7 +37,9 @@ CREATE TABLE IF NOT EXISTS inbox_events (
     until       TEXT,
     detail      TEXT NOT NULL,       -- at most 100 characters
     folder      TEXT,
-    uid         INTEGER
+    uid         INTEGER,
+    address     TEXT,                -- bounce: the address that failed
+    entry       TEXT                 -- the recommender's roster entry (a digest) when recorded
 );
 """
 
@@ -73,8 +75,8 @@ def add_events(
             key = e.message_id or f"{e.folder}/{e.uid}"
             done = conn.execute(
                 "INSERT OR IGNORE INTO inbox_events(id, kind, at, message_id, sender, "
-                "recommender, letter, until, detail, folder, uid) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "recommender, letter, until, detail, folder, uid, address, entry) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     key,
                     e.kind,
@@ -87,6 +89,8 @@ def add_events(
                     clip(e.detail),
                     e.folder,
                     e.uid,
+                    e.address,
+                    e.entry,
                 ),
             )
             if done.rowcount:
@@ -105,8 +109,8 @@ def events(store: Store) -> tuple[InboxEvent, ...]:
     """Every stored event that is not ``unrelated``, oldest first."""
     _ensure(store)
     rows = store.conn.execute(
-        "SELECT kind, at, message_id, sender, recommender, letter, until, detail, folder, uid "
-        "FROM inbox_events WHERE kind != 'unrelated' ORDER BY at, id"
+        "SELECT kind, at, message_id, sender, recommender, letter, until, detail, folder, uid, "
+        "address, entry FROM inbox_events WHERE kind != 'unrelated' ORDER BY at, id"
     )
     return tuple(
         InboxEvent(
@@ -120,8 +124,10 @@ def events(store: Store) -> tuple[InboxEvent, ...]:
             detail=detail,
             folder=folder,
             uid=uid,
+            address=address,
+            entry=entry,
         )
-        for kind, at, mid, sender, rid, letter, until, detail, folder, uid in rows
+        for kind, at, mid, sender, rid, letter, until, detail, folder, uid, address, entry in rows
     )
 
 
