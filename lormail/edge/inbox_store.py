@@ -133,8 +133,10 @@ def events(store: Store) -> tuple[InboxEvent, ...]:
 
 def sent_message_ids(store: Store) -> dict[str, str]:
     """Every Message-ID lormail delivered, by any transport, with its recommender."""
+    # "local": a Maildir delivery, which a reply can quote just the same.
     rows = store.conn.execute(
-        "SELECT message_id, recommender FROM log WHERE message_id IS NOT NULL AND state = ?",
+        "SELECT message_id, recommender FROM log "
+        "WHERE message_id IS NOT NULL AND state IN (?, 'local')",
         (LOG_SENT,),
     )
     return {mid: rid for mid, rid in rows}
