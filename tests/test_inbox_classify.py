@@ -132,7 +132,7 @@ EXPECTED = [
         None,
         None,
         None,
-        "your own message: Thank you for agreeing to write my letter",
+        "your own copy: Thank you for agreeing to write my letter",
     ),
     (
         "bounce_exchange.eml",
@@ -373,6 +373,21 @@ def test_addresses_match_without_regard_to_case() -> None:
     msg = read("stranger_out_of_thread.eml")
     msg.replace_header("From", "Emily <EJOHNSON@hospital.EXAMPLE.org>")
     assert classify(KNOWN, msg).kind == "reply"
+
+
+def test_own_copies_from_another_address_are_unrelated() -> None:
+    msg = read("bcc_self.eml")
+    msg.replace_header("From", "Sarah <sarah.chen@gmail.example.com>")
+    msg["In-Reply-To"] = "<p3mfx7t2v9qk4hz6n8wr5cy2d7ja3bee@example.edu>"
+    assert classify(KNOWN, msg).detail == (
+        "your own copy: Thank you for agreeing to write my letter"
+    )
+    msg.replace_header("Message-ID", "<other@gmail.example.com>")
+    own = Known(KNOWN.roster, KNOWN.sent, KNOWN.rules, frozenset({"sarah.chen@gmail.example.com"}))
+    assert classify(own, msg).detail == (
+        "your own message: Thank you for agreeing to write my letter"
+    )
+    assert classify(KNOWN, msg).kind == "reply"  # an unknown sender in a thread lormail started
 
 
 def test_a_reply_from_a_stranger_in_a_thread_lormail_started_is_a_reply() -> None:

@@ -14,6 +14,7 @@ import email
 import email.policy
 import logging
 import threading
+from email.utils import getaddresses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -48,9 +49,10 @@ def _sent(app: App) -> dict[str, str]:
 
 def known(app: App) -> Known:
     """The roster, lormail's Message-IDs and the portal rules, as classification needs them."""
-    imap = app.config().imap
-    rules = load_rules(imap.portals if imap is not None else None)
-    return Known(app.roster(), _sent(app), rules)
+    config = app.config()
+    rules = load_rules(config.imap.portals if config.imap is not None else None)
+    own = {addr for _, addr in getaddresses([config.smtp.from_addr]) if "@" in addr}
+    return Known(app.roster(), _sent(app), rules, frozenset(a.lower() for a in own))
 
 
 def classify_files(app: App, paths: Sequence[Path]) -> list[InboxEvent]:

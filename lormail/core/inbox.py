@@ -66,6 +66,7 @@ class Known:
     roster: Roster
     sent: Mapping[str, str]  # Message-ID lormail delivered → Recommender.id
     rules: tuple[PortalRule, ...] = ()
+    own: frozenset[str] = frozenset()  # the applicant's other addresses (smtp.from), lower case
 
 
 def clip(text: str, limit: int = DETAIL_LIMIT) -> str:
@@ -429,7 +430,9 @@ def classify(known: Known, msg: Message, received: datetime | None = None) -> In
                 "unrelated", f"delivery to {delayed[0].address} delayed{code}, not a bounce"
             )
         return event("unrelated", f"a delivery report with no failure: {subject}")
-    if sender and sender == roster.applicant.email.lower():
+    if message_id in known.sent:
+        return event("unrelated", f"your own copy: {subject}")
+    if sender and (sender == roster.applicant.email.lower() or sender in known.own):
         return event("unrelated", f"your own message: {subject}")
     thread = [
         known.sent[i]

@@ -84,9 +84,7 @@ def with_inbox(roster: Roster, events: Iterable[InboxEvent]) -> Roster:
         start = _day(e.at, r.timezone)
         if e.kind == "auto_reply" and e.until is not None and e.until > start:
             note = f"absence (automatic reply of {_short(start)})"
-            away.setdefault(r.id, []).append(
-                Unavailable(start, e.until - timedelta(days=1), note)
-            )
+            away.setdefault(r.id, []).append(Unavailable(start, e.until - timedelta(days=1), note))
         elif e.kind == "portal" and e.letter is not None:
             # The earliest confirmation counts; a later one is a repeat.
             submitted.setdefault((r.id, e.letter), start)
