@@ -14,10 +14,10 @@ import email
 import email.policy
 import logging
 import threading
-from email.utils import getaddresses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from email.utils import getaddresses
 from pathlib import Path
 
 from lormail.app.context import App
