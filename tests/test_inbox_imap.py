@@ -232,8 +232,9 @@ def test_watcher_idles_and_survives_a_restart_and_a_changed_password(
     caplog.set_level(logging.INFO, logger="lormail")
     events = Events()
     password = {"now": PASSWORD}
+    app = App(write_config(tmp_path, dovecot))
     watcher = Watcher(
-        App(write_config(tmp_path, dovecot)),
+        lambda: app,
         events,
         now=lambda: NOW,
         secret=lambda: Secret(password["now"]),
@@ -279,7 +280,7 @@ def test_watcher_polls_a_server_without_idle(
         app._config = replace(app.config(), imap=imap)
         monkeypatch.setenv("SSL_CERT_FILE", str(server.ca_file))
         events = Events()
-        watcher = Watcher(app, events, now=lambda: NOW, secret=lambda: Secret(PASSWORD))
+        watcher = Watcher(lambda: app, events, now=lambda: NOW, secret=lambda: Secret(PASSWORD))
         watcher.start()
         try:
             server.append(corpus("portal_commonapp.eml"))

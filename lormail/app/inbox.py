@@ -130,13 +130,14 @@ class Watcher:
     """The daemon's inbox thread: scan, then wait for news (IDLE or poll), and again.
 
     ``on_events`` runs (in this thread) after a scan that found anything that is
-    not ``unrelated``; ``now`` gives the wall clock.  ``stop()`` ends it at once,
-    even in the middle of an IDLE.
+    not ``unrelated``; ``now`` gives the wall clock; ``app`` gives the inputs in
+    force (a daemon's last good roster: each scan classifies against the roster
+    of its time).  ``stop()`` ends it at once, even in the middle of an IDLE.
     """
 
     def __init__(
         self,
-        app: App,
+        app: Callable[[], App],
         on_events: Callable[[list[InboxEvent]], None],
         now: Callable[[], datetime],
         secret: Callable[[], Secret] | None = None,
@@ -185,7 +186,7 @@ class Watcher:
                     box.close()
 
     def _session(self) -> None:
-        imap = imap_config(self.app)
+        imap = imap_config(self.app())
         box = Mailbox(imap, self.secret)
         with self._lock:
             self._box = box
@@ -195,7 +196,7 @@ class Watcher:
         how = "IDLE" if box.idle_capable else f"a poll every {_shown(imap.poll)}"
         self.state = WatchState(True, f"watching {', '.join(imap.folders)} ({how})")
         while not self._stop.is_set():
-            found = scan(self.app, self.now(), box)
+            found = scan(self.app(), self.now(), box)
             news = [e for e in found if e.kind != "unrelated"]
             for e in news:
                 log.info("inbox: %s: %s", e.kind, e.detail)
