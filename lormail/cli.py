@@ -32,6 +32,8 @@ COMMANDS: dict[str, str] = {
     "credentials": "lormail.commands.send:cmd_credentials",
     "feed-url": "lormail.commands.calendar:cmd_feed_url",
     "log": "lormail.commands.send:cmd_log",
+    "retry": "lormail.commands.send:cmd_retry",
+    "state": "lormail.commands.send:cmd_state",
     "inbox": "lormail.commands.inbox:cmd_inbox",
 }
 
@@ -102,6 +104,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = sub.add_parser("log", help="what was sent, failed or skipped, with times")
     sp.add_argument("--json", action="store_true", help="machine-readable output")
+
+    sp = sub.add_parser("retry", help="plan a failed message again (same key and Message-ID)")
+    sp.add_argument("key", metavar="KEY", help="a failed message's key from 'lormail log'")
+    now_opt(sp)
+
+    sp = sub.add_parser("state", help="the state folder: 'reset' starts a new send log")
+    sp.add_argument("action", choices=["reset"])
 
     sp = sub.add_parser("inbox", help="read replies, auto-replies, bounces and portal mails")
     inbox = sp.add_subparsers(dest="action", metavar="ACTION", required=True, parser_class=_Parser)

@@ -190,6 +190,9 @@ class CalendarConfig:
     feed: FeedConfig = FeedConfig()
 
 
+DEFAULT_EDIT_GRACE = timedelta(minutes=10)
+
+
 @dataclass(frozen=True, slots=True)
 class ImapConfig:
     """The ``imap:`` section (SPEC §8): where the inbox is read from, read-only."""
@@ -217,6 +220,8 @@ class Config:
     maildir: Path = Path("outbox")  # absolute after loading
     smtp: SmtpConfig = SmtpConfig()
     calendar: CalendarConfig = CalendarConfig()
+    # The daemon sends nothing an edit made due sooner than this after it (SPEC §7).
+    edit_grace: timedelta = DEFAULT_EDIT_GRACE
     imap: ImapConfig | None = None  # None: lormail reads no mail
 
 
@@ -229,6 +234,9 @@ LOG_SENT = "sent"
 LOG_FAILED = "failed"
 LOG_SKIPPED = "skipped"
 LOG_DRY_RUN = "dry-run"
+# Delivered into the local Maildir (transport maildir): it reached no recommender,
+# so it never counts as sent once the transport is smtp (see Store.snapshot).
+LOG_LOCAL = "local"
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,6 +248,11 @@ class LogEntry:
     at: datetime  # when it was sent (sent) or last changed
     retry_at: datetime | None = None  # queued after a transient failure: not before this
     error: str | None = None
+    # The address the message went to (sent) or was refused for (failed): a
+    # failed message whose recommender's address has changed since goes again.
+    to: str | None = None
+    # The subject as it was sent (sent, local): shown as is, never rendered again.
+    subject: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,7 +6,8 @@
 - :func:`write_setup`: a config and roster in a folder (SMTP to the sink,
   no password, state beside them, optional feed and calendar file).
 - :class:`DaemonProc`: ``python -m lormail --config CFG run``, optionally
-  under libfaketime, with its stderr in a file and helpers to wait on it.
+  under libfaketime, with a short tick (``LORMAIL_TICK``), its stderr in a
+  file and helpers to wait on it.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from email import message_from_bytes, policy
 from pathlib import Path
 from typing import Any
@@ -56,6 +58,7 @@ class Got:
     to: list[str]
     subject: str
     key_hint: str  # the X-header-free way to tell messages apart: subject + recipient
+    at: datetime = field(default_factory=lambda: datetime.now(UTC))  # when it was accepted
 
 
 @dataclass
@@ -118,6 +121,7 @@ def write_setup(
     feed_port: int | None = None,
     calendar_file: bool = False,
     extra: str = "",
+    edit_grace: str = "0s",
 ) -> Path:
     """config.yaml + roster.yaml in ``folder``; returns the config's path."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -131,6 +135,7 @@ def write_setup(
         "roster: roster.yaml\n"
         "state_dir: state\n"
         "dry_run: false\n"
+        f"edit_grace: {edit_grace}\n"
         "transport: smtp\n"
         "smtp:\n"
         "  host: 127.0.0.1\n"
@@ -167,12 +172,18 @@ class DaemonProc:
         env: dict[str, str] | None = None,
         prefix: list[str] | None = None,
         log_name: str = "daemon.log",
+        tick: float = 0.5,
+        limit: float | None = None,
     ) -> None:
         self.config = config
         self.log_path = config.parent / log_name
         full_env = dict(os.environ)
         full_env.pop("JOURNAL_STREAM", None)
         full_env.update({"PYTHONUNBUFFERED": "1", "TZ": "UTC", "PYTHONPATH": str(ROOT)})
+        # The tick is injected: no test waits for a real minute.
+        full_env["LORMAIL_TICK"] = str(tick)
+        if limit is not None:
+            full_env["LORMAIL_CHECK_LIMIT"] = str(limit)
         full_env.update(env or {})
         cmd = [*(prefix or []), sys.executable, "-m", "lormail", "--config", str(config), "run"]
         self._log = self.log_path.open("ab")
@@ -283,3 +294,11 @@ def lormail_log(config: Path) -> list[dict[str, Any]]:
 
 def which(name: str) -> str | None:
     return shutil.which(name)
+
+
+def lormail_cli(config: Path, *args: str) -> str:
+    """``lormail --config CFG ARGS…``'s stdout (it must exit 0)."""
+    cmd = [sys.executable, "-m", "lormail", "--config", str(config), *args]
+    env = dict(os.environ, PYTHONPATH=str(ROOT), TZ="UTC")
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True, timeout=60)
+    return out.stdout

@@ -332,10 +332,9 @@ def make_app(config: Config, roster: Roster, now: datetime | None = NOW) -> App:
 
 
 def state_secret(state_dir: Path) -> bytes:
-    from lormail.edge.store import Store
+    from lormail.edge.statedir import peek_message_id_secret
 
-    with Store.open(state_dir) as store:
-        secret = store.peek_message_id_secret()
+    secret = peek_message_id_secret(state_dir)
     assert secret is not None
     return secret
 

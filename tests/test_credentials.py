@@ -294,3 +294,15 @@ def test_secret_hides_its_value() -> None:
 
         pickle.dumps(secret)
     assert os.environ.get("LORMAIL_TEST_NO_SUCH") is None
+
+
+def test_scrub_blanks_every_form_the_secret_takes_on_the_wire() -> None:
+    import base64
+
+    from lormail.edge.credentials import Secret
+
+    secret = Secret("pässwörd")
+    plain = base64.b64encode("\0me@example.edu\0pässwörd".encode()).decode()
+    login = base64.b64encode("pässwörd".encode()).decode()
+    text = f"535 {plain} {plain.rstrip('=')} {login} pässwörd"
+    assert secret.scrub(text, "me@example.edu") == "535 *** *** *** ***"

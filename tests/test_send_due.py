@@ -238,7 +238,7 @@ def test_first_seen_facts_are_recorded(tmp_path: Path) -> None:
     report = send_due(app, NOW)
     assert report.sent == ("packet:r0000",)
     with Store.open(app.state_dir()) as store:
-        assert store.snapshot().first_seen["agreed:r0000"] == NOW
+        assert store.snapshot("maildir").first_seen["agreed:r0000"] == NOW
 
 
 # --- log -----------------------------------------------------------------------------
@@ -258,7 +258,8 @@ def test_log_text_is_colourless_when_piped(
     assert "\x1b[" not in out
     lines = out.splitlines()
     assert lines[0].split() == ["when", "(UTC)", "state", "key", "to", "subject", "tries", "note"]
-    assert lines[1].startswith("2026-09-01 15:00:00  sent   request:r0000")
+    assert lines[1].startswith("2026-09-01 15:00:00  local  request:r0000")
+    assert "delivered to " in lines[1]  # the Maildir file it went into
 
 
 # --- no secret leaks ---------------------------------------------------------------------
@@ -320,14 +321,16 @@ def test_python_dash_m_lormail_send_due(tmp_path: Path) -> None:
     config = write_setup(tmp_path, 1)
     done = run(lormail(config, "send-due", "--now", NOW_TEXT))
     assert done.returncode == 0, done.stderr
-    assert done.stdout == "sent 1\n"
-    assert done.stderr.startswith("lormail: sent request:r0000 to r0000@hospital.example.org")
+    assert done.stdout == "delivered locally 1 (into the Maildir: nobody receives these)\n"
+    line = done.stderr
+    assert line.startswith(f"lormail: local request:r0000: delivered to {tmp_path}/outbox/new/")
+    assert line.endswith(" (transport maildir: r0000@hospital.example.org gets nothing)\n")
     app = make_app(make_config(tmp_path), make_roster(1))
-    assert rows(app)["request:r0000"].state == "sent"
+    assert rows(app)["request:r0000"].state == "local"
     assert os.stat(app.state_dir()).st_mode & 0o777 == 0o700
     listed = run(lormail(config, "log", "--json"))
     (entry,) = json.loads(listed.stdout)["entries"]
-    assert entry["state"] == "sent" and entry["sent_at"] == NOW_TEXT
+    assert entry["state"] == "local" and entry["sent_at"] == NOW_TEXT
 
 
 def test_dry_run_flag_and_config(tmp_path: Path) -> None:
@@ -340,32 +343,24 @@ def test_dry_run_flag_and_config(tmp_path: Path) -> None:
     flag = run(lormail(config, "send-due", "--dry-run", "--now", NOW_TEXT))
     assert flag.stdout == "sent 0, dry-run 0 (nothing sent)\n"  # already dry-run
     real = run(lormail(config, "send-due", "--now", NOW_TEXT))
-    assert real.stdout == "sent 2\n"
+    assert real.stdout == "delivered locally 2 (into the Maildir: nobody receives these)\n"
 
 
-# --- group commit ------------------------------------------------------------------------
+# --- durability ------------------------------------------------------------------------
 
 
-def test_group_commit_fsyncs_at_least_every_window_and_at_the_end(tmp_path: Path) -> None:
-    def out(i: int) -> Outbound:
-        return Outbound(f"request:r{i}", "request", f"r{i}", f"<{i}@x>", "x@example.org", "s")
-
+def test_every_commit_is_durable(tmp_path: Path) -> None:
+    out = Outbound("request:r0", "request", "r0", "<0@x>", "x@example.org", "s")
     with Store.open(tmp_path / "state") as store:
 
         def mode() -> int:
             return int(store.conn.execute("PRAGMA synchronous").fetchone()[0])
 
-        store.mark_sending(out(0), NOW)
-        assert mode() == 2  # FULL: every commit fsynced outside a batch
-        with store.group_commit(3600.0):
-            store.mark_sent("request:r0", NOW, "250 ok", then_sending=out(1))
-            assert mode() == 1  # NORMAL: in the WAL, safe from a crash of lormail
-        assert mode() == 2  # the closing commit fsynced the WAL
-        with store.group_commit(0.0):
-            store.mark_sent("request:r1", NOW, "250 ok")
-            assert mode() == 2  # the window has passed: this one is fsynced
-        states = {r.key: r.state for r in store.log_rows()}
-    assert states == {"request:r0": "sent", "request:r1": "sent"}
+        store.mark_sending(out, NOW)
+        assert mode() == 2  # FULL: the WAL is fsynced at every commit
+        store.mark_sent("request:r0", NOW, "250 ok")
+        assert mode() == 2
+        assert store.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
 def test_a_key_moves_through_the_log_states(tmp_path: Path) -> None:
@@ -394,16 +389,37 @@ def test_a_key_moves_through_the_log_states(tmp_path: Path) -> None:
             "Hello again",
         )
         assert (row.created_at, row.updated_at) == (NOW, later)
-        nxt = Outbound("request:r1", "request", "r1", "<1@x>", "y@example.org", "Hi")
-        store.mark_sent(out.key, later, "250 ok", then_sending=nxt)
+        store.mark_sent(out.key, later, "250 ok")
         rows = {r.key: r for r in store.log_rows()}
     assert (rows[out.key].state, rows[out.key].sent_at, rows[out.key].reply) == (
         "sent",
         later,
         "250 ok",
     )
-    assert (rows[nxt.key].state, rows[nxt.key].attempts, rows[nxt.key].message_id) == (
-        "sending",
-        1,
-        "<1@x>",
-    )
+
+
+# --- attachments that are not files -----------------------------------------------------
+
+
+@pytest.mark.parametrize("what", ["fifo", "device", "huge"])
+def test_a_material_that_is_no_regular_file_is_refused_at_once(tmp_path: Path, what: str) -> None:
+    from lormail.model import Material
+
+    if what == "fifo":
+        path = tmp_path / "cv.pdf"
+        os.mkfifo(path)  # reading it would wait for a writer for ever
+        why = "not a regular file"
+    elif what == "device":
+        path = Path("/dev/zero")  # reading it would fill memory
+        why = "not a regular file"
+    else:
+        path = tmp_path / "cv.pdf"
+        with path.open("wb") as fh:
+            fh.truncate(21 * 1024 * 1024)
+        why = "larger than 20 MB"
+    roster = make_roster(1, kind="packet", materials=(Material(label="CV", path=path),))
+    app = make_app(make_config(tmp_path), roster)
+    report = send_due(app, NOW)
+    assert report.retrying == ("packet:r0000",)
+    assert report.errors == (f"cannot render or compose packet:r0000: cannot attach {path}: {why}",)
+    assert not (tmp_path / "outbox").exists()

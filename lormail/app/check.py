@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 from lormail.core.render import Templates
 from lormail.errors import LormailError, Problem
-from lormail.model import KINDS, SCHEDULED, PlannedMessage, Recommender, Roster
+from lormail.model import KINDS, SCHEDULED, Config, PlannedMessage, Recommender, Roster
 
 
 def sample_messages(roster: Roster, rec: Recommender) -> list[PlannedMessage]:
@@ -49,13 +49,27 @@ def sample_messages(roster: Roster, rec: Recommender) -> list[PlannedMessage]:
     return out
 
 
-def check_templates(roster: Roster, templates: Templates) -> list[Problem]:
+def check_templates(
+    roster: Roster, templates: Templates, config: Config | None = None
+) -> list[Problem]:
+    """Every template rendered for every recommender; with ``config``, each message is
+    also composed, so that one that could never be sent (a header line over 998
+    bytes, text no encoding carries) is found now, not at send time."""
+    from lormail.core.compose import wire_problem
+
     problems: list[Problem] = []
     seen: set[str] = set()
     for rec in roster.recommenders:
         for msg in sample_messages(roster, rec):
             try:
-                templates.render(msg, roster)
+                rendered = templates.render(msg, roster)
+                unsendable = None if config is None else wire_problem(msg, rendered, roster, config)
+                if unsendable is not None:
+                    problems.append(
+                        Problem(
+                            f"the {msg.kind} message to {rec.id} can never be sent: {unsendable}"
+                        )
+                    )
             except LormailError as err:
                 for p in err.problems:
                     text = str(p)

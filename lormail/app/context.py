@@ -93,7 +93,7 @@ class App:
         """The state as the planner sees it; empty when there is no state yet."""
         from lormail.edge.store import read_snapshot
 
-        return read_snapshot(self.state_dir())
+        return read_snapshot(self.state_dir(), self.config().transport)
 
     def plan(self, now: datetime | None = None) -> Plan:
         from lormail.core.plan import plan

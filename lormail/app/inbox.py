@@ -21,12 +21,14 @@ from email.utils import getaddresses
 from pathlib import Path
 
 from lormail.app.context import App
+from lormail.app.send import backoff
 from lormail.core.inbox import Known, classify
 from lormail.core.inbox_plan import entry_digest
 from lormail.edge import inbox_store
 from lormail.edge.credentials import Secret
 from lormail.edge.imap import IDLE_RENEW, Mailbox
-from lormail.edge.store import DB_NAME, Store, backoff
+from lormail.edge.statedir import DB_NAME
+from lormail.edge.store import Store
 from lormail.errors import LormailError, Problem
 from lormail.load.portals import load_rules
 from lormail.load.yamlsrc import display_name

@@ -8,7 +8,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from lormail.app.context import App
-from lormail.core.compose import ComposeContext, RenderedLike, _summary, compose
+from lormail.core.compose import ComposeContext, RenderedLike, compose, summary_text
+from lormail.edge.files import read_attachment
 from lormail.model import PlannedMessage
 
 
@@ -20,18 +21,14 @@ def preview_text(app: App, msg: PlannedMessage, rendered: RenderedLike) -> str:
     """
     import secrets as _secrets
 
-    from lormail.edge.store import DB_NAME, Store
+    from lormail.edge.statedir import peek_message_id_secret
 
-    state_dir = app.state_dir()
-    secret: bytes | None = None
-    if (state_dir / DB_NAME).exists():
-        with Store.open(state_dir) as store:
-            secret = store.peek_message_id_secret()
+    secret = peek_message_id_secret(app.state_dir())
     missing: list[Path] = []
 
     def read(path: Path) -> bytes:
         try:
-            return path.read_bytes()
+            return read_attachment(path)
         except OSError:
             missing.append(path)
             return b""
@@ -45,7 +42,7 @@ def preview_text(app: App, msg: PlannedMessage, rendered: RenderedLike) -> str:
     )
     # Dated as it will be: at its planned time (or now, for one already due).
     outgoing = compose(msg, rendered, ctx, max(msg.send_at, app.now()))
-    text = _summary(outgoing.message, outgoing, missing)
+    text = summary_text(outgoing, missing)
     if secret is None:
         text = text.replace(
             f"Message-ID: {outgoing.message_id}", "Message-ID: (made at the first send)"

@@ -4,9 +4,9 @@
 every message the plan says is due, in plan order, over one connection, moving
 each log row ``queued → sending → sent | failed | skipped``:
 
-- the ``sending`` row is committed before the SMTP transaction starts and the
-  ``sent`` row right after the server accepts, so a crash can at worst repeat
-  the one message in flight, with the same Message-ID;
+- the ``sending`` row is committed (durably) before the SMTP transaction starts
+  and the ``sent`` row right after the server accepts, so a crash can at worst
+  repeat the one message in flight, with the same Message-ID;
 - a row found in ``sending`` at start-up (a run died mid-send) is reported and
   put back in the queue, so it is retried at once with the same Message-ID; a
   key interrupted :data:`MAX_INTERRUPTIONS` times is marked ``failed`` rather
@@ -15,6 +15,7 @@ each log row ``queued → sending → sent | failed | skipped``:
   message would expire, then it is ``skipped``; permanent ones are ``failed``
   with the server's reply; a dropped connection is reopened once per batch;
 - ``smtp.max_per_hour`` holds back the rest (``queued`` until a slot frees);
+- a delivery into the local Maildir is logged ``local``: it reached nobody;
 - ``dry_run`` renders, composes and logs ``dry-run`` rows and sends nothing;
 - a ``stop`` event (SIGTERM/SIGINT) ends the batch after the message in flight.
 
@@ -26,18 +27,20 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import threading
-from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from lormail.app.report import SendReport as SendReport
+from lormail.app.report import Tally
 from lormail.core.instants import utc_z
-from lormail.edge.files import ensure_private_dir
-from lormail.edge.store import Outbound, Store, backoff
+from lormail.edge.files import read_attachment
+from lormail.edge.statedir import StateError
+from lormail.edge.statedir import sender_lock as sender_lock
+from lormail.edge.store import Outbound, Store
 from lormail.model import (
     DRY_RUN,
     DUE,
@@ -53,97 +56,34 @@ from lormail.model import (
 if TYPE_CHECKING:
     from lormail.app.context import App
     from lormail.core.compose import ComposeContext, Outgoing, RenderedLike
-    from lormail.edge.transport import Transport
+    from lormail.edge.transport import Accepted, Transport
     from lormail.model import Config, Roster
 
 log = logging.getLogger("lormail.send")
 
 MAX_INTERRUPTIONS = 3  # a key found in `sending` this often is failed, not resent
-# Every log commit survives a crash of lormail at once; one survives a crash of
-# the machine (power cut) at most this many seconds later (Store.group_commit).
-DURABLE_WITHIN = 0.1
-LOCK_NAME = "send.lock"
 
 
 @dataclass(frozen=True, slots=True)
-class SendReport:
-    """What one :func:`send_due` call did, key by key."""
+class _Unlogged:
+    """A delivery the log could not record (the state folder was full or read-only)."""
 
-    now: datetime
-    dry_run: bool
-    sent: tuple[str, ...] = ()
-    dry_runs: tuple[str, ...] = ()
-    retrying: tuple[str, ...] = ()  # queued after a transient failure (or an outage)
-    deferred: tuple[str, ...] = ()  # held back by smtp.max_per_hour
-    failed: tuple[str, ...] = ()
-    skipped: tuple[str, ...] = ()  # expired while waiting to be retried
-    recovered: tuple[str, ...] = ()  # found in `sending` at start-up
-    errors: tuple[str, ...] = ()  # distinct problems, one line each
-    next_retry: datetime | None = None
-    busy: bool = False  # another lormail holds the send lock; nothing was done
-    stopped: bool = False  # a stop request ended the batch early
-
-    @property
-    def exit_code(self) -> int:
-        """0 when everything due went (or was dry-run / held by the rate limit), else 1."""
-        return 1 if (self.failed or self.retrying or self.errors) else 0
+    key: str
+    at: datetime
+    reply: str
+    note: str | None
+    local: bool
 
 
-@dataclass
-class _Tally:
-    sent: list[str] = field(default_factory=list)
-    dry_runs: list[str] = field(default_factory=list)
-    retrying: list[str] = field(default_factory=list)
-    deferred: list[str] = field(default_factory=list)
-    failed: list[str] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)
-    recovered: list[str] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
-    retry_times: list[datetime] = field(default_factory=list)
-    stopped: bool = False
-
-    def error(self, text: str) -> None:
-        if text not in self.errors:
-            self.errors.append(text)
-
-    def report(self, now: datetime, dry_run: bool) -> SendReport:
-        return SendReport(
-            now=now,
-            dry_run=dry_run,
-            sent=tuple(self.sent),
-            dry_runs=tuple(self.dry_runs),
-            retrying=tuple(self.retrying),
-            deferred=tuple(self.deferred),
-            failed=tuple(self.failed),
-            skipped=tuple(self.skipped),
-            recovered=tuple(self.recovered),
-            errors=tuple(self.errors),
-            next_retry=min(self.retry_times) if self.retry_times else None,
-            stopped=self.stopped,
-        )
+# By state database: deliveries this process made but could not log.  The next
+# batch in the same process (the daemon's) records them before anything else,
+# so that a message that went is neither sent again nor, after repeated
+# failures of the disk, counted as interrupted and marked failed.
+_UNLOGGED: dict[Path, dict[str, _Unlogged]] = {}
 
 
 def _utc_now() -> datetime:
     return datetime.now(UTC).replace(microsecond=0)
-
-
-@contextlib.contextmanager
-def sender_lock(state_dir: Path) -> Iterator[bool]:
-    """Hold the state's send lock if free; yields False when another sender has it."""
-    import fcntl
-
-    ensure_private_dir(state_dir)
-    fd = os.open(state_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
-    with os.fdopen(fd, "r+b") as handle:
-        try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            yield False
-            return
-        try:
-            yield True
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
 Renderer = Callable[[PlannedMessage], "RenderedLike"]
@@ -162,12 +102,27 @@ class Batch:
     clock: Callable[[], datetime]
     dry_run: bool = False
     stop: threading.Event | None = None
-    tally: _Tally = field(default_factory=_Tally)
+    holds: Mapping[str, datetime] = field(default_factory=dict)  # edit holds (the daemon's)
+    tally: Tally = field(default_factory=Tally)
     # The snapshot's log plus what this batch sent: reminders thread under it.
     log_view: dict[str, LogEntry] = field(default_factory=dict)
-    chores: _Chores = field(default_factory=lambda: _Chores())
 
     # -- the steps ----------------------------------------------------------------
+
+    def record_unlogged(self) -> None:
+        """Log the deliveries an earlier batch of this process could not (see _UNLOGGED)."""
+        waiting = _UNLOGGED.get(self.store.path, {})
+        for key, done in list(waiting.items()):
+            if done.local:
+                self.store.mark_local(key, done.at, done.reply)
+            else:
+                self.store.mark_sent(key, done.at, done.reply, done.note)
+            del waiting[key]
+            log.info(
+                "logged %s, which went at %s while the state folder could not be written",
+                key,
+                utc_z(done.at),
+            )
 
     def recover(self) -> None:
         """Requeue rows a dead run left in ``sending``; fail a key that keeps dying."""
@@ -290,107 +245,93 @@ class Batch:
         log.info("holding %d message(s) until %s (smtp.max_per_hour)", len(held), free_at)
         return todo[:budget]
 
-    def _prepared(
-        self, todo: Sequence[PlannedMessage], ctx: ComposeContext
-    ) -> Iterator[tuple[PlannedMessage, Outgoing]]:
-        for msg in todo:
-            outgoing = self.compose(msg, ctx)
-            if outgoing is not None:
-                yield msg, outgoing
-
     def _stopping(self) -> bool:
         return self.stop is not None and self.stop.is_set()
 
     def _send_all(
         self, transport: Transport, todo: Sequence[PlannedMessage], ctx: ComposeContext
     ) -> None:
-        """Send in order.  One commit per message: its ``sent`` row together with the
-        next one's ``sending`` row, so both rules hold (``sending`` before a transaction
-        starts, ``sent`` right after the server accepts) at half the commits.  The rest
-        of the work (composing the next message, the log line of the last one) is done
-        while the server answers this one's commands."""
-
-        queue = _Lookahead(self._prepared(todo, ctx))
-        try:
-            with self.store.group_commit(DURABLE_WITHIN):
-                self._send_queue(transport, queue)
-        finally:
-            self.chores.run_all()
-
-    def _send_queue(self, transport: Transport, queue: _Lookahead) -> None:
+        """Send in order over one connection; each log commit is durable before the
+        next step (``sending`` before the transaction, ``sent`` right after it)."""
         from lormail.edge.transport import TransportError
 
-        current = None if self._stopping() else queue.take()
-        if current is not None:
-            self.store.mark_sending(_outbound(*current), self.clock())
         reconnects, delivered = 1, 0
-        while current is not None:
-            msg, outgoing = current
-            out = _outbound(msg, outgoing)
-            self.chores.add(queue.prepare)
-            try:
-                accepted = transport.send(
-                    outgoing.data, outgoing.envelope_from, outgoing.recipients, self.chores.one
-                )
-            except TransportError as err:
-                self.chores.run_all()
-                if err.connection and err.transient and delivered and reconnects:
-                    # The session dropped mid-batch (idle timeout, network blip):
-                    # open a new one once and resend this message.
-                    reconnects -= 1
-                    log.warning("connection lost (%s); reconnecting once", err)
-                    transport.reconnect()
-                    self.store.mark_sending(out, self.clock())
-                    continue
-                if err.connection and err.transient:
-                    retry_at = self._retry(msg, out, str(err))
-                    self._queue_rest(queue.rest(), retry_at, str(err))
-                    return
-                if err.transient:
-                    self._retry(msg, out, str(err))
-                else:
-                    self._fail(out, str(err), err.reply)
-                current = None if self._stopping() else queue.take()
-                if current is not None:
-                    self.store.mark_sending(_outbound(*current), self.clock())
+        for index, msg in enumerate(todo):
+            if self._stopping():
+                log.info("stopping: the rest of the due messages wait for the next run")
+                self.tally.stopped = True
+                return
+            outgoing = self.compose(msg, ctx)
+            if outgoing is None:
                 continue
-            current = None if self._stopping() else queue.take()
-            upcoming = None if current is None else _outbound(*current)
-            self._sent(out, accepted.reply, accepted.refused, upcoming)
-            delivered += 1
-        if self._stopping():
-            self.chores.run_all()
-            log.info("stopping: the rest of the due messages wait for the next run")
-            self.tally.stopped = True
+            out = _outbound(msg, outgoing)
+            while True:
+                self.store.mark_sending(out, self.clock())
+                try:
+                    accepted = transport.send(
+                        outgoing.data, outgoing.envelope_from, outgoing.recipients
+                    )
+                except TransportError as err:
+                    if err.connection and err.transient and delivered and reconnects:
+                        # The session dropped mid-batch (idle timeout, network blip):
+                        # open a new one once and resend this message.
+                        reconnects -= 1
+                        log.warning("connection lost (%s); reconnecting once", err)
+                        transport.reconnect()
+                        continue
+                    if err.connection and err.transient:
+                        retry_at = self._retry(msg, out, str(err))
+                        self._queue_rest(todo[index + 1 :], ctx, retry_at, str(err))
+                        return
+                    if err.transient:
+                        self._retry(msg, out, str(err))
+                    else:
+                        self._fail(out, str(err), err.reply)
+                    break
+                self._sent(out, accepted)
+                delivered += 1
+                break
 
-    def _sent(
-        self,
-        out: Outbound,
-        reply: str,
-        refused: Sequence[tuple[str, str]],
-        upcoming: Outbound | None,
-    ) -> None:
+    def _sent(self, out: Outbound, accepted: Accepted) -> None:
         at = self.clock()
         note = None
-        if refused:
-            note = "; ".join(f"copy to {addr} refused: {why}" for addr, why in refused)
-        self.store.mark_sent(out.key, at, reply, note, then_sending=upcoming)
+        if accepted.refused:
+            note = "; ".join(f"copy to {addr} refused: {why}" for addr, why in accepted.refused)
+        try:
+            if accepted.local:
+                self.store.mark_local(out.key, at, accepted.reply)
+            else:
+                self.store.mark_sent(out.key, at, accepted.reply, note)
+        except StateError as err:
+            # It went; only the log cannot say so.  The next batch of this process
+            # logs it; a new process finds it `sending` and sends it once more,
+            # with the same Message-ID.
+            unlogged = _Unlogged(out.key, at, accepted.reply, note, accepted.local)
+            _UNLOGGED.setdefault(self.store.path, {})[out.key] = unlogged
+            raise StateError(
+                f"{err.problems[0].message}; {out.key} went to {out.to} but could not be "
+                "logged, so it may go once more (with the same Message-ID)"
+            ) from None
         self.tally.sent.append(out.key)
+        if accepted.local:
+            self.tally.local.append(out.key)
         # Later reminders in this batch thread under what just went.
-        self.log_view[out.key] = LogEntry(key=out.key, state=LOG_SENT, at=at)
-
-        def say() -> None:
-            log.info("sent %s to %s (%s)", out.key, out.to, reply)
-            if note:
-                log.warning("sent %s, but %s", out.key, note)
-
-        # Written while the server answers the next message's first command.
-        self.chores.add(say)
+        if not accepted.local or self.config.transport == "maildir":
+            self.log_view[out.key] = LogEntry(
+                key=out.key, state=LOG_SENT, at=at, to=out.to, subject=out.subject
+            )
+        if accepted.local:
+            log.info(
+                "local %s: %s (transport maildir: %s gets nothing)", out.key, accepted.reply, out.to
+            )
+        else:
+            log.info("sent %s to %s (%s)", out.key, out.to, accepted.reply)
+        if note:
+            log.warning("sent %s, but %s", out.key, note)
 
     def _fail(self, out: Outbound, error: str, reply: str | None) -> None:
         self.store.mark_failed(out, self.clock(), error, reply)
         self.tally.failed.append(out.key)
-        self.chores.run_all()  # the log lines in order
         log.error("failed %s to %s: %s", out.key, out.to, error)
 
     def _retry(self, msg: PlannedMessage, out: Outbound, error: str) -> datetime:
@@ -400,7 +341,6 @@ class Batch:
         attempts = row.attempts if row is not None else 0
         retry_at = now + backoff(max(1, attempts))
         self.tally.error(error)
-        self.chores.run_all()  # the log lines in order
         if msg.expires_at is not None and retry_at >= msg.expires_at:
             reason = f"expired before it could be sent; last error: {error}"
             self.store.mark_skipped(out, now, reason)
@@ -415,60 +355,26 @@ class Batch:
 
     def _queue_rest(
         self,
-        rest: Sequence[tuple[PlannedMessage, Outgoing]],
+        rest: Sequence[PlannedMessage],
+        ctx: ComposeContext,
         retry_at: datetime,
         error: str,
     ) -> None:
         """After a lost connection, the rest waits with the message that failed."""
         now = self.clock()
-        for msg, outgoing in rest:
+        waiting = 0
+        for msg in rest:
+            outgoing = self.compose(msg, ctx)
+            if outgoing is None:
+                continue
             if msg.expires_at is not None and retry_at >= msg.expires_at:
                 self._retry(msg, _outbound(msg, outgoing), error)
                 continue
             self.store.mark_queued(_outbound(msg, outgoing), now, retry_at, f"not tried: {error}")
             self.tally.retrying.append(msg.key)
-        if rest:
-            log.warning("%d more message(s) wait until %s", len(rest), utc_z(retry_at))
-
-
-class _Chores:
-    """Small jobs done one at a time while the server answers a command (the
-    transport's ``meanwhile``), in the order they were added."""
-
-    def __init__(self) -> None:
-        self._jobs: deque[Callable[[], object]] = deque()
-
-    def add(self, job: Callable[[], object]) -> None:
-        self._jobs.append(job)
-
-    def one(self) -> None:
-        if self._jobs:
-            self._jobs.popleft()()
-
-    def run_all(self) -> None:
-        while self._jobs:
-            self._jobs.popleft()()
-
-
-class _Lookahead:
-    """The composed messages in order, the next one made ahead of time (see _send_all)."""
-
-    def __init__(self, items: Iterator[tuple[PlannedMessage, Outgoing]]) -> None:
-        self._items = items
-        self._ahead: list[tuple[PlannedMessage, Outgoing] | None] = []
-
-    def prepare(self) -> None:
-        if not self._ahead:
-            self._ahead.append(next(self._items, None))
-
-    def take(self) -> tuple[PlannedMessage, Outgoing] | None:
-        self.prepare()
-        return self._ahead.pop()
-
-    def rest(self) -> list[tuple[PlannedMessage, Outgoing]]:
-        ahead = [a for a in self._ahead if a is not None]
-        self._ahead = []
-        return [*ahead, *self._items]
+            waiting += 1
+        if waiting:
+            log.warning("%d more message(s) wait until %s", waiting, utc_z(retry_at))
 
 
 def _outbound(msg: PlannedMessage, outgoing: Outgoing) -> Outbound:
@@ -480,6 +386,11 @@ def _outbound(msg: PlannedMessage, outgoing: Outgoing) -> Outbound:
         to=outgoing.to,
         subject=outgoing.subject,
     )
+
+
+def backoff(attempts: int) -> timedelta:
+    """The wait after ``attempts`` failed tries: 1 min, doubling, at most 1 h."""
+    return timedelta(minutes=min(60, 2 ** max(0, min(attempts - 1, 6))))
 
 
 def pick(messages: Sequence[PlannedMessage], dry_run: bool) -> list[PlannedMessage]:
@@ -496,9 +407,14 @@ def run_batch(batch: Batch, now: datetime) -> SendReport:
     from lormail.core.compose import ComposeContext
     from lormail.core.plan import plan as make_plan
 
+    batch.record_unlogged()
     batch.recover()
-    snapshot = batch.store.snapshot()
+    snapshot = batch.store.snapshot(batch.config.transport)
     planned = make_plan(batch.roster, snapshot, now)
+    if batch.holds:
+        from lormail.core.holds import apply_holds
+
+        planned = apply_holds(planned, batch.holds)
     batch.store.record_first_seen(planned.observed)
     batch.retire_expired(planned.messages)
     todo = pick(planned.messages, batch.dry_run)
@@ -509,6 +425,7 @@ def run_batch(batch: Batch, now: datetime) -> SendReport:
             config=batch.config,
             secret=batch.store.message_id_secret(),
             log=batch.log_view,
+            read_bytes=read_attachment,
         )
         batch.run(todo, ctx)
     return batch.tally.report(now, batch.dry_run)
@@ -519,12 +436,14 @@ def send_due(
     now: datetime | None = None,
     dry_run: bool = False,
     stop: threading.Event | None = None,
+    holds: Mapping[str, datetime] | None = None,
 ) -> SendReport:
     """Send (or dry-run) everything due at ``now``; the daemon calls this every minute.
 
     ``now`` None means the real clock, also for the log's timestamps; a given
     ``now`` (``--now``) is used for both the plan and the stamps.  ``dry_run``
-    adds to config ``dry_run``; it never turns it off.
+    adds to config ``dry_run``; it never turns it off.  ``holds`` (the
+    daemon's edit holds, :mod:`lormail.core.holds`) keep what they hold back.
     """
     from lormail.edge.transport import open_transport
 
@@ -558,5 +477,6 @@ def send_due(
                 clock=clock,
                 dry_run=dry,
                 stop=stop,
+                holds=holds or {},
             )
             return run_batch(batch, at)

@@ -19,7 +19,7 @@ def cmd_check(app: App, args: argparse.Namespace) -> int:
         roster, warnings = load_roster_checked(config.roster, app.now())
     except LormailError as err:
         raise LormailError([*problems, *err.problems]) from None
-    problems.extend(check_templates(roster, app.templates()))
+    problems.extend(check_templates(roster, app.templates(), config))
     if problems:
         raise LormailError(problems)
     for w in warnings:

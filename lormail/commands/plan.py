@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from datetime import datetime
 from typing import Any
 
 from lormail.app.context import App
@@ -49,9 +50,20 @@ def _local(m: PlannedMessage, rec: Recommender) -> str:
     return f"{local:%a %d %b %Y %H:%M} {local.tzname()}"
 
 
+def held_plan(app: App) -> tuple[Plan, dict[str, datetime]]:
+    """The plan with the daemon's edit holds applied, and the holds."""
+    from lormail.core.holds import apply_holds
+    from lormail.edge.store import read_edit_holds
+
+    holds = read_edit_holds(app.state_dir())
+    return apply_holds(app.plan(), holds), holds
+
+
 def cmd_plan(app: App, args: argparse.Namespace) -> int:
+    from lormail.core.holds import hold_text
+
     roster = app.roster()
-    plan = app.plan()
+    plan, holds = held_plan(app)
     templates = app.templates()
     if args.json:
         print_json(plan_json(plan, roster, templates, args.all))
@@ -88,9 +100,10 @@ def cmd_plan(app: App, args: argparse.Namespace) -> int:
     for m in msgs:
         rec = roster.recommenders_by_id[m.recommender]
         subject = templates.subject(m, roster)
+        held = hold_text(m, holds, plan.now)
         table.add_row(
             _local(m, rec),
-            f"[{styles.get(m.status, '')}]{m.status}[/]",
+            f"[{styles.get(m.status, '')}]{m.status}[/]" + (f" {held}" if held else ""),
             rec.salutation or rec.name,
             f"[bold]{subject}[/]\n[dim]{m.key}: {m.reason}[/]",
         )

@@ -1,4 +1,5 @@
-"""The commands ``send-due``, ``log`` and ``credentials`` (SPEC §6): parse, call, print.
+"""The commands ``send-due``, ``log``, ``retry``, ``state reset`` and ``credentials``
+(SPEC §6): parse, call, print.
 
 The work is in :mod:`lormail.app.send`, :mod:`lormail.edge.store`,
 :mod:`lormail.edge.credentials` and :mod:`lormail.edge.transport`; this module only
@@ -37,13 +38,6 @@ def ensure_logging() -> None:
     handler.setFormatter(logging.Formatter("lormail: %(message)s"))
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
-    # The line holds the message only: skip finding the caller's frame and
-    # looking up the thread and process of each record (the logging
-    # documentation's "Optimization" switches), a line per message sent.
-    logging._srcfile = None
-    logging.logThreads = False
-    logging.logProcesses = False
-    logging.logMultiprocessing = False
 
 
 @contextlib.contextmanager
@@ -67,7 +61,13 @@ def stop_on_signals(stop: threading.Event) -> Iterator[None]:
 def summary(report: SendReport) -> str:
     if report.busy:
         return "another lormail is sending right now; nothing done"
-    parts = [f"sent {len(report.sent)}"]
+    parts = []
+    if len(report.sent) > len(report.local) or not report.local:
+        parts.append(f"sent {len(report.sent) - len(report.local)}")
+    if report.local:
+        parts.append(
+            f"delivered locally {len(report.local)} (into the Maildir: nobody receives these)"
+        )
     if report.dry_run or report.dry_runs:
         parts.append(f"dry-run {len(report.dry_runs)} (nothing sent)")
     if report.retrying:
@@ -122,6 +122,7 @@ def _entry(row: LogRow) -> dict[str, Any]:
 
 _STATE_STYLE = {
     "sent": "green",
+    "local": "blue",
     "failed": "bold red",
     "queued": "yellow",
     "sending": "yellow",
@@ -131,7 +132,8 @@ _STATE_STYLE = {
 
 
 def cmd_log(app: App, args: argparse.Namespace) -> int:
-    from lormail.edge.store import DB_NAME, Store
+    from lormail.edge.statedir import DB_NAME
+    from lormail.edge.store import Store
 
     state_dir = app.state_dir()
     rows: list[LogRow] = []
@@ -156,7 +158,7 @@ def cmd_log(app: App, args: argparse.Namespace) -> int:
         note = row.error or ""
         if row.retry_at is not None:
             note = f"retry at {utc_text(row.retry_at)}: {note}"
-        elif row.state == "sent":
+        elif row.state in ("sent", "local"):
             note = row.reply or ""
             if row.error:
                 note += f" ({row.error})"
@@ -171,6 +173,42 @@ def cmd_log(app: App, args: argparse.Namespace) -> int:
             note,
         )
     console().print(table)
+    return EXIT_OK
+
+
+# --- retry and state reset ------------------------------------------------------------
+
+
+def cmd_retry(app: App, args: argparse.Namespace) -> int:
+    """Plan a failed message again: the planner schedules it like any message waiting."""
+    from lormail.edge.statedir import DB_NAME
+    from lormail.edge.store import Store
+
+    key: str = args.key
+    state_dir = app.state_dir()
+    if not (state_dir / DB_NAME).exists():
+        raise LormailError([Problem(f"retry: no message {key!r} in the log (see 'lormail log')")])
+    with Store.open(state_dir) as store:
+        row = store.retry(key, app.now())
+    print(f"{key} to {row.to} is planned again, with its Message-ID {row.message_id}")
+    return EXIT_OK
+
+
+def cmd_state(app: App, args: argparse.Namespace) -> int:
+    """``state reset``: a new, empty send log, the old one kept aside; Message-IDs stay."""
+    from lormail.app.send import sender_lock
+    from lormail.edge.store import Store
+
+    state_dir = app.state_dir()
+    with sender_lock(state_dir) as mine:
+        if not mine:
+            raise LormailError(
+                [Problem("another lormail is sending; stop it before resetting the state")],
+                EXIT_RUNTIME,
+            )
+        kept = Store.reset(state_dir, app.now())
+    where = f"; the old one is kept as {kept}" if kept is not None else ""
+    print(f"started a new send log in {state_dir}{where}")
     return EXIT_OK
 
 

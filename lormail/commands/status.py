@@ -8,7 +8,7 @@ from typing import Any
 
 from lormail.app.context import App
 from lormail.commands.output import console, print_json
-from lormail.commands.plan import UPCOMING
+from lormail.commands.plan import UPCOMING, held_plan
 from lormail.core.instants import utc_text
 from lormail.errors import EXIT_OK
 from lormail.model import (
@@ -106,8 +106,10 @@ def _cell(state: str | None, submitted: date | None, prog: Program, today: date)
 
 
 def cmd_status(app: App, args: argparse.Namespace) -> int:
+    from lormail.core.holds import hold_text
+
     roster = app.roster()
-    plan = app.plan()
+    plan, holds = held_plan(app)
     data = status_json(app, roster, plan)
     if args.json:
         print_json(data)
@@ -137,6 +139,10 @@ def cmd_status(app: App, args: argparse.Namespace) -> int:
         if nxt:
             local = datetime.fromisoformat(nxt["send_at"]).astimezone(rec.timezone)
             nxt_text = f"{nxt['key'].split(':')[0]} {local:%a %d %b %H:%M}"
+            held = next((hold_text(m, holds, plan.now) for m in plan.messages
+                         if m.key == nxt["key"]), None)  # fmt: skip
+            if held:
+                nxt_text = f"{nxt['key'].split(':')[0]} {held}"
         table.add_row(f"{rec.name}\n[dim]{rec.status}[/]", *cells, nxt_text)
     missing_row = [
         f"[bold]{p['missing']} to come[/]" if p["missing"] else "[green]all in[/]"
@@ -155,6 +161,10 @@ def cmd_status(app: App, args: argparse.Namespace) -> int:
             "Daemon: not running. Start it with 'lormail run' or "
             "'systemctl --user enable --now lormail'."
         )
+    if d["running"] and d["last_error"]:
+        from rich.markup import escape
+
+        out.print(f"[bold red]Last error:[/] {escape(d['last_error'])}")
     for f in data["failed"]:
         out.print(f"[bold red]failed[/] {f['key']} at {f['at']}: {f['reason']}")
     return EXIT_OK

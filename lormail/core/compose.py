@@ -1,39 +1,66 @@
-"""From a planned, rendered message to the exact bytes-to-be on the wire (SPEC §3.2).
+"""From a planned, rendered message to the exact bytes that go on the wire (SPEC §3.2).
 
 Pure: a :class:`PlannedMessage`, its rendered text, the roster, the config and
-the state's Message-ID secret go in; an :class:`Outgoing` (the message's bytes,
-as an ``email.message.EmailMessage`` with ``policy=SMTP`` writes them, the
-message itself on demand, and its envelope) comes out.  A plain-text message,
-the usual kind, is written directly, header by header the way the email
-library writes it; a multipart one by the library.  The only reads are of the
-packet's attachments, through a function the caller may replace.
+the state's Message-ID secret go in; an :class:`Outgoing` (an
+``email.message.EmailMessage`` serialised with ``email.policy.SMTP``, its
+bytes and its envelope) comes out.  The only reads are of the packet's
+attachments, through a function the caller may replace.
+
+Header safety is ours, not the header registry's: on Python before 3.11.10
+(CVE-2024-6923) the registry's folding can turn an encoded word such as
+``=?utf-8?q?A=0D=0ABcc:_x@y.test?=`` into a raw header line, and it drops the
+quotes of a long display name, so that ``To`` parses as several recipients.
+So every header value made from roster or template text is written here,
+already folded: short plain ASCII as it is (a display name quoted as needed),
+anything else as RFC 2047 base64 encoded words, which decode to text and never
+to syntax.  The policy writes such values exactly as given.  Then the bytes
+are parsed back with the email package, and a message whose headers, sender,
+recipient or subject do not read back exactly as meant is refused
+(:class:`ComposeError`, a permanent failure).
 
 Owned here: the From/To/Date/Subject headers, the Message-ID derived from the
 key (HMAC-SHA256 under the state's secret, so it is stable across retries and
-restarts yet says nothing about the roster), reply threading of reminders,
-attachments, the HTML alternative, the envelope (``bcc_self`` is an envelope
-recipient only), and the refusal of any header holding CR or LF.
+restarts yet says nothing about the roster), reply threading of reminders and
+follow-ups (in the thread of the last message sent, under its subject),
+attachments, the HTML alternative, and the envelope (``bcc_self`` is an
+envelope recipient only).
 """
 
 from __future__ import annotations
 
 import base64
-import functools
+import contextlib
 import hashlib
 import hmac
 import mimetypes
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, tzinfo
-from email import policy, quoprimime
+from datetime import datetime
+from email import policy
 from email.headerregistry import Address
 from email.message import EmailMessage
-from email.utils import format_datetime, formataddr, parseaddr
+from email.parser import BytesParser
+from email.utils import format_datetime, formataddr
 from pathlib import Path
 from typing import Protocol
 
 from lormail.model import LOG_SENT, Config, LogEntry, PlannedMessage, Roster
+
+# The SMTP policy, told to write a header value given as text exactly as given:
+# by default it re-folds one with a line over 78 characters through the header
+# registry, which is what must never happen to roster text.  Header objects
+# (a non-ASCII address) are folded by the registry as ever.
+POLICY = policy.SMTP.clone(refold_source="none")
+_FOLD_AT = POLICY.max_line_length or 78
+MAX_LINE = 998  # RFC 5322 §2.1.1: no line of a message may be longer (CRLF apart)
+
+# What may stand in a header as it is: printable ASCII words, no encoded-word opener.
+_PLAIN_TEXT = re.compile(r"[\x21-\x7e]+(?: [\x21-\x7e]+)*")
+# A display name that needs no quotes (RFC 5322 atext and spaces).
+_ATOMS = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?: [A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
+# An ASCII addr-spec the loaders would accept: no spaces, no specials but @ and dots.
+_ADDR_SPEC = re.compile(r"[^\s<>()\[\],;:\\\"@]+@[^\s<>()\[\],;:\\\"@]+")
 
 
 class RenderedLike(Protocol):
@@ -48,7 +75,8 @@ class RenderedLike(Protocol):
 
 
 class ComposeError(ValueError):
-    """The message cannot be built safely (a line break in a header, a bad address)."""
+    """The message can never be sent as it stands (unsafe text, a bad address, a
+    line over 998 bytes, text that cannot be encoded): a permanent failure."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +85,7 @@ class ComposeContext:
 
     roster: Roster
     config: Config
-    secret: bytes  # Store.message_id_secret()
+    secret: bytes  # lormail.edge.store.message_id_secret()
     log: Mapping[str, LogEntry] = field(default_factory=dict)  # Snapshot.log, for threading
     read_bytes: Callable[[Path], bytes] = Path.read_bytes
 
@@ -67,201 +95,184 @@ class Outgoing:
     """A composed message and its SMTP envelope."""
 
     key: str
-    data: bytes  # the message as it goes on the wire (CRLF)
+    message: EmailMessage = field(repr=False, compare=False)
+    data: bytes  # message.as_bytes(): CRLF lines, parsed back and checked
     message_id: str
     envelope_from: str
     recipients: tuple[str, ...]  # the recommender first; then the applicant for bcc_self
     subject: str
     to: str
-    build: Callable[[], EmailMessage] = field(repr=False, compare=False)
-
-    @property
-    def message(self) -> EmailMessage:
-        """The message as an ``EmailMessage`` (policy SMTP); ``data`` is its bytes.
-
-        Sending needs only ``data``: for a plain-text message the object is built
-        when first asked for, by the same code that builds every other message.
-        """
-        return self.build()
-
-
-def _clean(name: str, value: str) -> str:
-    # Defence in depth: the loaders already refuse control characters, but a
-    # template can still put a newline into a subject.
-    if "\r" in value or "\n" in value:
-        raise ComposeError(f"{name} contains a line break; refusing to build the header")
-    return value
 
 
 def sender(roster: Roster, config: Config) -> tuple[str, str]:
     """The From display name and address: config ``smtp.from``, else the applicant."""
-    return _sender(config.smtp.from_addr, roster.applicant.name, roster.applicant.email)
-
-
-@functools.lru_cache(maxsize=8)
-def _sender(configured: str, name: str, email: str) -> tuple[str, str]:
-    # Cached: the same for every message of a batch, and parseaddr is not cheap.
-    configured = _clean("smtp.from", configured.strip())
+    configured = config.smtp.from_addr.strip()
     if configured:
-        name, addr = parseaddr(configured)
-        if "@" not in addr:
-            raise ComposeError(f"smtp.from: {configured!r} holds no e-mail address")
-        return name, addr
-    return name, email
+        _no_breaks("smtp.from", configured)
+        mailboxes: tuple[Address, ...] = ()
+        # An encoded word in it that decodes to a line break is a ValueError.
+        with contextlib.suppress(ValueError):
+            header = policy.default.header_factory("From", configured)
+            mailboxes = tuple(getattr(header, "addresses", ()))
+        if len(mailboxes) != 1 or "@" not in mailboxes[0].addr_spec:
+            raise ComposeError(f"smtp.from: {configured!r} is not one e-mail address")
+        return str(mailboxes[0].display_name), str(mailboxes[0].addr_spec)
+    return roster.applicant.name, roster.applicant.email
 
 
 def message_id(key: str, secret: bytes, domain: str) -> str:
     """The Message-ID of ``key``: a keyed hash, so the same key always gets the same id."""
-    mac = _keyed(secret).copy()
-    mac.update(key.encode("utf-8"))
-    digest = mac.digest()[:20]
+    digest = hmac.new(secret, key.encode("utf-8"), hashlib.sha256).digest()[:20]
     token = base64.b32encode(digest).decode("ascii").lower()
     return f"<{token}@{domain}>"
-
-
-@functools.lru_cache(maxsize=4)
-def _keyed(secret: bytes) -> hmac.HMAC:
-    # The HMAC keyed once per state secret; each Message-ID copies it, which
-    # costs a fraction of keying a new one.
-    return hmac.new(secret, digestmod=hashlib.sha256)
 
 
 def domain_of(addr: str) -> str:
     return addr.rpartition("@")[2].strip().lower() or "localhost"
 
 
-def thread_parent(msg: PlannedMessage, log: Mapping[str, LogEntry]) -> str | None:
-    """The key a reminder replies to: the packet if it went, else the request if it went."""
-    if msg.kind != "reminder":
+# Kinds that reply in the thread of the last message sent to the recommender.
+REPLY_KINDS = frozenset({"reminder", "request_followup"})
+
+
+@dataclass(frozen=True, slots=True)
+class Thread:
+    """Where a reply goes (SPEC §3.2): the message it answers, the thread's Message-IDs
+    oldest first, and the thread's subject with ``Re:`` (None when the log lacks it)."""
+
+    in_reply_to: str
+    references: tuple[str, ...]
+    subject: str | None
+
+
+def thread_of(
+    msg: PlannedMessage, log: Mapping[str, LogEntry], secret: bytes, domain: str
+) -> Thread | None:
+    """The thread a reminder or follow-up replies in: that of the last message sent to
+    its recommender, so that every mail client shows one conversation (Gmail threads
+    by subject too, hence the subject).  None for other kinds, or before any message
+    went."""
+    if msg.kind not in REPLY_KINDS:
         return None
-    for kind in ("packet", "request"):
-        parent = f"{kind}:{msg.recommender}"
-        entry = log.get(parent)
-        if entry is not None and entry.state == LOG_SENT:
-            return parent
-    return None
+    sent = sorted(
+        (
+            entry
+            for entry in log.values()
+            if entry.state == LOG_SENT
+            and entry.key != msg.key
+            and entry.key.split(":")[1:2] == [msg.recommender]
+        ),
+        key=lambda entry: (entry.at, entry.key),
+    )
+    if not sent:
+        return None
+    # The thread: the last message that was not itself a reply, and the replies since.
+    starts = [i for i, entry in enumerate(sent) if entry.key.split(":", 1)[0] not in REPLY_KINDS]
+    chain = sent[starts[-1] if starts else 0 :]
+    ids = tuple(message_id(entry.key, secret, domain) for entry in chain)
+    root = (chain[0].subject or "").strip()
+    subject = None
+    if root:
+        subject = root if root[:3].lower() == "re:" else f"Re: {root}"
+    return Thread(in_reply_to=ids[-1], references=ids, subject=subject)
 
 
-def _address(name: str, addr: str) -> Address:
-    local, at, domain = addr.rpartition("@")
-    if not at or not local or not domain:
-        raise ComposeError(f"{addr!r} is not an e-mail address")
-    try:
-        return Address(display_name=name, username=local, domain=domain)
-    except (ValueError, IndexError) as err:
-        raise ComposeError(f"{addr!r}: {err}") from None
+# --- header values ---------------------------------------------------------------
 
 
-def _mailbox(name: str, addr: str) -> str | Address:
-    local, at, domain = addr.rpartition("@")
-    if name.isascii() and addr.isascii() and local and at and domain:
-        # The loaders validated the address; formataddr quotes the name as needed.
-        return formataddr((name, addr))
-    return _address(name, addr)
+def _no_breaks(what: str, value: str) -> None:
+    # The loaders refuse control characters already; a template can still put
+    # a line break into a subject, and a subject is one line.
+    if "\r" in value or "\n" in value:
+        raise ComposeError(f"{what} contains a line break; refusing to build the header")
 
 
-# The SMTP policy's line length: a shorter ASCII header is written exactly as given.
-_FAST_LIMIT = policy.SMTP.max_line_length or 78
+def _encoded(name: str, text: str) -> str:
+    """``text`` as UTF-8 base64 encoded words, folded so that no line passes the
+    policy's limit.  Written here rather than by ``email.header.Header``, which
+    turns the characters ``str.splitlines`` splits at (NEL, U+2028, …) into spaces."""
+    words: list[bytes] = []
+    chunk = b""
+    # RFC 2047 §2: an encoded word is at most 75 characters, 12 of them "=?utf-8?b?" "?=".
+    room = min(75, _FOLD_AT - len(name) - 2) - 12
+    for char in text:
+        data = char.encode("utf-8")  # a lone surrogate: UnicodeEncodeError
+        if chunk and len(base64.b64encode(chunk + data)) > room:
+            words.append(chunk)
+            chunk = b""
+            room = 75 - 12  # a continuation line: a space, then the word
+        chunk += data
+    words.append(chunk)
+    return "\r\n ".join(f"=?utf-8?b?{base64.b64encode(w).decode('ascii')}?=" for w in words)
 
-_Header = tuple[str, "str | Address"]
+
+def _fits(name: str, value: str) -> bool:
+    return len(name) + 2 + len(value) <= _FOLD_AT
 
 
-def _is_plain(name: str, value: str | Address) -> bool:
-    """A value the SMTP policy writes out exactly as given: short ASCII text."""
-    return isinstance(value, str) and value.isascii() and len(name) + 2 + len(value) <= _FAST_LIMIT
+def text_value(name: str, text: str) -> str:
+    """An unstructured header (the Subject) as it goes on the wire."""
+    if _PLAIN_TEXT.fullmatch(text) and "=?" not in text and _fits(name, text):
+        return text
+    return _encoded(name, text) if text else ""
 
 
-def _put(message: EmailMessage, name: str, value: str | Address) -> None:
-    """Set a header; short ASCII text skips the header registry's parse.
+def mailbox_value(name: str, display: str, addr: str) -> str | Address:
+    """One mailbox, ``Name <addr>``, for the ``name`` header.
 
-    The registry parses every value it is given, which made composing cost
-    more than sending.  The SMTP policy writes a short ASCII value out exactly
-    as given, so only non-ASCII or long values (which need encoded words or
-    folding) go through it.  Every value was checked for CR/LF already.
+    A plain ASCII address gets a value written here: the display name as atoms,
+    or quoted and folded at its spaces, or as encoded words.  A non-ASCII address
+    (SMTPUTF8) goes through the header registry, and the parse-back check
+    stands guard over it.
     """
-    if _is_plain(name, value):
-        message.set_raw(name, value)
-    else:
-        message[name] = value
+    if not (addr.isascii() and _ADDR_SPEC.fullmatch(addr)):
+        local, at, domain = addr.rpartition("@")
+        if not at or not local or not domain or any(c.isspace() for c in addr):
+            raise ComposeError(f"{addr!r} is not an e-mail address")
+        try:
+            return Address(display_name=display, username=local, domain=domain)
+        except (ValueError, IndexError) as err:
+            raise ComposeError(f"{addr!r}: {err}") from None
+    if not display:
+        return addr
+    if _PLAIN_TEXT.fullmatch(display) and "=?" not in display:
+        if _ATOMS.fullmatch(display) and _fits(name, f"{display} <{addr}>"):
+            return f"{display} <{addr}>"
+        return _fold_words(name, formataddr((display, addr)))
+    # Non-ASCII, control characters, or text that looks like an encoded word:
+    # encoded words, which decode to text and never to syntax.
+    return _fold_words(name, f"{_encoded(name, display)} <{addr}>")
 
 
-def _header_line(name: str, value: str | Address) -> bytes:
-    """The header as the generator writes what :func:`_put` stored."""
-    if _is_plain(name, value):
-        return f"{name}: {value}\r\n".encode("ascii")
-    # Through the registry, as message[name] = value and as_bytes() do.
-    return policy.SMTP.fold_binary(name, policy.SMTP.header_store_parse(name, value)[1])
+def _fold_words(name: str, value: str) -> str:
+    """``value`` folded at its spaces, each line within the policy's limit where a
+    word allows.  Folding inside a quoted display name is allowed (RFC 5322 FWS)
+    and unfolds to the same text, quotes and all.  A line never starts with an
+    empty word: a blank continuation line could end the header block for some
+    reader."""
+    words = value.replace("\r\n ", " ").split(" ")
+    lines: list[str] = []
+    line = words[0]
+    room = _FOLD_AT - len(name) - 2
+    for word in words[1:]:
+        if not word or len(line) + 1 + len(word) <= room:
+            line += " " + word
+            continue
+        lines.append(line)
+        room = _FOLD_AT - 1  # a continuation line starts with a space
+        line = word
+    lines.append(line)
+    return "\r\n ".join(lines)
 
 
-@functools.lru_cache(maxsize=8)
-def _from_line(name: str, addr: str) -> bytes:
-    # The same for a whole batch, and a non-ASCII name costs a registry parse.
-    return _header_line("From", _mailbox(name, addr))
+# --- the message ----------------------------------------------------------------
 
 
-@functools.cache
-def _plain_utf8() -> object:
-    # Parsed once and shared: header objects are immutable, and the generator
-    # reads the content type of every message it writes.
-    return policy.SMTP.header_factory("Content-Type", 'text/plain; charset="utf-8"')
-
-
-def _text_payload(text: str) -> tuple[str, str]:
-    """The plain-text body's transfer encoding and payload, as ``set_content`` makes them.
-
-    7bit when the text is ASCII in short lines, else quoted-printable UTF-8
-    (readable in any client, safe through any relay).
-    """
-    lines = text.encode("utf-8").splitlines()
-    body = b"\n".join(lines) + b"\n"
-    if body.isascii() and all(len(line) <= _FAST_LIMIT for line in lines):
-        return "7bit", body.decode("ascii")
-    # quoprimime.body_encode(body.decode("latin-1"), _FAST_LIMIT), a line at a time.
-    return "quoted-printable", "".join(map(_qp_line, body.decode("latin-1").split("\n")[:-1]))
-
-
-@functools.lru_cache(maxsize=2048)
-def _qp_line(line: str) -> str:
-    # body_encode encodes each line on its own, and the messages of a batch
-    # share most of their lines (the template's): each is encoded once.
-    return quoprimime.body_encode(line + "\n", _FAST_LIMIT)
-
-
-def _set_text(message: EmailMessage, text: str) -> None:
-    """The plain-text body, as ``set_content`` would write it, without its header parses."""
-    _set_text_part(message, *_text_payload(text))
-
-
-def _set_text_part(message: EmailMessage, cte: str, payload: str) -> None:
-    message.set_raw("Content-Type", _plain_utf8())
-    message.set_raw("Content-Transfer-Encoding", cte)
-    message.set_raw("MIME-Version", "1.0")
-    message.set_payload(payload)
-
-
-# How the generator splits a payload into lines, each then ended with CRLF.
-_NEWLINE = re.compile(r"\r\n|\r|\n")
-
-
-@functools.cache
-def _end_of_headers(cte: str) -> bytes:
-    # The headers _set_text_part adds, as the generator writes them, and the
-    # blank line after them.
-    message = EmailMessage(policy=policy.SMTP)
-    _set_text_part(message, cte, "")
-    return b"".join(policy.SMTP.fold_binary(k, v) for k, v in message.raw_items()) + b"\r\n"
-
-
-def _plain_wire(header_lines: list[bytes], text: str) -> bytes:
-    """What ``as_bytes()`` writes for a plain-text message, without building one:
-    the headers (from :func:`_header_line`), the text part's own, then the
-    payload with CRLF line ends (``test_compose`` checks the two agree byte for
-    byte)."""
-    cte, payload = _text_payload(text)
-    # A payload with no CR (the usual) needs only its LFs turned into CRLFs.
-    lines = payload.replace("\n", "\r\n") if "\r" not in payload else _NEWLINE.sub("\r\n", payload)
-    body = lines.encode("ascii")
-    return b"".join((*header_lines, _end_of_headers(cte), body))
+def _body(message: EmailMessage, text: str) -> None:
+    """The plain-text part: 7bit when ASCII in short lines, else quoted-printable UTF-8
+    (readable in any client, safe through any relay)."""
+    ascii_short = text.isascii() and all(len(line) <= _FOLD_AT for line in text.splitlines())
+    message.set_content(text, cte="7bit" if ascii_short else "quoted-printable")
 
 
 def _attach(message: EmailMessage, path: Path, read: Callable[[Path], bytes]) -> None:
@@ -279,58 +290,103 @@ def _attach(message: EmailMessage, path: Path, read: Callable[[Path], bytes]) ->
     message.add_attachment(data, maintype=maintype, subtype=subtype, filename=path.name)
 
 
+@dataclass(frozen=True, slots=True)
+class _Meant:
+    """What the headers must read back as."""
+
+    names: tuple[str, ...]
+    sender: tuple[str, str]
+    to: tuple[str, str]
+    subject: str
+
+
+def _check_wire(data: bytes, meant: _Meant) -> None:
+    """Parse the bytes back; refuse them unless they say exactly what was meant."""
+    head = data.split(b"\r\n\r\n", 1)[0]
+    for line in head.split(b"\r\n"):
+        if len(line) > MAX_LINE:
+            raise ComposeError(f"a header line is {len(line)} bytes long, over the limit of 998")
+    parsed = BytesParser(policy=policy.default).parsebytes(data, headersonly=True)
+    names = tuple(parsed.keys())
+    if names[: len(meant.names)] != meant.names or any(
+        n.lower() in ("bcc", "cc", "to", "from", "subject", "resent-to", "resent-bcc")
+        for n in names[len(meant.names) :]
+    ):
+        raise ComposeError("the headers would not read back as written; refusing to send")
+    for header, (display, addr) in (("From", meant.sender), ("To", meant.to)):
+        mailboxes: tuple[Address, ...] = tuple(getattr(parsed[header], "addresses", ()))
+        # The display name is compared without its spaces: Python's parser (the
+        # reader here) keeps the space between two encoded words in a name,
+        # which RFC 2047 readers drop; what is at stake is the one address.
+        if (
+            len(mailboxes) != 1
+            or mailboxes[0].addr_spec != addr
+            or "".join(mailboxes[0].display_name.split()) != "".join(display.split())
+        ):
+            raise ComposeError(
+                f"the {header} header would not read back as the one address {addr}; "
+                "refusing to send"
+            )
+    if str(parsed["Subject"] or "") != meant.subject:
+        raise ComposeError("the subject would not read back as written; refusing to send")
+
+
 def compose(
     msg: PlannedMessage, rendered: RenderedLike, ctx: ComposeContext, at: datetime
 ) -> Outgoing:
     """Build the message for ``msg`` as sent at ``at`` (the Date header)."""
     roster, config = ctx.roster, ctx.config
     from_name, from_addr = sender(roster, config)
+    from_name = from_name.strip()
     recommender = roster.recommenders_by_id.get(msg.recommender)
-    to_name = recommender.name if recommender is not None else ""
-    subject = _clean("the subject", rendered.subject.strip())
-    _clean("the recipient's name", to_name)
-    _clean("the sender's name", from_name)
-    _clean("the recipient's address", msg.to)
-
+    to_name = recommender.name.strip() if recommender is not None else ""
     domain = domain_of(from_addr)
-    mid = message_id(msg.key, ctx.secret, domain)
-    sender_line = _from_line(from_name, from_addr)  # the same for a whole batch
-    headers: list[_Header] = [
-        ("To", _mailbox(to_name, msg.to)),
-        ("Subject", subject),
-        ("Date", _date(at, roster.applicant.timezone)),
-        ("Message-ID", mid),
-    ]
-    parent = thread_parent(msg, ctx.log)
-    if parent is not None:
-        parent_id = message_id(parent, ctx.secret, domain)
-        headers += [("In-Reply-To", parent_id), ("References", parent_id)]
-    attachments: tuple[Path, ...] = ()
-    if msg.kind == "packet":
-        attachments = tuple(m.path for m in roster.applicant.materials if m.path is not None)
+    thread = thread_of(msg, ctx.log, ctx.secret, domain)
+    subject = rendered.subject.strip()
+    if thread is not None and thread.subject is not None:
+        subject = thread.subject
+    _no_breaks("the subject", subject)
+    _no_breaks("the recipient's name", to_name)
+    _no_breaks("the sender's name", from_name)
+    _no_breaks("the recipient's address", msg.to)
 
-    def build() -> EmailMessage:
-        message = EmailMessage(policy=policy.SMTP)
-        _put(message, "From", _mailbox(from_name, from_addr))
+    mid = message_id(msg.key, ctx.secret, domain)
+    message = EmailMessage(policy=POLICY)
+    try:
+        headers: list[tuple[str, str | Address]] = [
+            ("From", mailbox_value("From", from_name, from_addr)),
+            ("To", mailbox_value("To", to_name, msg.to)),
+            ("Subject", text_value("Subject", subject)),
+            ("Date", format_datetime(at.astimezone(roster.applicant.timezone))),
+            ("Message-ID", mid),
+        ]
+        if thread is not None:
+            references = _fold_words("References", " ".join(thread.references))
+            headers += [("In-Reply-To", thread.in_reply_to), ("References", references)]
         for name, value in headers:
-            _put(message, name, value)
-        _set_text(message, rendered.body)
+            if isinstance(value, str):
+                message.set_raw(name, value)  # written as given: see text_value
+            else:
+                message[name] = value
+        _body(message, rendered.body)
         if rendered.html:
             message.add_alternative(rendered.html, subtype="html")
-        for path in attachments:
-            _attach(message, path, ctx.read_bytes)
-        return message
-
-    if rendered.html or attachments:
-        # A multipart message: the email library writes it (and reads the files now).
-        message = build()
+        if msg.kind == "packet":
+            for material in roster.applicant.materials:
+                if material.path is not None:
+                    _attach(message, material.path, ctx.read_bytes)
         data = message.as_bytes()
-        made: Callable[[], EmailMessage] = functools.partial(_same, message)
-    else:
-        # Plain text, the usual case: its bytes directly, the object only on demand.
-        lines = [sender_line, *(_header_line(name, value) for name, value in headers)]
-        data = _plain_wire(lines, rendered.body)
-        made = _Once(build)
+    except (UnicodeError, ValueError, TypeError) as err:
+        # Text no encoding can carry (a lone surrogate), or a header the library
+        # refuses: no retry can change that.
+        raise ComposeError(f"the message cannot be encoded: {err}") from None
+    meant = _Meant(
+        names=tuple(name for name, _ in headers),
+        sender=(from_name, from_addr),
+        to=(to_name, msg.to),
+        subject=subject,
+    )
+    _check_wire(data, meant)
 
     recipients = [msg.to]
     applicant = roster.applicant.email
@@ -338,42 +394,34 @@ def compose(
         recipients.append(applicant)
     return Outgoing(
         key=msg.key,
+        message=message,
         data=data,
         message_id=mid,
         envelope_from=from_addr,
         recipients=tuple(recipients),
         subject=subject,
         to=msg.to,
-        build=made,
     )
 
 
-def _same(message: EmailMessage) -> EmailMessage:
-    return message
+def wire_problem(
+    msg: PlannedMessage, rendered: RenderedLike, roster: Roster, config: Config
+) -> str | None:
+    """Why ``msg`` could never be sent as rendered (for ``check``), or None.
+
+    Pure: attachments are not read (``check`` reports a missing file on its own).
+    """
+    ctx = ComposeContext(roster, config, secret=b"check", read_bytes=lambda _path: b"")
+    try:
+        compose(msg, rendered, ctx, msg.send_at)
+    except ComposeError as err:
+        return str(err)
+    return None
 
 
-class _Once:
-    """``make()``'s result, made at the first call (lighter than functools.cache)."""
-
-    __slots__ = ("_made", "_make")
-
-    def __init__(self, make: Callable[[], EmailMessage]) -> None:
-        self._make = make
-        self._made: EmailMessage | None = None
-
-    def __call__(self) -> EmailMessage:
-        if self._made is None:
-            self._made = self._make()
-        return self._made
-
-
-@functools.lru_cache(maxsize=4)
-def _date(at: datetime, zone: tzinfo) -> str:
-    # The same instant for every message of a batch run with --now.
-    return format_datetime(at.astimezone(zone))
-
-
-def _summary(message: EmailMessage, outgoing: Outgoing, missing: list[Path]) -> str:
+def summary_text(outgoing: Outgoing, missing: list[Path]) -> str:
+    """The message as ``lormail preview`` shows it: headers decoded, the text part, extras."""
+    message = outgoing.message
     lines = [
         f"{name}: {message[name]}"
         for name in ("From", "To", "Subject", "Date", "Message-ID", "In-Reply-To", "References")

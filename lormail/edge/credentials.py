@@ -12,6 +12,7 @@ keyring is the world's fault, exit 1), with one clear line of text.
 
 from __future__ import annotations
 
+import base64
 import os
 import shlex
 import subprocess
@@ -41,9 +42,12 @@ class Secret:
     def reveal(self) -> str:
         return self._value
 
-    def scrub(self, text: str) -> str:
-        """``text`` with every copy of the secret blanked (for servers that echo)."""
-        return text.replace(self._value, "***") if self._value else text
+    def scrub(self, text: str, user: str = "") -> str:
+        """``text`` with every copy of the secret blanked, in each form it takes on the
+        wire for ``user`` (a server may echo what it was sent)."""
+        for form in secret_forms(user, self._value):
+            text = text.replace(form, "***")
+        return text
 
     def __repr__(self) -> str:
         return "Secret(***)"
@@ -55,6 +59,25 @@ class Secret:
 
     def __bool__(self) -> bool:
         return bool(self._value)
+
+
+def secret_forms(user: str, value: str) -> tuple[str, ...]:
+    """Every form in which the secret goes on the wire, longest first: the value,
+    its base64, and the base64 of the AUTH PLAIN and XOAUTH2 blobs (with and
+    without padding), so that a server's echo of any of them can be blanked."""
+    if not value:
+        return ()
+    blobs = (
+        value,
+        f"\0{user}\0{value}",
+        f"{user}\0{value}",
+        f"user={user}\x01auth=Bearer {value}\x01\x01",
+    )
+    forms = {value}
+    for blob in blobs:
+        encoded = base64.b64encode(blob.encode("utf-8")).decode("ascii")
+        forms.update((encoded, encoded.rstrip("=")))
+    return tuple(sorted(forms, key=len, reverse=True))
 
 
 class CredentialError(RuntimeFailure):

@@ -1,13 +1,15 @@
-"""Private folders and atomic file replacement, shared by everything that writes.
+"""Private folders, atomic file replacement, and the careful read of an attachment.
 
 A file lormail writes is either absent or whole: written to a temporary file
 beside it, flushed to disk, renamed over the old one, and the rename itself
-made durable by syncing the folder.
+made durable by syncing the folder.  A file the roster names as a material is
+read only when it is a regular file of sane size.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import stat
 import tempfile
@@ -57,3 +59,26 @@ def write_atomic(path: Path, data: bytes, keep_mode: bool = True, durable: bool 
         raise
     if durable:
         fsync_dir(path.parent)
+
+
+MAX_ATTACHMENT = 20 * 1024 * 1024  # bytes; providers refuse messages of ~25 MB
+
+
+def read_attachment(path: Path, limit: int = MAX_ATTACHMENT) -> bytes:
+    """A regular file's bytes, at most ``limit`` of them; raises OSError otherwise.
+
+    Opened without blocking and checked before it is read, so that a FIFO, a
+    device or ``/dev/zero`` named as a material is refused at once instead of
+    hanging the send or filling memory.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    with os.fdopen(fd, "rb") as fh:
+        info = os.fstat(fh.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise OSError(errno.EINVAL, "not a regular file")
+        if info.st_size > limit:
+            raise OSError(errno.EFBIG, f"larger than {limit // (1024 * 1024)} MB")
+        data = fh.read(limit + 1)
+    if len(data) > limit:  # it grew while being read
+        raise OSError(errno.EFBIG, f"larger than {limit // (1024 * 1024)} MB")
+    return data

@@ -27,6 +27,7 @@ from datetime import UTC, date, datetime
 from email.message import EmailMessage
 from typing import Any
 
+from lormail.core.hosts import is_loopback
 from lormail.core.inbox import TEXT_LIMIT
 from lormail.edge.credentials import CredentialError, Secret, secret_source
 from lormail.edge.inbox_store import FolderMark
@@ -63,17 +64,6 @@ def imap_secret(imap: ImapConfig) -> Secret:
     return secret_source(proxy)
 
 
-def _is_loopback(host: str) -> bool:
-    from ipaddress import ip_address
-
-    if host.lower().rstrip(".") == "localhost":
-        return True
-    try:
-        return ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
 def _text(value: object) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
@@ -82,7 +72,7 @@ class Mailbox:
     """One IMAP session; every folder opened read-only."""
 
     def __init__(self, imap: ImapConfig, secret: Callable[[], Secret] | None = None) -> None:
-        if imap.security == "none" and not _is_loopback(imap.host):
+        if imap.security == "none" and not is_loopback(imap.host):
             raise ImapError(
                 f"imap.security none is allowed only to a loopback host, not {imap.host}"
             )

@@ -16,7 +16,7 @@ from datetime import date
 
 from lormail.core.inbox import clip
 from lormail.edge.store import Store, from_text, to_text
-from lormail.model import LOG_SENT, InboxEvent
+from lormail.model import LOG_LOCAL, LOG_SENT, InboxEvent
 
 __all__ = ["FolderMark", "add_events", "events", "folder_marks", "sent_message_ids"]
 
@@ -133,10 +133,10 @@ def events(store: Store) -> tuple[InboxEvent, ...]:
 
 def sent_message_ids(store: Store) -> dict[str, str]:
     """Every Message-ID lormail delivered, by any transport, with its recommender."""
-    # "local": a Maildir delivery, which a reply can quote just the same.
+    # A Maildir delivery (local) can be replied to just the same.
     rows = store.conn.execute(
         "SELECT message_id, recommender FROM log "
-        "WHERE message_id IS NOT NULL AND state IN (?, 'local')",
-        (LOG_SENT,),
+        "WHERE message_id IS NOT NULL AND state IN (?, ?)",
+        (LOG_SENT, LOG_LOCAL),
     )
     return {mid: rid for mid, rid in rows}

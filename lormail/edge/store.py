@@ -1,33 +1,46 @@
 """The state database: send log, first-seen instants, calendar event stamps.
 
-SQLite in WAL mode, one short exclusive transaction per change, the file and
-its folder private to the user (0600 / 0700).  The send log's transitions
-(``queued → sending → sent | failed | skipped``, and ``dry-run``) live here as
-one method each, so that every writer moves a row the same way.  The schema carries a version so
+SQLite in WAL mode, one short exclusive transaction per change, each commit
+durable at once (``synchronous=FULL``), the file and its folder private to the
+user (0600 / 0700).  The send log's transitions (``queued → sending → sent |
+local | failed | skipped``, and ``dry-run``) live here as one method each, so
+that every writer moves a row the same way.  The schema carries a version so
 that a newer lormail can migrate an older state.  Instants are stored as UTC
 RFC 3339 text ("2026-09-14T14:00:00Z"), which sorts as time does.
+
+Opening refuses the lost log of a used state folder, and every SQLite or
+file-system failure becomes one line (see :mod:`lormail.edge.statedir`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 import sqlite3
-import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from lormail.core.instants import utc_z
 from lormail.edge.files import ensure_private_dir
-from lormail.errors import LormailError, Problem
+from lormail.edge.statedir import (
+    DB_NAME,
+    SECRET_FILE,
+    StateError,
+    ensure_log_intact,
+    message_id_secret,
+    set_aside,
+    state_error,
+    write_secret,
+)
+from lormail.errors import EXIT_USAGE, LormailError, Problem
 from lormail.model import (
     EMPTY_SNAPSHOT,
     LOG_DRY_RUN,
     LOG_FAILED,
+    LOG_LOCAL,
     LOG_QUEUED,
     LOG_SENDING,
     LOG_SENT,
@@ -38,7 +51,7 @@ from lormail.model import (
 )
 
 SCHEMA_VERSION = 2
-DB_NAME = "state.db"
+
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -67,6 +80,11 @@ CREATE INDEX IF NOT EXISTS log_state ON log(state);
 CREATE TABLE IF NOT EXISTS first_seen (
     key TEXT PRIMARY KEY,
     at  TEXT NOT NULL
+);
+-- until when the daemon holds what an edit made due (core/holds.py)
+CREATE TABLE IF NOT EXISTS edit_holds (
+    key   TEXT PRIMARY KEY,
+    until TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS events (
     uid      TEXT PRIMARY KEY,
@@ -171,20 +189,25 @@ class Store:
     def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
         self.conn = conn
         self.path = path
-        # Group commit (see group_commit): None = every commit is fsynced.
-        self._window: float | None = None
-        self._synced_at = 0.0  # time.monotonic() of the last fsynced commit
-        self._lazy = False  # a commit since then was not fsynced
-        self._sync = "FULL"
 
     @classmethod
     def open(cls, state_dir: Path) -> Store:
-        ensure_private_dir(state_dir)
+        """Open (or create) the database; a lost log of a used folder is refused."""
+        ensure_log_intact(state_dir)
+        return cls._open(state_dir)
+
+    @classmethod
+    def _open(cls, state_dir: Path) -> Store:
         path = state_dir / DB_NAME
-        if not path.exists():
-            # Create it private before SQLite does, so it is never world-readable.
-            fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
-            os.close(fd)
+        try:
+            ensure_private_dir(state_dir)
+            if not path.exists():
+                # Create it private before SQLite does, so it is never world-readable.
+                fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
+                os.close(fd)
+        except OSError as err:
+            raise state_error(state_dir, err) from None
+        conn: sqlite3.Connection | None = None
         try:
             conn = sqlite3.connect(path, timeout=10.0, isolation_level=None)
             conn.execute("PRAGMA journal_mode=WAL")
@@ -192,14 +215,29 @@ class Store:
             conn.execute("PRAGMA busy_timeout=10000")
             store = cls(conn, path)
             store._migrate()
-        except sqlite3.DatabaseError as err:
-            raise LormailError(
-                [Problem(f"{path}: cannot open the state database: {err}")], exit_code=1
-            ) from None
+            # Made with the database (after an older state's secret moved out of
+            # it), so that a folder with a log always has one.
+            message_id_secret(state_dir)
+        except BaseException as err:
+            if conn is not None:
+                conn.close()
+            if isinstance(err, sqlite3.OperationalError):
+                raise state_error(state_dir, err) from None
+            if isinstance(err, sqlite3.DatabaseError):
+                raise StateError(f"{path}: cannot open the state database: {err}") from None
+            raise
         for suffix in ("", "-wal", "-shm"):
             with contextlib.suppress(OSError):
                 os.chmod(str(path) + suffix, 0o600)
         return store
+
+    @classmethod
+    def reset(cls, state_dir: Path, at: datetime) -> Path | None:
+        """Start a new, empty log on purpose (``lormail state reset``); returns where the
+        old database went.  The Message-ID secret stays, so every Message-ID does."""
+        kept = set_aside(state_dir, at)
+        cls._open(state_dir).close()
+        return kept
 
     def close(self) -> None:
         self.conn.close()
@@ -212,46 +250,21 @@ class Store:
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """A short exclusive transaction: all or nothing, one writer at a time."""
-        lazy = self._window is not None and time.monotonic() - self._synced_at < self._window
-        self._set_sync("NORMAL" if lazy else "FULL")
-        self.conn.execute("BEGIN EXCLUSIVE")
+        """A short exclusive transaction: all or nothing, one writer at a time, durable
+        when it returns.  A failure of the disk is a :class:`StateError`."""
+        try:
+            self.conn.execute("BEGIN EXCLUSIVE")
+        except sqlite3.OperationalError as err:
+            raise state_error(self.path.parent, err) from None
         try:
             yield self.conn
-        except BaseException:
-            self.conn.execute("ROLLBACK")
+            self.conn.execute("COMMIT")
+        except BaseException as err:
+            with contextlib.suppress(sqlite3.Error):
+                self.conn.execute("ROLLBACK")
+            if isinstance(err, sqlite3.OperationalError):
+                raise state_error(self.path.parent, err) from None
             raise
-        self.conn.execute("COMMIT")
-        if lazy:
-            self._lazy = True
-        else:
-            self._synced_at, self._lazy = time.monotonic(), False
-
-    def _set_sync(self, mode: str) -> None:
-        if mode != self._sync:
-            self.conn.execute(f"PRAGMA synchronous={mode}")
-            self._sync = mode
-
-    @contextlib.contextmanager
-    def group_commit(self, window: float) -> Iterator[None]:
-        """Within: every commit is safe from a crash of lormail at once (it is in
-        the WAL), but fsynced, and so safe from a crash of the machine, only when
-        the last fsynced commit is ``window`` seconds old; on exit everything is.
-
-        A send batch talking to a fast server commits a row per message without
-        paying an fsync per message; to a real server (tens of ms a message)
-        nearly every commit is fsynced anyway.
-        """
-        self._window, self._synced_at = window, time.monotonic()
-        try:
-            yield
-        finally:
-            self._window = None
-            if self._lazy:
-                # A one-row write in a synchronous=FULL commit fsyncs the WAL,
-                # and with it every lazy commit before it.
-                with self.transaction() as conn:
-                    conn.execute("UPDATE meta SET value = value WHERE name = 'schema'")
 
     def _migrate(self) -> None:
         with self.transaction() as conn:
@@ -280,20 +293,36 @@ class Store:
                 conn.execute(
                     "UPDATE meta SET value = ? WHERE name = 'schema'", (str(SCHEMA_VERSION),)
                 )
+            old = conn.execute("SELECT value FROM meta WHERE name = 'message_id_secret'").fetchone()
+        if old is not None and not (self.path.parent / SECRET_FILE).exists():
+            # An older state kept the secret in the database: it moves to its own file.
+            write_secret(self.path.parent, str(old[0]))
 
     # --- what the planner reads ------------------------------------------
 
-    def snapshot(self) -> Snapshot:
+    def snapshot(self, transport: str) -> Snapshot:
+        """The log as the planner sees it when sending through ``transport``.
+
+        A Maildir delivery (``local``) counts as sent while the transport is
+        ``maildir``; with ``smtp`` it reached nobody, so the planner does not see
+        it at all and plans the message afresh.
+        """
         log: dict[str, LogEntry] = {}
-        for key, state, sent_at, updated_at, retry_at, error in self.conn.execute(
-            "SELECT key, state, sent_at, updated_at, retry_at, error FROM log"
+        for key, state, sent_at, updated_at, retry_at, error, to, subject in self.conn.execute(
+            "SELECT key, state, sent_at, updated_at, retry_at, error, to_addr, subject FROM log"
         ):
+            if state == LOG_LOCAL:
+                if transport != "maildir":
+                    continue
+                state = LOG_SENT
             log[key] = LogEntry(
                 key=key,
                 state=state,
                 at=from_text(sent_at or updated_at),
                 retry_at=from_text(retry_at) if retry_at else None,
                 error=error,
+                to=to,
+                subject=subject,
             )
         first_seen = {
             key: from_text(at) for key, at in self.conn.execute("SELECT key, at FROM first_seen")
@@ -308,6 +337,23 @@ class Store:
             conn.executemany(
                 "INSERT OR IGNORE INTO first_seen(key, at) VALUES (?, ?)",
                 [(k, to_text(v)) for k, v in sorted(observed.items())],
+            )
+
+    # --- edit holds -----------------------------------------------------------
+
+    def edit_holds(self) -> dict[str, datetime]:
+        return {
+            key: from_text(until)
+            for key, until in self.conn.execute("SELECT key, until FROM edit_holds")
+        }
+
+    def save_edit_holds(self, holds: Mapping[str, datetime]) -> None:
+        """Replace the holds with ``holds``."""
+        with self.transaction() as conn:
+            conn.execute("DELETE FROM edit_holds")
+            conn.executemany(
+                "INSERT INTO edit_holds(key, until) VALUES (?, ?)",
+                [(k, to_text(v)) for k, v in sorted(holds.items())],
             )
 
     # --- calendar event stamps -------------------------------------------
@@ -335,27 +381,8 @@ class Store:
     # --- the send log ------------------------------------------------------
 
     def message_id_secret(self) -> bytes:
-        """The random key under which Message-IDs are derived; made once per state.
-
-        A secret of the state (not, say, a hash of the applicant's address, which
-        is public in ``From``) so that nobody can test guesses of recommender or
-        program ids against a Message-ID.  Stable for the life of the state,
-        which is all that retries and threading need.
-        """
-        with self.transaction() as conn:
-            conn.execute(
-                "INSERT OR IGNORE INTO meta(name, value) VALUES ('message_id_secret', ?)",
-                (secrets.token_hex(32),),
-            )
-            row = conn.execute("SELECT value FROM meta WHERE name = 'message_id_secret'").fetchone()
-        return bytes.fromhex(str(row[0]))
-
-    def peek_message_id_secret(self) -> bytes | None:
-        """The Message-ID secret if one was made already (creates nothing)."""
-        row = self.conn.execute(
-            "SELECT value FROM meta WHERE name = 'message_id_secret'"
-        ).fetchone()
-        return None if row is None else bytes.fromhex(str(row[0]))
+        """The state folder's Message-ID secret (see :func:`message_id_secret`)."""
+        return message_id_secret(self.path.parent)
 
     def log_rows(self) -> list[LogRow]:
         """Every row, oldest activity first (then by key)."""
@@ -397,43 +424,24 @@ class Store:
             self._sending(conn, out, at)
 
     def _sending(self, conn: sqlite3.Connection, out: Outbound, at: datetime) -> None:
-        # The upsert and one more attempt in one statement: it runs once per message.
-        now = to_text(at)
-        conn.execute(
-            _UPSERT_SENDING,
-            (
-                out.key,
-                out.kind,
-                out.recommender,
-                LOG_SENDING,
-                out.message_id,
-                out.to,
-                out.subject,
-                now,
-            ),
-        )
+        values = (out.key, out.kind, out.recommender, LOG_SENDING, out.message_id, out.to)
+        conn.execute(_UPSERT_SENDING, (*values, out.subject, to_text(at)))
 
-    def mark_sent(
-        self,
-        key: str,
-        at: datetime,
-        reply: str,
-        note: str | None = None,
-        then_sending: Outbound | None = None,
-    ) -> None:
-        """Committed right after the server accepted.  ``note``: e.g. a refused Bcc.
+    def mark_sent(self, key: str, at: datetime, reply: str, note: str | None = None) -> None:
+        """Committed right after the server accepted.  ``note``: e.g. a refused Bcc."""
+        self._delivered(key, LOG_SENT, at, reply, note)
 
-        ``then_sending``: the next message of the batch, marked ``sending`` in the
-        same transaction (one fsync for both) just before its SMTP transaction.
-        """
+    def mark_local(self, key: str, at: datetime, where: str) -> None:
+        """Delivered into the local Maildir: no recommender got it (see :meth:`snapshot`)."""
+        self._delivered(key, LOG_LOCAL, at, where, None)
+
+    def _delivered(self, key: str, state: str, at: datetime, reply: str, note: str | None) -> None:
         with self.transaction() as conn:
             conn.execute(
                 "UPDATE log SET state = ?, sent_at = ?, updated_at = ?, retry_at = NULL, "
                 "reply = ?, error = ? WHERE key = ?",
-                (LOG_SENT, to_text(at), to_text(at), reply, note, key),
+                (state, to_text(at), to_text(at), reply, note, key),
             )
-            if then_sending is not None:
-                self._sending(conn, then_sending, at)
 
     def mark_queued(self, out: Outbound, at: datetime, retry_at: datetime, error: str) -> None:
         """Waiting (transient failure, rate limit, outage): not before ``retry_at``."""
@@ -462,10 +470,12 @@ class Store:
             )
 
     def mark_dry_run(self, out: Outbound, at: datetime) -> None:
-        """Rendered and logged, not sent; does not count as sent.  Never demotes a send."""
+        """Rendered and logged, not sent; does not count as sent.  Never demotes a send
+        (a local delivery, which reached nobody, is no send)."""
         with self.transaction() as conn:
             row = conn.execute("SELECT state FROM log WHERE key = ?", (out.key,)).fetchone()
-            if row is not None and row[0] in (LOG_SENT, LOG_FAILED, LOG_SKIPPED, LOG_SENDING):
+            final = (LOG_SENT, LOG_FAILED, LOG_SKIPPED, LOG_SENDING)
+            if row is not None and row[0] in final:
                 return
             self._upsert(conn, out, LOG_DRY_RUN, at)
             conn.execute("UPDATE log SET retry_at = NULL, error = NULL WHERE key = ?", (out.key,))
@@ -480,19 +490,45 @@ class Store:
                 [(k, LOG_SENDING) for k in keys],
             )
 
+    def retry(self, key: str, at: datetime) -> LogRow:
+        """Plan a ``failed`` message again (``lormail retry``): same key, same Message-ID."""
+        with self.transaction() as conn:
+            row = conn.execute("SELECT state FROM log WHERE key = ?", (key,)).fetchone()
+            if row is None:
+                raise LormailError(
+                    [Problem(f"retry: no message {key!r} in the log (see 'lormail log')")],
+                    EXIT_USAGE,
+                )
+            if row[0] != LOG_FAILED:
+                raise LormailError(
+                    [Problem(f"retry: {key} is {row[0]}; only a failed message is retried")],
+                    EXIT_USAGE,
+                )
+            # Queued from now on, with a fresh count of attempts and interruptions:
+            # the planner schedules it like any message that waits for a retry.
+            conn.execute(
+                "UPDATE log SET state = ?, updated_at = ?, retry_at = ?, attempts = 0, "
+                "interruptions = 0, error = NULL WHERE key = ?",
+                (LOG_QUEUED, to_text(at), to_text(at), key),
+            )
+        found = self.log_row(key)
+        assert found is not None
+        return found
 
-def backoff(attempts: int) -> timedelta:
-    """The wait after ``attempts`` failed tries: 1 min, doubling, at most 1 h."""
-    return timedelta(minutes=min(60, 2 ** max(0, min(attempts - 1, 6))))
 
-
-# The row states a send may still follow (the others are final or dry-run).
-PENDING_STATES = frozenset({LOG_QUEUED, LOG_SENDING})
-
-
-def read_snapshot(state_dir: Path) -> Snapshot:
-    """The snapshot, or an empty one when no state exists yet (creates nothing)."""
+def read_snapshot(state_dir: Path, transport: str) -> Snapshot:
+    """The snapshot for ``transport``, or an empty one when no state exists yet
+    (creates nothing); a lost log of a used folder is a :class:`StateError`."""
+    ensure_log_intact(state_dir)
     if not (state_dir / DB_NAME).exists():
         return EMPTY_SNAPSHOT
     with Store.open(state_dir) as store:
-        return store.snapshot()
+        return store.snapshot(transport)
+
+
+def read_edit_holds(state_dir: Path) -> dict[str, datetime]:
+    """The edit holds, or none when no state exists yet (creates nothing)."""
+    if not (state_dir / DB_NAME).exists():
+        return {}
+    with Store.open(state_dir) as store:
+        return store.edit_holds()

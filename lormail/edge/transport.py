@@ -7,19 +7,23 @@ timeout, DNS, offline, keyring locked) or permanent (5xx, with the reply), and
 whether it is of the connection (nothing after it can go either) or of the one
 message.
 
-SMTP: one connection for a whole batch, opened on the first send; TLS always
+SMTP: smtplib's public API (``mail``/``rcpt``/``data``, so that a refused Bcc
+copy does not stop the message while a refused recommender does), one
+connection for a whole batch, opened on the first send; TLS always
 verified with ``ssl.create_default_context()`` (which honours
 ``SSL_CERT_FILE``); STARTTLS required, never opportunistic; ``security: none``
 only to a loopback host; a timeout on every socket operation; an explicit EHLO
 name, so that no slow ``socket.getfqdn()`` runs.  Credentials come from a
-callable, so the secret is fetched only when a server asks for it.
+callable, so the secret is fetched only when a server asks for it, and every
+text that may hold a server's echo of the login is scrubbed of the secret in
+each form it went on the wire (plain, base64, the PLAIN and XOAUTH2 blobs).
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import ipaddress
-import re
 import smtplib
 import socket
 import ssl
@@ -28,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
+from lormail.core.hosts import is_loopback
 from lormail.errors import LormailError, Problem
 from lormail.model import Config, SmtpConfig
 
@@ -69,29 +74,19 @@ class TransportError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Accepted:
-    """The server took the message.  ``refused``: envelope recipients it turned down."""
+    """The server took the message.  ``refused``: envelope recipients it turned down.
+
+    ``local``: it went into the local Maildir and reached no recipient.
+    """
 
     reply: str
     refused: tuple[tuple[str, str], ...] = ()  # (address, "550 reply")
-
-
-Meanwhile = Callable[[], None]
+    local: bool = False
 
 
 class Transport(Protocol):
-    def send(
-        self,
-        data: bytes,
-        from_addr: str,
-        to_addrs: Sequence[str],
-        meanwhile: Meanwhile | None = None,
-    ) -> Accepted:
-        """Deliver ``data`` (the message, CRLF lines) to ``to_addrs``; the first must accept.
-
-        ``meanwhile`` runs while the server works: after each command (and the
-        data) went, before the reply is read.  The batch does a small piece of
-        its own work on each call (composes the next message, writes the log).
-        """
+    def send(self, data: bytes, from_addr: str, to_addrs: Sequence[str]) -> Accepted:
+        """Deliver ``data`` (the message, CRLF lines) to ``to_addrs``; the first must accept."""
         ...
 
     def reconnect(self) -> None:
@@ -115,13 +110,7 @@ class MaildirTransport:
         self.path = path
         self._box: Maildir | None = None
 
-    def send(
-        self,
-        data: bytes,
-        from_addr: str,
-        to_addrs: Sequence[str],
-        meanwhile: Meanwhile | None = None,
-    ) -> Accepted:
+    def send(self, data: bytes, from_addr: str, to_addrs: Sequence[str]) -> Accepted:
         try:
             if self._box is None:
                 import mailbox  # here: an SMTP sender never needs it
@@ -137,9 +126,7 @@ class MaildirTransport:
                 kind=NETWORK,
                 connection=True,
             ) from None
-        if meanwhile is not None:
-            meanwhile()
-        return Accepted(reply=f"delivered to {self.path / 'new' / name}")
+        return Accepted(reply=f"delivered to {self.path / 'new' / name}", local=True)
 
     def reconnect(self) -> None:
         self._box = None
@@ -149,15 +136,6 @@ class MaildirTransport:
 
 
 # --- SMTP -----------------------------------------------------------------------
-
-
-def is_loopback(host: str) -> bool:
-    if host.lower() in ("localhost", "localhost.localdomain"):
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 SecretSource = Callable[[], "Secret"]
@@ -328,23 +306,28 @@ class SmtpTransport:
             raise TransportError(
                 str(err), transient=True, kind=CREDENTIALS, connection=True
             ) from None
+        value, user = secret.reveal(), smtp.username
+
+        def scrub(text: str) -> str:
+            return secret.scrub(text, user)
+
         try:
             if smtp.auth == "xoauth2":
-                token = secret.reveal()
-                user = smtp.username
 
                 def xoauth2(challenge: bytes | None = None) -> str:
                     # A second call means the server sent an error challenge; the
                     # empty answer lets it report the failure as a 535 reply.
-                    return "" if challenge else f"user={user}\x01auth=Bearer {token}\x01\x01"
+                    return "" if challenge else f"user={user}\x01auth=Bearer {value}\x01\x01"
 
                 conn.auth("XOAUTH2", xoauth2, initial_response_ok=True)
+            elif user.isascii() and value.isascii():
+                conn.login(user, value)
             else:
-                conn.login(smtp.username, secret.reveal())
+                _login_utf8(conn, user, value)
         except smtplib.SMTPAuthenticationError as err:
-            reply = secret.scrub(_reply_text(err.smtp_code, err.smtp_error))
+            reply = scrub(_reply_text(err.smtp_code, err.smtp_error))
             raise TransportError(
-                f"{self.where} rejected the login for {smtp.username!r}: {reply}",
+                f"{self.where} rejected the login for {user!r}: {reply}",
                 transient=True,
                 kind=AUTH,
                 reply=reply,
@@ -358,24 +341,18 @@ class SmtpTransport:
                 connection=True,
             ) from None
         except smtplib.SMTPException as err:
-            # Nothing of ours is in these, but scrub anyway: the server could echo.
+            # The server could echo what it was sent: scrub every form of the secret.
             raise TransportError(
-                secret.scrub(f"login to {self.where} failed: {err}"),
+                scrub(f"login to {self.where} failed: {err}"),
                 transient=True,
                 kind=AUTH,
                 connection=True,
             ) from None
 
-    def send(
-        self,
-        data: bytes,
-        from_addr: str,
-        to_addrs: Sequence[str],
-        meanwhile: Meanwhile | None = None,
-    ) -> Accepted:
+    def send(self, data: bytes, from_addr: str, to_addrs: Sequence[str]) -> Accepted:
         conn = self.connect()
         try:
-            return self._transaction(conn, _Envelope(data, from_addr, to_addrs), meanwhile)
+            return self._transaction(conn, data, from_addr, to_addrs)
         except TransportError as err:
             if err.connection:
                 self._drop()
@@ -385,49 +362,37 @@ class SmtpTransport:
             raise classify(err, self.where, self.timeout) from None
 
     def _transaction(
-        self, conn: smtplib.SMTP, env: _Envelope, meanwhile: Meanwhile | None
+        self, conn: smtplib.SMTP, data: bytes, from_addr: str, to_addrs: Sequence[str]
     ) -> Accepted:
-        # By hand rather than send_message(): the DATA reply (with the server's
-        # queue id) is worth keeping, a refused Bcc copy must not stop the
-        # message to the recommender while a refused recommender must stop it,
-        # and the batch's own work (the next message, the log) gets done while
-        # the server answers each command.
-        wait = meanwhile or _nothing
-        from_addr, to_addrs = env.from_addr, env.to_addrs
-        options = ""
-        addresses = [from_addr, *to_addrs]
-        if any(not a.isascii() for a in addresses):
+        # mail/rcpt/data rather than sendmail(): the DATA reply (with the
+        # server's queue id) is worth keeping, and a refused Bcc copy must not
+        # stop the message to the recommender while a refused recommender must.
+        options: list[str] = []
+        if any(not a.isascii() for a in (from_addr, *to_addrs)):
             if not conn.has_extn("smtputf8"):
                 raise TransportError(
                     f"{self.where} cannot take non-ASCII addresses (no SMTPUTF8)",
                     transient=False,
                 )
-            options = " SMTPUTF8 BODY=8BITMIME"
-            conn.command_encoding = "utf-8"  # as smtplib's mail() does for SMTPUTF8
-        code, resp = _command(conn, "mail", f"FROM:{_path(from_addr)}{options}", wait)
+            options = ["SMTPUTF8", "BODY=8BITMIME"]
+        code, resp = conn.mail(from_addr, options)
         if code != 250:
             self._rset(conn)
             raise _refusal("MAIL FROM", code, resp)
         refused: list[tuple[str, str]] = []
         for index, rcpt in enumerate(to_addrs):
-            code, resp = _command(conn, "rcpt", f"TO:{_path(rcpt)}", wait)
+            code, resp = conn.rcpt(rcpt)
             if code in (250, 251):
                 continue
             if index == 0:
                 self._rset(conn)
                 raise _refusal(f"RCPT TO {rcpt}", code, resp)
             refused.append((rcpt, _reply_text(code, resp)))
-        code, resp = _command(conn, "data", "", wait)
-        if code != 354:
+        try:
+            code, resp = conn.data(data)
+        except smtplib.SMTPDataError as err:  # DATA itself refused: no 354
             self._rset(conn)
-            raise _refusal("DATA", code, resp)
-        # As smtplib's data() does: dot-stuffing, a final CRLF, the lone dot.
-        payload = _LEADING_DOT.sub(b"..", env.data)
-        if not payload.endswith(b"\r\n"):
-            payload += b"\r\n"
-        conn.send(payload + b".\r\n")
-        wait()
-        code, resp = conn.getreply()
+            raise _refusal("DATA", err.smtp_code, err.smtp_error) from None
         if code != 250:
             raise _refusal("DATA", code, resp)
         return Accepted(reply=_reply_text(code, resp), refused=tuple(refused))
@@ -454,39 +419,27 @@ class SmtpTransport:
         self._drop()
 
 
-_LEADING_DOT = re.compile(rb"(?m)^\.")
+def _login_utf8(conn: smtplib.SMTP, user: str, password: str) -> None:
+    """AUTH PLAIN (else LOGIN) with UTF-8 credentials (RFC 4616), which smtplib's
+    ``login`` cannot send: it encodes its answers as ASCII."""
+    conn.ehlo_or_helo_if_needed()
+    if not conn.has_extn("auth"):
+        raise smtplib.SMTPNotSupportedError("SMTP AUTH extension not supported by server.")
+    offered = conn.esmtp_features.get("auth", "").upper().split()
 
-# A plain address (dot-atom local part and domain): smtplib's quoteaddr() only
-# puts it in angle brackets, after a parse that costs more than the command.
-_PLAIN_ADDRESS = re.compile(
-    r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
-    r"@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*"
-)
+    def b64(text: str) -> str:
+        return base64.b64encode(text.encode("utf-8")).decode("ascii")
 
-
-def _path(addr: str) -> str:
-    """The address as smtplib's mail() and rcpt() write it."""
-    if _PLAIN_ADDRESS.fullmatch(addr):
-        return f"<{addr}>"
-    return smtplib.quoteaddr(addr)
-
-
-def _command(conn: smtplib.SMTP, verb: str, args: str, wait: Meanwhile) -> tuple[int, bytes]:
-    """``conn.docmd(verb, args)``, with ``wait`` run before the reply is read."""
-    conn.putcmd(verb, args)
-    wait()
-    return conn.getreply()
-
-
-def _nothing() -> None:
-    pass
-
-
-@dataclass(frozen=True, slots=True)
-class _Envelope:
-    data: bytes
-    from_addr: str
-    to_addrs: Sequence[str]
+    if "PLAIN" in offered:
+        code, resp = conn.docmd("AUTH", "PLAIN " + b64(f"\0{user}\0{password}"))
+    elif "LOGIN" in offered:
+        code, resp = conn.docmd("AUTH", "LOGIN " + b64(user))
+        if code == 334:
+            code, resp = conn.docmd(b64(password))
+    else:
+        raise smtplib.SMTPException("no AUTH mechanism that carries a non-ASCII password")
+    if code not in (235, 503):  # 503: already authenticated
+        raise smtplib.SMTPAuthenticationError(code, resp)
 
 
 def _refusal(stage: str, code: int, resp: bytes | str) -> TransportError:

@@ -20,18 +20,19 @@ import re
 from datetime import timedelta
 from pathlib import Path
 
+from lormail.core.hosts import is_loopback
 from lormail.load import fields as F
 from lormail.load.fields import LINE, Source, join
 from lormail.load.imap_config import read_imap
 from lormail.load.policy import duration
 from lormail.load.yamlsrc import MapNode, Node, SeqNode, display_name, parse, read_text
-from lormail.model import CalendarConfig, Config, FeedConfig, SmtpConfig
+from lormail.model import DEFAULT_EDIT_GRACE, CalendarConfig, Config, FeedConfig, SmtpConfig
 
 __all__ = ["from_address_problem", "is_loopback", "load_config", "parse_config"]
 
 _ROOT = frozenset((
     "roster", "templates", "state_dir", "dry_run", "transport", "maildir", "smtp", "calendar",
-    "imap",
+    "edit_grace", "imap",
 ))  # fmt: skip
 _SMTP = frozenset((
     "host", "port", "security", "username", "auth", "token_command", "from", "bcc_self",
@@ -68,15 +69,6 @@ def parse_config(text: str, path: Path) -> Config:
     finally:
         if enabled:
             gc.enable()
-
-
-def is_loopback(host: str) -> bool:
-    if host.lower().rstrip(".") == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def from_address_problem(value: str) -> str | None:
@@ -133,6 +125,7 @@ class _ConfigReader:
         smtp = self.smtp(f.get("smtp"), transport == "smtp", f.get("transport"))
         calendar = self.calendar(f["calendar"]) if "calendar" in f else CalendarConfig()
         dry_run = src.boolean(f["dry_run"], "dry_run") if "dry_run" in f else None
+        edit_grace = self.edit_grace(f.get("edit_grace"))
         config = Config(
             path=self.path,
             roster=self.folder(f, "roster", "", "roster.yaml") or self.base / "roster.yaml",
@@ -143,10 +136,17 @@ class _ConfigReader:
             maildir=self.folder(f, "maildir", "", "outbox") or self.base / "outbox",
             smtp=smtp,
             calendar=calendar,
+            edit_grace=DEFAULT_EDIT_GRACE if edit_grace is None else edit_grace,
             imap=read_imap(self, f.get("imap"), smtp),
         )
         src.raise_problems()
         return config
+
+    def edit_grace(self, node: Node | None) -> timedelta | None:
+        """How long the daemon holds what an edit made due (SPEC §7); ``None``: the default."""
+        if node is None or F.is_null(node):
+            return None
+        return duration(self.src, node, "edit_grace")
 
     def smtp(self, node: Node | None, needed: bool, transport: Node | None) -> SmtpConfig:
         src = self.src

@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
+from lormail.core.hosts import is_loopback
 from lormail.load import fields as F
 from lormail.load.fields import LINE
 from lormail.load.policy import duration
@@ -30,7 +31,7 @@ _DEFAULT_PORTS = {"ssl": 993, "starttls": 143, "none": 143}
 
 def read_imap(reader: _ConfigReader, node: Node | None, smtp: SmtpConfig) -> ImapConfig | None:
     """The section, or None when it is absent or null (lormail then reads no mail)."""
-    from lormail.load.config import _HOST, is_loopback
+    from lormail.load.config import _HOST
 
     src = reader.src
     if node is None or F.is_null(node):
