@@ -135,8 +135,7 @@ def sent_message_ids(store: Store) -> dict[str, str]:
     """Every Message-ID lormail delivered, by any transport, with its recommender."""
     # A Maildir delivery (local) can be replied to just the same.
     rows = store.conn.execute(
-        "SELECT message_id, recommender FROM log "
-        "WHERE message_id IS NOT NULL AND state IN (?, ?)",
+        "SELECT message_id, recommender FROM log WHERE message_id IS NOT NULL AND state IN (?, ?)",
         (LOG_SENT, LOG_LOCAL),
     )
     return {mid: rid for mid, rid in rows}
