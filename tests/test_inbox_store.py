@@ -65,3 +65,12 @@ def test_sent_message_ids_are_what_was_delivered(tmp_path: Path) -> None:
             store.mark_sending(out, AT)
         store.mark_sent("packet:johnson", AT, "250 ok")
         assert inbox_store.sent_message_ids(store) == {"<p@me>": "johnson"}
+
+
+def test_a_mark_never_moves_back_within_one_uidvalidity(tmp_path: Path) -> None:
+    with Store.open(tmp_path) as store:
+        inbox_store.add_events(store, {"INBOX": FolderMark(7, 9)}, [])
+        inbox_store.add_events(store, {"INBOX": FolderMark(7, 4)}, [])  # a slower scan
+        assert inbox_store.folder_marks(store) == {"INBOX": FolderMark(7, 9)}
+        inbox_store.add_events(store, {"INBOX": FolderMark(8, 2)}, [])  # a new UIDVALIDITY
+        assert inbox_store.folder_marks(store) == {"INBOX": FolderMark(8, 2)}

@@ -144,8 +144,10 @@ class Watcher:
         now: Callable[[], datetime],
         secret: Callable[[], Secret] | None = None,
         pause: Callable[[int], timedelta] = backoff,
+        on_state: Callable[[WatchState], None] = lambda state: None,
     ) -> None:
         self.app = app
+        self.on_state = on_state
         self.secret = secret  # None: the keyring, as for SMTP
         self.pause = pause
         self.on_events = on_events
@@ -166,6 +168,11 @@ class Watcher:
                 self._box.interrupt()
         self.thread.join(timeout=10)
 
+    def _set(self, state: WatchState) -> None:
+        if state != self.state:
+            self.state = state
+            self.on_state(state)
+
     def _run(self) -> None:
         failures = 0
         while not self._stop.is_set():
@@ -178,7 +185,7 @@ class Watcher:
                 failures += 1
                 wait = self.pause(failures)
                 message = "; ".join(str(p) for p in err.problems)
-                self.state = WatchState(False, message, self.now() + wait)
+                self._set(WatchState(False, message, self.now() + wait))
                 log.warning("inbox: %s; retrying in %s", message, _shown(wait))
                 self._stop.wait(wait.total_seconds())
             finally:
@@ -196,7 +203,7 @@ class Watcher:
             return
         box.connect()
         how = "IDLE" if box.idle_capable else f"a poll every {_shown(imap.poll)}"
-        self.state = WatchState(True, f"watching {', '.join(imap.folders)} ({how})")
+        self._set(WatchState(True, f"watching {', '.join(imap.folders)} ({how})"))
         while not self._stop.is_set():
             found = scan(self.app(), self.now(), box)
             news = [e for e in found if e.kind != "unrelated"]

@@ -165,6 +165,8 @@ def cmd_status(app: App, args: argparse.Namespace) -> int:
         from rich.markup import escape
 
         out.print(f"[bold red]Last error:[/] {escape(d['last_error'])}")
+    if d.get("inbox"):
+        out.print(f"Inbox: {d['inbox']}.")
     for f in data["failed"]:
         out.print(f"[bold red]failed[/] {f['key']} at {f['at']}: {f['reason']}")
     return EXIT_OK

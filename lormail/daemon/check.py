@@ -65,6 +65,7 @@ class Checker:
     refusal: str | None = None  # its first problem, as the log and heartbeat say it
     last: dict[str, tuple[str, datetime]] | None = None  # the last plan: key -> status, time
     on_inputs: Callable[[Inputs, Inputs | None], None] = field(default=lambda new, old: None)
+    before_send: Callable[[], None] = field(default=lambda: None)  # the inbox's quick scan
     _trying: Sources | None = None  # the bytes being validated
 
     # -- 1. inputs ---------------------------------------------------------------------
@@ -161,6 +162,7 @@ class Checker:
         inputs = self.inputs
         assert inputs is not None
         holds = read_edit_holds(self.state_dir)
+        self.before_send()
         report = send_due(inputs.app(), stop=stop, holds=holds)
         if report.busy:
             log.info("another lormail is sending; looking again in a minute")

@@ -97,9 +97,13 @@ def add_events(
                 added.append(e)
         for folder, mark in marks.items():
             conn.execute(
+                # Two scans at once (the watcher's and the one before sending)
+                # never move a folder's mark back.
                 "INSERT INTO inbox_folders(folder, uidvalidity, last_uid) VALUES (?, ?, ?) "
-                "ON CONFLICT(folder) DO UPDATE SET uidvalidity = excluded.uidvalidity, "
-                "last_uid = excluded.last_uid",
+                "ON CONFLICT(folder) DO UPDATE SET last_uid = CASE "
+                "WHEN uidvalidity = excluded.uidvalidity "
+                "THEN max(last_uid, excluded.last_uid) ELSE excluded.last_uid END, "
+                "uidvalidity = excluded.uidvalidity",
                 (folder, mark.uidvalidity, mark.last_uid),
             )
     return added
