@@ -338,3 +338,82 @@ def test_inbox_scan_command(dovecot: Dovecot, tmp_path: Path) -> None:
     done = subprocess.run(argv, capture_output=True, env=env, timeout=60)
     assert (done.returncode, done.stdout) == (1, b"")
     assert done.stderr.decode() == f"connection refused by 127.0.0.1:{dovecot.ssl_port}\n"
+
+
+E2E_ROSTER = """\
+applicant: {name: Sarah Chen, email: sarah.chen@example.edu, timezone: America/New_York}
+programs:
+  - {id: im-residency, name: Internal Medicine residency, deadline: 2026-12-17}
+recommenders:
+  - id: johnson
+    name: Dr. Emily Johnson
+    salutation: Dr. Johnson
+    email: ejohnson@hospital.example.org
+    timezone: America/Chicago
+    status: agreed
+    asked_on: 2026-11-02
+    agreed_on: 2026-11-03
+    letters: [{program: im-residency}]
+"""
+
+
+def test_a_reply_holds_the_reminder_and_plan_says_why(dovecot: Dovecot, tmp_path: Path) -> None:
+    from tests._smtp_helpers import subprocess_env
+
+    (tmp_path / "roster.yaml").write_text(E2E_ROSTER)
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "roster: roster.yaml\nstate_dir: state\n"
+        "smtp: {host: smtp.example.edu, username: sarah@example.edu, "
+        "from: 'Sarah Chen <sarah.chen@example.edu>'}\n"
+        f"imap: {{host: 127.0.0.1, port: {dovecot.ssl_port}}}\n"
+    )
+    keyring_file = tmp_path / "keyring.json"
+    keyring_file.write_text(json.dumps({f"lormail/{USER}": PASSWORD}))
+    env = subprocess_env(
+        PYTHON_KEYRING_BACKEND="_smtp_helpers.FileKeyring",
+        LORMAIL_TEST_KEYRING=str(keyring_file),
+        SSL_CERT_FILE=str(dovecot.ca_file),
+    )
+
+    def lormail(*args: str) -> object:
+        argv = [sys.executable, "-m", "lormail", "--config", str(config), *args]
+        done = subprocess.run(argv, capture_output=True, env=env, timeout=60)
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)
+
+    # 30 s before the first reminder's slot (09:00 in Chicago on 3 Dec).
+    now = ["--now", "2026-12-03T14:59:30Z"]
+
+    def reminders() -> list[tuple[str, str, str]]:
+        plan = lormail("plan", "--json", "--all", *now)
+        return [
+            (m["status"], m["send_at"], m["reason"])  # type: ignore[index]
+            for m in plan["messages"]  # type: ignore[index]
+            if m["kind"] == "reminder"
+        ]
+
+    assert [r[:2] for r in reminders()] == [
+        ("scheduled", "2026-12-03T15:00:00Z"),
+        ("scheduled", "2026-12-10T15:00:00Z"),
+    ]
+    reply = corpus("reply_in_thread.eml").replace(
+        b"Date: Thu, 3 Dec 2026 09:02:00 -0600", b"Date: Thu, 3 Dec 2026 08:59:00 -0600"
+    )
+    dovecot.append(reply)
+    scanned = lormail("inbox", "scan", "--json", *now)
+    assert [e["kind"] for e in scanned["events"]] == ["reply"]  # type: ignore[index]
+    why = (
+        "held: Dr. Johnson replied on 3 Dec; reminders wait until 10 Dec "
+        "or until you update the roster"
+    )
+    assert reminders() == [
+        ("held", "2026-12-10T14:59:00Z", why),
+        ("scheduled", "2026-12-10T15:00:00Z", reminders()[1][2]),
+    ]
+    # Any change to their roster entry ends the hold.
+    (tmp_path / "roster.yaml").write_text(E2E_ROSTER.replace("asked_on: 2026-11-02", "asked_on: 2026-11-01"))
+    assert [r[:2] for r in reminders()] == [
+        ("scheduled", "2026-12-03T15:00:00Z"),
+        ("scheduled", "2026-12-10T15:00:00Z"),
+    ]

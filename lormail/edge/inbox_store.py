@@ -58,8 +58,17 @@ def _ensure(store: Store) -> None:
             store.conn.execute(statement)
 
 
+def _exists(store: Store) -> bool:
+    """Whether the inbox was ever read into this state (reading creates nothing)."""
+    row = store.conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'inbox_events'"
+    ).fetchone()
+    return row is not None
+
+
 def folder_marks(store: Store) -> dict[str, FolderMark]:
-    _ensure(store)
+    if not _exists(store):
+        return {}
     rows = store.conn.execute("SELECT folder, uidvalidity, last_uid FROM inbox_folders")
     return {folder: FolderMark(v, u) for folder, v, u in rows}
 
@@ -111,7 +120,8 @@ def add_events(
 
 def events(store: Store) -> tuple[InboxEvent, ...]:
     """Every stored event that is not ``unrelated``, oldest first."""
-    _ensure(store)
+    if not _exists(store):
+        return ()
     rows = store.conn.execute(
         "SELECT kind, at, message_id, sender, recommender, letter, until, detail, folder, uid, "
         "address, entry FROM inbox_events WHERE kind != 'unrelated' ORDER BY at, id"
