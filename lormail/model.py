@@ -49,7 +49,8 @@ DRY_RUN = "dry-run"
 FAILED = "failed"
 SKIPPED = "skipped"
 EXPIRED = "expired"
-PLAN_STATUSES = (SCHEDULED, DUE, SENT, DRY_RUN, FAILED, SKIPPED, EXPIRED)
+HELD = "held"  # by a reply or a bounce seen in the inbox (SPEC §8)
+PLAN_STATUSES = (SCHEDULED, DUE, HELD, SENT, DRY_RUN, FAILED, SKIPPED, EXPIRED)
 
 
 @dataclass(frozen=True, slots=True)

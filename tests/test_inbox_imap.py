@@ -412,7 +412,9 @@ def test_a_reply_holds_the_reminder_and_plan_says_why(dovecot: Dovecot, tmp_path
         ("scheduled", "2026-12-10T15:00:00Z", reminders()[1][2]),
     ]
     # Any change to their roster entry ends the hold.
-    (tmp_path / "roster.yaml").write_text(E2E_ROSTER.replace("asked_on: 2026-11-02", "asked_on: 2026-11-01"))
+    (tmp_path / "roster.yaml").write_text(
+        E2E_ROSTER.replace("asked_on: 2026-11-02", "asked_on: 2026-11-01")
+    )
     assert [r[:2] for r in reminders()] == [
         ("scheduled", "2026-12-03T15:00:00Z"),
         ("scheduled", "2026-12-10T15:00:00Z"),

@@ -25,6 +25,7 @@ from zoneinfo import ZoneInfo
 
 from lormail.model import (
     DUE,
+    HELD,
     SCHEDULED,
     InboxEvent,
     PlannedMessage,
@@ -33,9 +34,8 @@ from lormail.model import (
     Unavailable,
 )
 
-__all__ = ["HELD", "Hold", "apply_holds", "entry_digest", "holds", "with_inbox"]
+__all__ = ["HELD", "Hold", "apply_holds", "entry_digest", "holds", "reply_times", "with_inbox"]
 
-HELD = "held"
 # Kinds a reply holds; a bounce holds every kind.
 REPLY_HELD_KINDS = frozenset({"reminder", "request_followup"})
 _OPEN = (SCHEDULED, DUE)
@@ -166,3 +166,8 @@ def apply_holds(
             continue
         out.append(replace(m, status=HELD, send_at=hold.until or m.send_at, reason=hold.reason))
     return tuple(out)
+
+
+def reply_times(events: Iterable[InboxEvent], recommender: str) -> list[datetime]:
+    """When the recommender replied: each counts as a message for ``min_gap``."""
+    return [e.at for e in events if e.kind == "reply" and e.recommender == recommender and e.at]
