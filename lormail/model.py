@@ -289,6 +289,9 @@ class PlannedMessage:
     reminder_number: int | None = None
     final_reminder: bool = False
     outcomes: tuple[tuple[str, str], ...] = ()  # (program id, outcome), sorted
+    # Held with no end in time (a bounce, until the address changes): the JSON's
+    # send_at is null; ``send_at`` keeps the time it would have had.
+    held_open: bool = False
 
     def __reduce__(self) -> tuple[Any, ...]:
         # By its fields: restoring a slotted dataclass's state is several times slower.

@@ -138,10 +138,10 @@ def test_apply_holds() -> None:
         message("packet:patel", "packet", "2026-12-12T15:00"),
     ]
     got = apply_holds(messages, {"johnson": reply_hold, "patel": bounce_hold})
-    assert [(m.status, m.send_at, m.reason) for m in got] == [
-        (HELD, utc("2026-12-15T15:00"), "held: replied"),
-        (SCHEDULED, utc("2026-12-16T15:00"), "why"),
-        (SCHEDULED, utc("2026-12-11T15:00"), "why"),
-        (SENT, utc("2026-12-01T15:00"), "why"),
-        (HELD, utc("2026-12-12T15:00"), "held: bounced"),
+    assert [(m.status, m.send_at, m.reason, m.held_open) for m in got] == [
+        (HELD, utc("2026-12-15T15:00"), "held: replied", False),
+        (SCHEDULED, utc("2026-12-16T15:00"), "why", False),
+        (SCHEDULED, utc("2026-12-11T15:00"), "why", False),
+        (SENT, utc("2026-12-01T15:00"), "why", False),
+        (HELD, utc("2026-12-12T15:00"), "held: bounced", True),
     ]

@@ -164,7 +164,15 @@ def apply_holds(
         ):
             out.append(m)
             continue
-        out.append(replace(m, status=HELD, send_at=hold.until or m.send_at, reason=hold.reason))
+        out.append(
+            replace(
+                m,
+                status=HELD,
+                send_at=hold.until or m.send_at,
+                reason=hold.reason,
+                held_open=hold.until is None,
+            )
+        )
     return tuple(out)
 
 

@@ -17,6 +17,7 @@ from datetime import UTC, date, datetime, timedelta, tzinfo
 from functools import lru_cache
 from typing import Any
 
+from lormail.core.inbox_plan import apply_holds, holds, reply_times, with_inbox
 from lormail.core.slots import Clock, day_label, days_phrase
 from lormail.model import (
     DRY_RUN,
@@ -121,6 +122,8 @@ def plan_parts(
     without them.
     """
     now = now.astimezone(UTC)
+    # The inbox (SPEC §8): absences from auto-replies, letters portals confirmed.
+    roster = with_inbox(roster, snapshot.inbox)
     keep = _keepable(earlier, roster, snapshot)
     observed: dict[str, datetime] = {}
     by_recommender = _log_by_recommender(snapshot.log)
@@ -134,6 +137,7 @@ def plan_parts(
             part = RecommenderPlan(tuple(out), now, planner.until)
         parts[rec.id] = part
         messages.extend(part.messages)
+    messages = list(apply_holds(messages, holds(roster, snapshot.inbox, now)))
     messages.sort(key=lambda m: (m.send_at, m.key))
     return Plan(now=now, messages=tuple(messages), observed=observed), Parts(
         roster, snapshot, parts
@@ -492,6 +496,7 @@ class _RecommenderPlanner:
         self._apply_log(cands, log)
         self._catch_up(cands)
         sent_times = [e.at for e in log.values() if e.state == LOG_SENT]
+        sent_times += reply_times(self.snapshot.inbox, self.rec.id)  # a reply counts (SPEC §8)
         self._gap_walk(cands, sent_times)
         self._mark_final(cands)
         out = [self._freeze(c) for c in cands]

@@ -33,7 +33,7 @@ from lormail.app.inputs import Inputs, Sources, accept, read_sources
 from lormail.core.holds import apply_holds, going, holds_after_edit, merge_holds
 from lormail.core.instants import utc_text
 from lormail.errors import LormailError
-from lormail.model import DRY_RUN, DUE, FAILED, SCHEDULED, SENT, Plan
+from lormail.model import DRY_RUN, DUE, FAILED, HELD, SCHEDULED, SENT, Plan
 
 log = logging.getLogger("lormail.daemon")
 
@@ -175,7 +175,12 @@ class Checker:
         calendar = self._publish(inputs, final, now)
 
         times = [now + HOURLY]
-        times += [m.send_at for m in final.messages if m.status == SCHEDULED and m.send_at > now]
+        # A held message (SPEC §8) may go when its hold ends.
+        times += [
+            m.send_at
+            for m in final.messages
+            if m.status in (SCHEDULED, HELD) and not m.held_open and m.send_at > now
+        ]
         # When a deadline passes, the next letter's reminders start.
         times += [p.deadline for p in inputs.roster.programs if p.deadline > now]
         if report.next_retry is not None:
