@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 
 from builders import CHICAGO, program, recommender, roster, utc
 
@@ -145,3 +145,58 @@ def test_apply_holds() -> None:
         (SENT, utc("2026-12-01T15:00"), "why", False),
         (HELD, utc("2026-12-12T15:00"), "held: bounced", True),
     ]
+
+
+# --- through the planner -------------------------------------------------------------
+
+
+def _plan(events: list[InboxEvent], now: datetime) -> list[PlannedMessage]:
+    from lormail.core.plan import plan
+    from lormail.model import Snapshot
+
+    r = roster(
+        [program("eras", date(2027, 1, 15))],
+        [
+            recommender(
+                "johnson",
+                status="asked",
+                zone=CHICAGO,
+                asked_on=date(2026, 11, 2),
+                letters=(Letter("eras"),),
+            )
+        ],
+    )
+    johnson = r.recommenders_by_id["johnson"]
+    events = [replace(e, entry=entry_digest(johnson)) if e.kind == "reply" else e for e in events]
+    return list(plan(r, Snapshot(inbox=tuple(events)), now).messages)
+
+
+def test_the_planner_takes_an_absence_from_an_auto_reply() -> None:
+    # Reminder 1 is due on Thu 31 Dec (15 Jan − 14 days), in the absence.
+    messages = _plan(
+        [event("auto_reply", "johnson", "2026-12-18T15:00", until=date(2027, 1, 5))],
+        utc("2026-12-20T12:00"),
+    )
+    first = messages[0]
+    assert (first.key, first.send_at) == ("reminder:johnson:eras:1", utc("2027-01-05T15:00"))
+    assert "absence (automatic reply of 18 Dec)" in first.reason
+
+
+def test_the_planner_takes_a_letter_a_portal_confirmed() -> None:
+    messages = _plan(
+        [event("portal", "johnson", "2026-12-10T15:00", letter="eras")], utc("2026-12-10T16:00")
+    )
+    assert [(m.key, m.status, m.send_at) for m in messages] == [
+        ("thank_you:johnson:eras", SCHEDULED, utc("2026-12-11T15:00")),
+    ]
+
+
+def test_the_planner_holds_everything_after_a_bounce() -> None:
+    messages = _plan(
+        [event("bounce", "johnson", "2026-12-02T14:00", address="johnson@example.org")],
+        utc("2026-12-10T16:00"),
+    )
+    assert {(m.status, m.held_open) for m in messages} == {(HELD, True)}
+    assert messages[0].reason == (
+        "held: mail to johnson@example.org bounced on 2 Dec; correct the address in the roster"
+    )
