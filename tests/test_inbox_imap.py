@@ -415,6 +415,10 @@ def test_a_reply_holds_the_reminder_and_plan_says_why(dovecot: Dovecot, tmp_path
         ("scheduled", "2026-12-14T15:00:00Z"),
     ]
     assert held[0][2] == why
+    board = lormail("status", "--json", *now)
+    assert [r["inbox"] for r in board["recommenders"]] == [  # type: ignore[index]
+        "replied 3 Dec: Re: Your letter for the Internal Medicine residency (ERAS)"
+    ]
     # Any change to their roster entry ends the hold; the reply still keeps the gap.
     edited = E2E_ROSTER.replace("asked_on: 2026-11-02", "asked_on: 2026-11-01")
     (tmp_path / "roster.yaml").write_text(edited)

@@ -106,11 +106,15 @@ def _cell(state: str | None, submitted: date | None, prog: Program, today: date)
 
 
 def cmd_status(app: App, args: argparse.Namespace) -> int:
+    from lormail.commands.inbox_status import inbox_view
     from lormail.core.holds import hold_text
 
-    roster = app.roster()
+    inbox = inbox_view(app)
+    roster = inbox.roster
     plan, holds = held_plan(app)
     data = status_json(app, roster, plan)
+    for entry in data["recommenders"]:
+        entry["inbox"] = inbox.notes.get(entry["id"])
     if args.json:
         print_json(data)
         return EXIT_OK
@@ -133,7 +137,8 @@ def cmd_status(app: App, args: argparse.Namespace) -> int:
         for prog in progs:
             lt = letters.get(prog.id)
             state = letter_state(rec, lt.submitted_on) if lt else None
-            cells.append(_cell(state, lt.submitted_on if lt else None, prog, today))
+            cell = _cell(state, lt.submitted_on if lt else None, prog, today)
+            cells.append(cell + (" (e-mail)" if (rec.id, prog.id) in inbox.by_email else ""))
         nxt = by_rec[rec.id]["next_message"]
         nxt_text = "—"
         if nxt:
@@ -143,7 +148,9 @@ def cmd_status(app: App, args: argparse.Namespace) -> int:
                          if m.key == nxt["key"]), None)  # fmt: skip
             if held:
                 nxt_text = f"{nxt['key'].split(':')[0]} {held}"
-        table.add_row(f"{rec.name}\n[dim]{rec.status}[/]", *cells, nxt_text)
+        note = inbox.notes.get(rec.id)
+        label = f"{rec.name}\n[dim]{rec.status}[/]" + (f"\n[dim]{note}[/]" if note else "")
+        table.add_row(label, *cells, nxt_text)
     missing_row = [
         f"[bold]{p['missing']} to come[/]" if p["missing"] else "[green]all in[/]"
         for p in data["programs"]
