@@ -428,3 +428,62 @@ def test_a_reply_holds_the_reminder_and_plan_says_why(dovecot: Dovecot, tmp_path
         ("scheduled", "2026-12-14T15:00:00Z"),
     ]
     assert after[0][2].endswith("moved to Tue 8 Dec to keep 5 days after the previous message")
+
+
+@pytest.mark.slow
+def test_the_daemon_holds_a_reminder_when_a_reply_arrives(dovecot: Dovecot, tmp_path: Path) -> None:
+    """The running daemon, IDLE on: a reply APPENDed before a reminder's slot holds it."""
+    from tests._daemon_helpers import DaemonProc, heartbeat, plan_json, wait_for
+
+    real_now = datetime.now(UTC)
+    # A zone where it is daytime, so that today's window opens in two minutes.
+    offset = next(h for h in range(-12, 13) if 7 <= (real_now.hour + h) % 24 <= 15)
+    zone = f"Etc/GMT{-offset:+d}" if offset else "UTC"
+    local = real_now + timedelta(hours=offset)
+    start = local + timedelta(minutes=2)
+    window = f"{start:%H:%M}-{(start + timedelta(hours=2)):%H:%M}"
+    deadline = (local + timedelta(days=14)).date()
+    roster = (
+        f"applicant: {{name: Sarah Chen, email: sarah.chen@example.edu, timezone: {zone}}}\n"
+        f"defaults: {{reminders: [14d], send_window: '{window}', "
+        "send_days: [mon, tue, wed, thu, fri, sat, sun]}\n"
+        f"programs: [{{id: p, name: PhD in Biology, deadline: {deadline}}}]\n"
+        "recommenders:\n"
+        "  - {id: kim, name: Dr. Min-jun Kim, salutation: Dr. Kim, email: mkim@lab.example.com,\n"
+        f"     timezone: {zone}, status: asked, asked_on: {local.date() - timedelta(days=30)},\n"
+        "     letters: [{program: p}]}\n"
+    )
+    (tmp_path / "roster.yaml").write_text(roster)
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "roster: roster.yaml\nstate_dir: state\ndry_run: false\ntransport: maildir\n"
+        "smtp: {host: smtp.example.edu, username: sarah@example.edu, "
+        "from: 'Sarah Chen <sarah.chen@example.edu>'}\n"
+        "calendar: {feed: {enabled: false}}\n"
+        f"imap: {{host: 127.0.0.1, port: {dovecot.ssl_port}}}\n"
+    )
+    keyring_file = tmp_path / "keyring.json"
+    keyring_file.write_text(json.dumps({f"lormail/{USER}": PASSWORD}))
+    env = {
+        "PYTHONPATH": f"{Path(__file__).parent.parent}:{Path(__file__).parent}",
+        "PYTHON_KEYRING_BACKEND": "_smtp_helpers.FileKeyring",
+        "LORMAIL_TEST_KEYRING": str(keyring_file),
+        "SSL_CERT_FILE": str(dovecot.ca_file),
+    }
+    with DaemonProc(config, env=env) as daemon:
+        wait_for(
+            lambda: (heartbeat(config) or {}).get("inbox") == "watching INBOX (IDLE)", 30, "IDLE"
+        )
+        before = {m["key"]: m["status"] for m in plan_json(config)["messages"]}
+        assert before == {"reminder:kim:p:1": "scheduled"}
+        reply = (
+            "From: Min-jun Kim <mkim@lab.example.com>\nTo: sarah.chen@example.edu\n"
+            f"Subject: Re: your letter\nDate: {real_now:%a, %d %b %Y %H:%M:%S +0000}\n"
+            "Message-ID: <daemon-e2e@lab.example.com>\n\nI am on it!\n"
+        )
+        dovecot.append(reply.encode())
+        daemon.wait_log("inbox: reply: Dr. Min-jun Kim replied: Re: your letter", 30)
+        held = plan_json(config)["messages"]
+        assert daemon.stop() == 0
+    assert [(m["key"], m["status"]) for m in held] == [("reminder:kim:p:1", "held")]
+    assert held[0]["reason"].startswith(f"held: Dr. Kim replied on {real_now.day} ")
