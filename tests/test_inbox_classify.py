@@ -369,6 +369,24 @@ def test_a_missing_date_falls_back_to_when_the_server_received_it() -> None:
     assert classify(KNOWN, msg).at is None
 
 
+@pytest.mark.parametrize(
+    ("subject", "kind"),
+    [
+        ("Out of Office: Re: your letter", "auto_reply"),
+        ("Automatic reply: A gentle reminder", "auto_reply"),
+        ("AW: Abwesenheitsnotiz", "auto_reply"),
+        ("Réponse automatique : Un rappel", "auto_reply"),
+        ("Auto: Your letter", "auto_reply"),
+        ("Absence next week, but the letter is done", "reply"),  # a person's words
+        ("Away from the lab until Monday", "reply"),
+    ],
+)
+def test_out_of_office_subjects(subject: str, kind: str) -> None:
+    msg = read("reply_out_of_thread.eml")
+    msg.replace_header("Subject", subject)
+    assert classify(KNOWN, msg).kind == kind
+
+
 def test_addresses_match_without_regard_to_case() -> None:
     msg = read("stranger_out_of_thread.eml")
     msg.replace_header("From", "Emily <EJOHNSON@hospital.EXAMPLE.org>")

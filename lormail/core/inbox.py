@@ -230,9 +230,8 @@ def _why(failure: _Failure) -> str:
 _OOO_SUBJECT = re.compile(
     r"^\s*(?:(?:re|aw|antw|réf|ré|tr|wg|fw)\s*:\s*)*"
     r"(?:out of (?:the )?office|automatic reply|auto(?:matic)?[- ]?reply|auto:|autoreply"
-    r"|automatische antwort|abwesenheitsnotiz|abwesend|réponse automatique|absence"
-    r"|respuesta automática|fuera de la oficina|risposta automatica|fuori ufficio"
-    r"|on vacation|away from)",
+    r"|automatische antwort|abwesenheitsnotiz|réponse automatique|absence du bureau"
+    r"|respuesta automática|fuera de la oficina|risposta automatica|fuori ufficio)",
     re.I,
 )
 
