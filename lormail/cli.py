@@ -40,6 +40,7 @@ COMMANDS: dict[str, str] = {
     "mark": "lormail.commands.mark:cmd_mark",
     "retry": "lormail.commands.send:cmd_retry",
     "state": "lormail.commands.send:cmd_state",
+    "inbox": "lormail.commands.inbox:cmd_inbox",
 }
 
 
@@ -141,6 +142,15 @@ def _commands() -> argparse.ArgumentParser:
 
     sp = sub.add_parser("state", help="the state folder: 'reset' starts a new send log")
     sp.add_argument("action", choices=["reset"])
+
+    sp = sub.add_parser("inbox", help="read replies, auto-replies, bounces and portal mails")
+    inbox = sp.add_subparsers(dest="action", metavar="ACTION", required=True, parser_class=_Parser)
+    sp = inbox.add_parser("classify", help="classify message files (.eml), offline")
+    sp.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    sp.add_argument("--json", action="store_true", help="machine-readable output")
+    sp = inbox.add_parser("scan", help="read what is new in the mailbox and record it")
+    sp.add_argument("--json", action="store_true", help="machine-readable output")
+    now_opt(sp)
     return p
 
 

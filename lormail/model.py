@@ -50,7 +50,8 @@ DRY_RUN = "dry-run"
 FAILED = "failed"
 SKIPPED = "skipped"
 EXPIRED = "expired"
-PLAN_STATUSES = (SCHEDULED, DUE, SENT, DRY_RUN, FAILED, SKIPPED, EXPIRED)
+HELD = "held"  # by a reply or a bounce seen in the inbox (SPEC §8)
+PLAN_STATUSES = (SCHEDULED, DUE, HELD, SENT, DRY_RUN, FAILED, SKIPPED, EXPIRED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -273,6 +274,22 @@ DEFAULT_EDIT_GRACE = timedelta(minutes=10)
 
 
 @dataclass(frozen=True, slots=True)
+class ImapConfig:
+    """The ``imap:`` section (SPEC §8): where the inbox is read from, read-only."""
+
+    host: str
+    port: int = 993
+    security: str = "ssl"  # ssl | starttls | none (loopback only)
+    username: str = ""  # default: smtp.username, so one keyring entry serves both
+    auth: str = "password"  # password | xoauth2 | none
+    token_command: str | None = None
+    folders: tuple[str, ...] = ("INBOX",)
+    poll: timedelta = timedelta(minutes=5)  # when the server offers no IDLE
+    portals: Path | None = None  # the user's own portal rules, absolute
+    timeout: timedelta = timedelta(seconds=30)
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     path: Path  # the config file itself
     roster: Path  # absolute
@@ -285,6 +302,7 @@ class Config:
     calendar: CalendarConfig = CalendarConfig()
     # The daemon sends nothing an edit made due sooner than this after it (SPEC §7).
     edit_grace: timedelta = DEFAULT_EDIT_GRACE
+    imap: ImapConfig | None = None  # None: lormail reads no mail
 
 
 # --- state snapshot and plan -------------------------------------------------
@@ -330,6 +348,7 @@ class Snapshot:
 
     log: Mapping[str, LogEntry] = field(default_factory=dict)
     first_seen: Mapping[str, datetime] = field(default_factory=dict)
+    inbox: tuple[InboxEvent, ...] = ()  # what the inbox told (SPEC §8), oldest first
 
 
 EMPTY_SNAPSHOT = Snapshot()
@@ -363,6 +382,9 @@ class PlannedMessage:
     # request_followup: the date (recipient's zone) the request went.
     request_date: date | None = None
     subject: str | None = None  # a sent message: the subject as logged
+    # Held with no end in time (a bounce, until the address changes): the JSON's
+    # send_at is null; ``send_at`` keeps the time it would have had.
+    held_open: bool = False
 
     def __reduce__(self) -> tuple[Any, ...]:
         # By its fields: restoring a slotted dataclass's state is several times slower.
@@ -391,3 +413,28 @@ class EventStamp(NamedTuple):
     def __reduce__(self) -> tuple[Any, ...]:
         # Unpickled by tuple.__new__ (in C), not by the class's own __new__.
         return tuple.__new__, (EventStamp, tuple(self))
+
+
+# --- inbox (SPEC §8) -----------------------------------------------------------
+
+INBOX_KINDS = ("reply", "auto_reply", "bounce", "portal", "unrelated")
+DETAIL_LIMIT = 100  # characters of an event's detail, the most the state keeps
+
+
+@dataclass(frozen=True, slots=True)
+class InboxEvent:
+    """What one incoming message means (SPEC §8); only this is ever stored, never a body."""
+
+    kind: str  # one of INBOX_KINDS
+    message_id: str | None
+    at: datetime | None  # UTC; the message's Date, else when the server received it
+    sender: str  # the From address, lower case ("" when there is none)
+    recommender: str | None = None  # Recommender.id
+    letter: str | None = None  # the letter's key
+    until: date | None = None  # auto_reply: the day they are back
+    detail: str = ""
+    file: str | None = None  # where it was read from: a file, or an IMAP folder and UID
+    folder: str | None = None
+    uid: int | None = None
+    address: str | None = None  # bounce: the address that failed
+    entry: str | None = None  # digest of the recommender's roster entry when it was recorded

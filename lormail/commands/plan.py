@@ -31,7 +31,7 @@ def _message_json(m: PlannedMessage, subject: str) -> dict[str, Any]:
         "recommender": m.recommender,
         "to": m.to,
         "subject": subject,
-        "send_at": utc_text(m.send_at),
+        "send_at": None if m.held_open else utc_text(m.send_at),
         "expires_at": utc_text(m.expires_at),
         "status": m.status,
         "reason": m.reason,

@@ -19,6 +19,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from lormail.app.context import App
+from lormail.commands.inbox_status import InboxView, inbox_view
 from lormail.commands.output import console, print_json
 from lormail.commands.plan import UPCOMING, held_plan
 from lormail.core.instants import utc_text
@@ -181,7 +182,8 @@ def _by_deadline(programs: Iterable[Program]) -> tuple[Program, ...]:
 
 
 def cmd_status(app: App, args: argparse.Namespace) -> int:
-    roster = app.roster()
+    inbox = inbox_view(app)
+    roster = inbox.roster
     plan, holds = held_plan(app)
     only: str | None = getattr(args, "recommender", None)
     if only is not None and only not in roster.recommenders_by_id:
@@ -189,6 +191,8 @@ def cmd_status(app: App, args: argparse.Namespace) -> int:
         hint = f" (did you mean '{close[0]}'?)" if close else ""
         raise LormailError([Problem(f"no recommender '{only}'{hint}")], EXIT_USAGE)
     data = status_json(app, roster, plan)
+    for entry in data["recommenders"]:
+        entry["inbox"] = inbox.notes.get(entry["id"])
     if args.json:
         if only is not None:
             data["recommenders"] = [r for r in data["recommenders"] if r["id"] == only]
@@ -199,7 +203,7 @@ def cmd_status(app: App, args: argparse.Namespace) -> int:
         _print_programs(roster, plan, today)
     else:
         recs = [roster.recommenders_by_id[only]] if only else list(roster.recommenders)
-        _print_letters(roster, plan, holds, recs, detail=only is not None)
+        _print_letters(roster, plan, holds, recs, inbox, detail=only is not None)
     _print_health(data)
     return EXIT_OK
 
@@ -209,6 +213,7 @@ def _print_letters(
     plan: Plan,
     holds: Mapping[str, datetime],
     recs: list[Recommender],
+    inbox: InboxView,
     detail: bool,
 ) -> None:
     from rich import box
@@ -226,7 +231,8 @@ def _print_letters(
     for rec in recs:
         nxt = upcoming.get(rec.id)
         table.add_row(
-            f"[bold]{_esc(rec.name)}[/] [dim]({rec.status})[/]",
+            f"[bold]{_esc(rec.name)}[/] [dim]({rec.status})[/]"
+            + (f"\n[dim]{_esc(inbox.notes[rec.id])}[/]" if rec.id in inbox.notes else ""),
             *(
                 _next_cells(nxt, rec, "next", plan, holds)
                 if nxt
@@ -238,7 +244,8 @@ def _print_letters(
             counts[kind] = counts.get(kind, 0) + 1
             lt = v.letter
             due = _due_text(lt.deadline, lt.deadline_is_date, lt.timezone, today)
-            table.add_row(_letter_name(v, detail), due, _state_text(v))
+            by_email = " (e-mail)" if (rec.id, lt.key) in inbox.by_email else ""
+            table.add_row(_letter_name(v, detail), due, _state_text(v) + by_email)
         if detail:
             for m in plan.messages:
                 if m.recommender == rec.id and m.status in UPCOMING and m is not nxt:
@@ -336,6 +343,8 @@ def _print_health(data: dict[str, Any]) -> None:
         from rich.markup import escape
 
         out.print(f"[bold red]Last error:[/] {escape(d['last_error'])}")
+    if d.get("inbox"):
+        out.print(f"Inbox: {d['inbox']}.")
     for f in data["failed"]:
         out.print(f"[bold red]failed[/] {_esc(f['key'])} at {f['at']}: {_esc(f['reason'])}")
 

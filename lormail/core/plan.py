@@ -26,6 +26,7 @@ from lormail.core.candidates import (
     open_letters,
     shown_deadline,
 )
+from lormail.core.inbox_plan import apply_holds, holds, reply_times, with_inbox
 from lormail.core.slots import days_phrase
 from lormail.model import (
     DRY_RUN,
@@ -56,12 +57,15 @@ __all__ = ["ask_by_date", "open_letters", "plan", "shown_deadline"]
 def plan(roster: Roster, snapshot: Snapshot, now: datetime) -> Plan:
     """Every message of every recommender as of ``now``, sorted by send_at, then key."""
     now = now.astimezone(UTC)
+    # The inbox (SPEC §8): absences from auto-replies, letters portals confirmed.
+    roster = with_inbox(roster, snapshot.inbox)
     observed: dict[str, datetime] = {}
     by_recommender = _log_by_recommender(snapshot.log)
     messages: list[PlannedMessage] = []
     for rec in roster.recommenders:
         planner = _RecommenderPlanner(roster, rec, snapshot, now, observed)
         messages.extend(planner.run(by_recommender.get(rec.id, {})))
+    messages = list(apply_holds(messages, holds(roster, snapshot.inbox, now)))
     messages.sort(key=lambda m: (m.send_at, m.key))
     return Plan(now=now, messages=tuple(messages), observed=observed)
 
@@ -91,7 +95,9 @@ class _RecommenderPlanner(Generator):
         ]
         self._apply_log(cands, log)
         self._catch_up(cands)
-        self._gap_walk(cands, [e.at for e in log.values() if e.state == LOG_SENT])
+        sent_times = [e.at for e in log.values() if e.state == LOG_SENT]
+        sent_times += reply_times(self.snapshot.inbox, self.rec.id)  # a reply counts (SPEC §8)
+        self._gap_walk(cands, sent_times)
         self._mark_final(cands)
         out = [self._freeze(c) for c in cands if c.status != _JOINED]
         generated = {c.key for c in cands}

@@ -33,7 +33,7 @@ from lormail.app.inputs import Inputs, Sources, accept, read_sources
 from lormail.core.holds import apply_holds, going, holds_after_edit, merge_holds
 from lormail.core.instants import utc_text
 from lormail.errors import LormailError
-from lormail.model import DRY_RUN, DUE, FAILED, SCHEDULED, SENT, Plan
+from lormail.model import DRY_RUN, DUE, FAILED, HELD, SCHEDULED, SENT, Plan
 
 log = logging.getLogger("lormail.daemon")
 
@@ -65,6 +65,7 @@ class Checker:
     refusal: str | None = None  # its first problem, as the log and heartbeat say it
     last: dict[str, tuple[str, datetime]] | None = None  # the last plan: key -> status, time
     on_inputs: Callable[[Inputs, Inputs | None], None] = field(default=lambda new, old: None)
+    before_send: Callable[[], None] = field(default=lambda: None)  # the inbox's quick scan
     _trying: Sources | None = None  # the bytes being validated
 
     # -- 1. inputs ---------------------------------------------------------------------
@@ -161,6 +162,7 @@ class Checker:
         inputs = self.inputs
         assert inputs is not None
         holds = read_edit_holds(self.state_dir)
+        self.before_send()
         report = send_due(inputs.app(), stop=stop, holds=holds)
         if report.busy:
             log.info("another lormail is sending; looking again in a minute")
@@ -173,7 +175,12 @@ class Checker:
         calendar = self._publish(inputs, final, now)
 
         times = [now + HOURLY]
-        times += [m.send_at for m in final.messages if m.status == SCHEDULED and m.send_at > now]
+        # A held message (SPEC §8) may go when its hold ends.
+        times += [
+            m.send_at
+            for m in final.messages
+            if m.status in (SCHEDULED, HELD) and not m.held_open and m.send_at > now
+        ]
         # When a deadline passes, the next letter's reminders start.
         times += [p.deadline for p in inputs.roster.programs if p.deadline > now]
         if report.next_retry is not None:

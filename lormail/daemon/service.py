@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING
 from lormail.app.context import App, utc_now
 from lormail.core.instants import utc_text
 from lormail.daemon.check import Checker, Outcome
+from lormail.daemon.inbox import DaemonInbox
 from lormail.daemon.limit import Guard, Interrupted, pause, where
 from lormail.edge.health import Health, write_health
 from lormail.errors import EXIT_RUNTIME, LormailError, Problem
@@ -71,6 +72,7 @@ class Daemon:
         self.feed: FeedServer | None = None
         self.feed_config: FeedConfig | None = None
         self.watcher: Watcher | None = None
+        self.inbox = DaemonInbox(self._app, self.kick, lambda: self._write_health(running=True))
         self._lock = threading.Lock()
         self._kicked: str | None = None  # why a kick is waiting to run (under _lock)
         self._next_at: datetime | None = None  # the earliest job; the tick checks it
@@ -89,7 +91,13 @@ class Daemon:
         app = App(config_path=self.config_path)
         state_dir = app.state_dir()
         retry = timedelta(seconds=min(60.0, self.tick_seconds))
-        self.checker = Checker(self.config_path, state_dir, retry, on_inputs=self._follow)
+        self.checker = Checker(
+            self.config_path,
+            state_dir,
+            retry,
+            on_inputs=self._follow,
+            before_send=self._before_send,
+        )
         self._start_feed(app.config().calendar.feed)
         try:
             with self.guard.running(self.limit, 0.0):
@@ -99,6 +107,7 @@ class Daemon:
         self.scheduler.start()
         self.kick("start")
         self._start_watcher()
+        self.inbox.follow(self.checker.inputs.config.imap if self.checker.inputs else None)
 
     def tick(self) -> None:
         """Every tick: a check if the wall clock reached the earliest job (see above)."""
@@ -124,6 +133,7 @@ class Daemon:
         self.guard.ask_stop()
         if self.watcher is not None:
             self.watcher.stop()
+        self.inbox.stop()
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)
         code = 0 if self._wait_idle(self.stop_grace) else EXIT_RUNTIME
@@ -247,6 +257,20 @@ class Daemon:
         )
         if self.watcher is not None and moved:
             self.watcher.set_interest(self._interest())
+        if old is not None and config.imap != old.config.imap:
+            self.inbox.follow(config.imap)
+
+    def _app(self) -> App:
+        """The inputs in force, for the inbox."""
+        assert self.checker is not None and self.checker.inputs is not None
+        return self.checker.inputs.app()
+
+    def _before_send(self) -> None:
+        """On the worker, before a check sends: the inbox's quick scan, when something
+        may be due (the last check planned a send by now, or there was none yet)."""
+        outcome = self._outcome
+        if outcome is None or (outcome.next_send is not None and outcome.next_send <= utc_now()):
+            self.inbox.quick_scan()
 
     def _start_feed(self, feed: FeedConfig) -> None:
         from lormail.edge.feed import FeedServer, load_or_create_token
@@ -321,8 +345,12 @@ class Daemon:
                     last_check=utc_text(self._last_check()),
                     next_send=utc_text(next_send),
                     last_error=self._error,
+                    inbox=self.inbox.state(),
                 ),
             )
         if self.feed is not None and running:
+            inbox = self.inbox.state()
             status = "ok" if self._error is None else f"error: {self._error}"
+            if self._error is None and inbox is not None and inbox.startswith("failing: "):
+                status = f"inbox {inbox}"
             self.feed.set_health(status, self._last_check(), next_send)

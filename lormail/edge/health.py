@@ -26,6 +26,7 @@ class Health:
     last_check: str | None = None  # RFC 3339 UTC
     next_send: str | None = None
     last_error: str | None = None
+    inbox: str | None = None  # the inbox watcher's state, with an imap section (SPEC §8)
 
     def as_json(self) -> dict[str, object]:
         return {
@@ -35,6 +36,7 @@ class Health:
             "last_check": self.last_check,
             "next_send": self.next_send,
             "last_error": self.last_error,
+            "inbox": self.inbox,
         }
 
 
@@ -73,4 +75,5 @@ def read_health(state_dir: Path, now: datetime | None = None) -> Health:
         last_check=data.get("last_check"),
         next_send=data.get("next_send"),
         last_error=data.get("last_error"),
+        inbox=data.get("inbox"),
     )

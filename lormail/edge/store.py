@@ -339,7 +339,9 @@ class Store:
         first_seen = {
             key: from_text(at) for key, at in self.conn.execute("SELECT key, at FROM first_seen")
         }
-        return Snapshot(log=log, first_seen=first_seen)
+        from lormail.edge.inbox_store import events
+
+        return Snapshot(log=log, first_seen=first_seen, inbox=events(self))
 
     def record_first_seen(self, observed: Mapping[str, datetime]) -> None:
         """Keep the first instant each fact was seen; later sightings change nothing."""

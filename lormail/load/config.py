@@ -22,6 +22,7 @@ from pathlib import Path
 from lormail.core.hosts import is_loopback
 from lormail.load import fields as F
 from lormail.load.fields import LINE, Source, join
+from lormail.load.imap_config import read_imap
 from lormail.load.policy import duration
 from lormail.load.yamlsrc import MapNode, Node, SeqNode, display_name, parse, read_text
 from lormail.model import DEFAULT_EDIT_GRACE, CalendarConfig, Config, FeedConfig, SmtpConfig
@@ -30,7 +31,7 @@ __all__ = ["from_address_problem", "is_loopback", "load_config", "parse_config"]
 
 _ROOT = frozenset((
     "roster", "templates", "state_dir", "dry_run", "transport", "maildir", "smtp", "calendar",
-    "edit_grace",
+    "edit_grace", "imap",
 ))  # fmt: skip
 _SMTP = frozenset((
     "host", "port", "security", "username", "auth", "token_command", "from", "bcc_self",
@@ -129,6 +130,7 @@ class _ConfigReader:
             smtp=smtp,
             calendar=calendar,
             edit_grace=DEFAULT_EDIT_GRACE if edit_grace is None else edit_grace,
+            imap=read_imap(self, f.get("imap"), smtp),
         )
         src.raise_problems()
         return config
