@@ -18,8 +18,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from lormail.cli import main
-from lormail.errors import LormailError
-from lormail.load.roster import parse_roster
 from lormail.load.roundtrip import Mark, mark_roster
 
 NOW = datetime(2026, 11, 30, 15, 0, tzinfo=UTC)
@@ -281,14 +279,6 @@ def test_real_size_eras_marks_touch_one_line_each() -> None:
     assert text.count("submitted_on") == 1
 
 
-def _loader_reads_multi_program_letters() -> bool:
-    try:
-        parse_roster(real_size_roster(), Path("roster.yaml"))
-    except LormailError:
-        return False
-    return True
-
-
 @pytest.fixture
 def real_size(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     (tmp_path / "roster.yaml").write_text(real_size_roster())
@@ -298,11 +288,6 @@ def real_size(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]
     gc.enable()
 
 
-@pytest.mark.xfail(
-    not _loader_reads_multi_program_letters(),
-    reason="the roster loader does not read letters with 'programs:' yet",
-    strict=True,
-)
 def test_real_size_eras_through_the_command(
     real_size: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

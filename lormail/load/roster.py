@@ -20,7 +20,6 @@ gives them for any roster, naming the file and path only.
 from __future__ import annotations
 
 import contextlib
-import gc
 import os
 import re
 from collections.abc import Callable
@@ -105,22 +104,11 @@ def parse_roster(text: str, path: Path) -> Roster:
 def _read(text: str, path: Path) -> tuple[Roster, _Where]:
     """The roster, and where the values that warnings point at stand."""
     file = display_name(path)
-    enabled = gc.isenabled()
-    # Some 100,000 small objects, none of them cyclic garbage: collections
-    # during the build would only rescan them (a third of the time).
-    gc.disable()
-    try:
-        root = parse(text, file)
-        if root is None:
-            raise LormailError(
-                [Problem("the roster is empty; start from 'lormail init'", file=file)]
-            )
-        reader = _RosterReader(Source(file), path)
-        roster = reader.read(root)
-    finally:
-        if enabled:
-            gc.enable()
-    return roster, reader.where
+    root = parse(text, file)
+    if root is None:
+        raise LormailError([Problem("the roster is empty; start from 'lormail init'", file=file)])
+    reader = _RosterReader(Source(file), path)
+    return reader.read(root), reader.where
 
 
 def machine_zone() -> ZoneInfo:
