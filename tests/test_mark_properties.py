@@ -244,9 +244,9 @@ def real_size_roster(eras: bool = True) -> str:
             out.extend(f"      - {{program: {pid}}}\n" for pid in PROGRAMS[1:])
         else:
             out.append("      - id: eras                # one upload serves every program\n")
-            out.append(f"        programs: [{', '.join(PROGRAMS[:8])},\n")
-            out.append(f"                   {', '.join(PROGRAMS[8:16])},\n")
-            out.append(f"                   {', '.join(PROGRAMS[16:])}]\n")
+            out.append(f"        programs: [{', '.join(PROGRAMS[1:9])},\n")
+            out.append(f"                   {', '.join(PROGRAMS[9:17])},\n")
+            out.append(f"                   {', '.join(PROGRAMS[17:])}]\n")
             out.append(f'        letter_id: "LoR-{1000 + i}"\n')
         out.append("      - {program: im-01}         # a program that wants its own\n\n")
     return "".join(out)

@@ -277,7 +277,7 @@ def _state_text(v: LetterView) -> str:
     text = v.state
     when = v.letter.submitted_on
     if v.state == SUBMITTED and when:
-        text += f" {day_label(when, when.year)}"
+        text = f"✓ {when.day} {when:%b}"
     return f"[{_STYLES.get(v.state, 'cyan')}]{text}[/]"
 
 
