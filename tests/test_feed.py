@@ -103,6 +103,19 @@ def test_get_serves_the_calendar(server: FeedServer) -> None:
     assert etag is not None and etag.startswith('"') and not etag.startswith("W/")
 
 
+def test_before_the_first_calendar_the_feed_asks_to_retry_rather_than_serve_nothing() -> None:
+    srv = FeedServer("127.0.0.1", 0, TOKEN, Limits(request=1.0, reply=5.0))
+    srv.start()
+    try:
+        resp, body = request(srv, "GET", PATH)
+        assert (resp.status, body, resp.getheader("Retry-After")) == (503, b"", "5")
+        srv.update(BODY)
+        resp, body = request(srv, "GET", PATH)
+        assert (resp.status, body) == (200, BODY)
+    finally:
+        srv.stop()
+
+
 def test_gzip_is_not_applied_even_when_asked(server: FeedServer) -> None:
     resp, body = request(server, "GET", PATH, {"Accept-Encoding": "gzip, br"})
     assert resp.getheader("Content-Encoding") is None and body == BODY

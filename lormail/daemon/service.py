@@ -331,7 +331,9 @@ class Daemon:
         return self._outcome.now if self._outcome is not None else None
 
     def _write_health(self, running: bool) -> None:
-        if self.checker is None:
+        # Once stopping, a check or the inbox thread finishing late must not
+        # overwrite the final 'not running' heartbeat.
+        if self.checker is None or (running and self.stopping.is_set()):
             return
         outcome = self._outcome
         next_send = outcome.next_send if outcome is not None and running else None

@@ -248,6 +248,11 @@ class _Handler(BaseHTTPRequestHandler):
             and hmac.compare_digest(parts[1].encode("latin-1", "replace"), token)
         ):
             doc = self.server.document
+            if not doc.body:
+                # No calendar yet (the first check is still running): an empty
+                # 200 would make a subscribed calendar drop every event.
+                self._unavailable()
+                return
             inm = self.headers.get("If-None-Match")
             if inm is not None and etag_matches(inm, doc.etag):
                 self._send(304, None, b"", doc.etag)
@@ -275,6 +280,13 @@ class _Handler(BaseHTTPRequestHandler):
         if code == 304 or self.command == "HEAD":
             body = b""
         self.wfile.write(head + body)
+
+    def _unavailable(self) -> None:
+        self.send_response_only(503)
+        self.send_header("Content-Length", "0")
+        self.send_header("Retry-After", "5")
+        self.send_header("Cache-Control", "no-store")
+        self.end_headers()
 
     def _not_found(self) -> None:
         self.send_response_only(404)
