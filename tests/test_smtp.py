@@ -36,21 +36,6 @@ from lormail.model import SmtpConfig
 pytestmark = pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
 
 
-@pytest.fixture(scope="module")
-def ca() -> trustme.CA:
-    return trustme.CA()
-
-
-@pytest.fixture
-def trusted(ca: trustme.CA, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> trustme.LeafCert:
-    """A server certificate whose CA the client trusts, via SSL_CERT_FILE only."""
-    bundle = tmp_path / "ca.pem"
-    ca.cert_pem.write_to_path(str(bundle))
-    monkeypatch.setenv("SSL_CERT_FILE", str(bundle))
-    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
-    return ca.issue_cert("127.0.0.1", "localhost")
-
-
 class PasswordSource:
     """The keyring's part, for tests of the SMTP session itself."""
 

@@ -154,20 +154,6 @@ class TestMaildir(TransportTests):
         return MaildirTransport(tmp_path / "a-file" / "outbox")
 
 
-@pytest.fixture(scope="module")
-def ca() -> trustme.CA:
-    return trustme.CA()
-
-
-@pytest.fixture
-def trusted(ca: trustme.CA, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> trustme.LeafCert:
-    bundle = tmp_path / "ca.pem"
-    ca.cert_pem.write_to_path(str(bundle))
-    monkeypatch.setenv("SSL_CERT_FILE", str(bundle))
-    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
-    return ca.issue_cert("127.0.0.1", "localhost")
-
-
 class TestSmtp(TransportTests):
     """aiosmtpd on loopback, STARTTLS required, AUTH PLAIN with the password."""
 
