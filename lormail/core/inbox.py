@@ -32,6 +32,7 @@ from email.message import EmailMessage, Message
 from email.utils import getaddresses, parsedate_to_datetime
 from zoneinfo import ZoneInfo
 
+from lormail.core.instants import utc_text
 from lormail.model import DETAIL_LIMIT, InboxEvent, Letter, Recommender, Roster
 
 __all__ = [
@@ -486,7 +487,7 @@ def event_json(e: InboxEvent) -> dict[str, object]:
         "uid": e.uid,
         "folder": e.folder,
         "message_id": e.message_id,
-        "date": e.at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if e.at else None,
+        "date": utc_text(e.at),
         "from": e.sender,
         "kind": e.kind,
         "recommender": e.recommender,

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from lormail.app.context import utc_now
+from lormail.core.instants import utc_z
 from lormail.errors import LormailError
 
 if TYPE_CHECKING:
@@ -86,5 +87,5 @@ class DaemonInbox:
         s = watcher.state
         if s.ok:
             return s.detail
-        retry = f"; next try {s.retry_at:%Y-%m-%dT%H:%M:%SZ}" if s.retry_at else ""
+        retry = f"; next try {utc_z(s.retry_at)}" if s.retry_at else ""
         return f"failing: {s.detail}{retry}"
