@@ -13,7 +13,7 @@ from datetime import datetime
 from pathlib import Path
 
 from lormail.core.calendar import Built, build_calendar
-from lormail.edge import files
+from lormail.edge import files, inbox_store
 from lormail.edge.store import Store
 from lormail.errors import EXIT_RUNTIME, LormailError, Problem
 from lormail.model import CalendarConfig, Plan, Roster
@@ -29,12 +29,16 @@ def publishing(
 ) -> Iterator[Built]:
     """Build the calendar and give it to the caller; then store the changed stamps.
 
+    The inbox's recorded events come from the same state, so the calendar
+    tells of the replies and bounces the plan holds messages for.
+
     The stamps are stored only after the caller has published the bytes: if
     that fails, the next build still sees those events as changed and stamps
     them again.
     """
     with Store.open(state_dir) as store:
-        built = build_calendar(roster, plan, store.event_stamps(), config, now)
+        stamps = store.event_stamps()
+        built = build_calendar(roster, plan, stamps, config, now, inbox_store.events(store))
         yield built
         store.save_event_stamps(built.changed)
 

@@ -24,6 +24,10 @@ Events:
   range, when lormail writes to no one.
 * ``holiday-<day>@lormail``: each public holiday on which a recommender with a
   letter to come gets nothing, from today to their last open deadline.
+* ``reply-<hash>@lormail`` and ``bounce-<hash>@lormail``: what the inbox
+  read (:mod:`lormail.core.inbox_calendar`): "Dr. X replied — update the
+  roster" while the reply holds their reminders, "Dr. X's address bounced:
+  5.1.1 …" until the address changes.
 * ``checkin-<recommender>@lormail``: "Check in with Dr. X", one all-day event
   recurring every ``check_in_every`` days (``RRULE:FREQ=DAILY;INTERVAL=N``)
   from that many days after the last message to them, sent or planned.  A
@@ -58,6 +62,8 @@ from lormail.core.ical import (
     uid_part,
     who,
 )
+from lormail.core.inbox_calendar import inbox_events
+from lormail.core.inbox_plan import with_inbox
 from lormail.core.plan import ask_by_date
 from lormail.core.slots import day_label
 from lormail.core.vtimezone import vtimezone
@@ -67,6 +73,7 @@ from lormail.model import (
     SENT,
     CalendarConfig,
     EventStamp,
+    InboxEvent,
     Letter,
     Plan,
     PlannedMessage,
@@ -128,9 +135,9 @@ class _Builder:
         return self._ask_by[rec.id]
 
     def recommender_events(
-        self, rec: Recommender, messages: Sequence[PlannedMessage]
+        self, rec: Recommender, messages: Sequence[PlannedMessage], inbox: Sequence[CalEvent]
     ) -> list[CalEvent]:
-        out: list[CalEvent] = []
+        out: list[CalEvent] = list(inbox)
         request = next((m for m in messages if m.kind == "request" and m.status == SENT), None)
         ask = self.ask_by(rec)
         if request is not None and rec.status == "planned":
@@ -379,14 +386,21 @@ def build_calendar(
     stamps: Mapping[str, EventStamp],
     config: CalendarConfig,
     now: datetime,
+    inbox: Sequence[InboxEvent] = (),
 ) -> Built:
     """The calendar for ``roster`` and ``plan``, stamped against ``stamps``.
+
+    ``inbox`` is what the inbox recorded: the absences auto-replies named and
+    the letters portals confirmed show as the plan sees them, and replies and
+    bounces that still hold messages get their own events.
 
     An event whose content hash matches its stored stamp keeps its SEQUENCE
     and DTSTAMP; a new event gets SEQUENCE 0 and a changed one the stored
     SEQUENCE + 1, both stamped ``now``.  Same inputs, same bytes.
     """
     now = now.replace(microsecond=0)
+    own = roster  # the entries as written, which the inbox's events were recorded against
+    roster = with_inbox(roster, inbox)
     builder = _Builder(roster, config, now)
     by_recommender: dict[str, list[PlannedMessage]] = {}
     for m in plan.messages:
@@ -406,7 +420,8 @@ def build_calendar(
     ]
     events += blackouts(roster) + holidays(roster, now)
     for rec in sorted(roster.recommenders, key=lambda r: r.id):
-        events += builder.recommender_events(rec, by_recommender.pop(rec.id, ()))
+        told = inbox_events(own.recommenders_by_id[rec.id], inbox, now)
+        events += builder.recommender_events(rec, by_recommender.pop(rec.id, ()), told)
     events += builder.message_events(m for ms in by_recommender.values() for m in ms)
 
     cal = _calendar("lormail — " + roster.applicant.name)

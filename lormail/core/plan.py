@@ -57,6 +57,9 @@ __all__ = ["ask_by_date", "open_letters", "plan", "shown_deadline"]
 def plan(roster: Roster, snapshot: Snapshot, now: datetime) -> Plan:
     """Every message of every recommender as of ``now``, sorted by send_at, then key."""
     now = now.astimezone(UTC)
+    # A reply's hold lasts while the roster entry is as it was when the reply was
+    # recorded: judged on the entries as written, not with the inbox's additions.
+    in_force = holds(roster, snapshot.inbox, now)
     # The inbox (SPEC §8): absences from auto-replies, letters portals confirmed.
     roster = with_inbox(roster, snapshot.inbox)
     observed: dict[str, datetime] = {}
@@ -65,7 +68,7 @@ def plan(roster: Roster, snapshot: Snapshot, now: datetime) -> Plan:
     for rec in roster.recommenders:
         planner = _RecommenderPlanner(roster, rec, snapshot, now, observed)
         messages.extend(planner.run(by_recommender.get(rec.id, {})))
-    messages = list(apply_holds(messages, holds(roster, snapshot.inbox, now)))
+    messages = list(apply_holds(messages, in_force))
     messages.sort(key=lambda m: (m.send_at, m.key))
     return Plan(now=now, messages=tuple(messages), observed=observed)
 
