@@ -1,6 +1,6 @@
 """Every benchmark, in one run, each figure next to its baseline and target.
 
-    python bench/run.py                 # 6–10 minutes; needs '.[bench]' and libfaketime
+    python bench/run.py                 # 8–12 minutes; needs '.[bench]', libfaketime, dovecot
     python bench/run.py --quick         # fewer repeats, a shorter idle window
 
 - ``check``, ``plan``, ``status``, ``ics``: whole-process wall time against
@@ -8,6 +8,8 @@
   measured in the same run (bench_cli.py);
 - the daemon: start to first plan, edit to a new feed ETag, idle memory, CPU
   and wake-ups (bench_daemon.py);
+- the inbox: an IMAP APPEND of a reply until the daemon holds the reminder,
+  and idle wake-ups with IMAP IDLE on, against Dovecot (bench_inbox.py);
 - ``send-due`` of 1,000 messages to an aiosmtpd sink against mailmerge's
   ``--no-dry-run`` to the same sink, in the same run (bench_send.py).
 
@@ -29,6 +31,7 @@ from pathlib import Path
 
 import bench_cli
 import bench_daemon
+import bench_inbox
 import bench_send
 from common import (
     BASELINE,
@@ -63,6 +66,8 @@ def main() -> int:
     repeat, starts, edits, idle, rounds = (3, 3, 5, 30.0, 1) if args.quick else (7, 5, 20, 120.0, 5)
     if not Path(bench_daemon.LIBFAKETIME).exists():
         sys.exit(f"needs libfaketime ({bench_daemon.LIBFAKETIME}): apt-get install libfaketime")
+    if bench_inbox.dovecot_binary() is None:
+        sys.exit("needs dovecot: apt-get install dovecot-imapd")
 
     print(describe_machine(), flush=True)
     compile_lormail()
@@ -77,6 +82,8 @@ def main() -> int:
         live = generate(folder / "daemon", 6, 100, today=bench_daemon.TODAY)
         rows += bench_daemon.measure(live, starts, edits, idle, targets=True)
         print_rows(rows[-5:])
+        rows += bench_inbox.measure(3 if args.quick else 5, 30.0 if args.quick else 60.0)
+        print_rows(rows[-2:])
         rows += bench_send.measure(1000, rounds)
         print_rows(rows[-2:])
         if not args.no_stress:
