@@ -405,6 +405,9 @@ def build_calendar(
     by_recommender: dict[str, list[PlannedMessage]] = {}
     for m in plan.messages:
         by_recommender.setdefault(m.recommender, []).append(m)
+    told: dict[str, list[InboxEvent]] = {}
+    for e in inbox:
+        told.setdefault(e.recommender or "", []).append(e)
     writers: dict[str, list[tuple[Recommender, Letter]]] = {}
     for rec in roster.recommenders:
         for letter in rec.letters:
@@ -420,8 +423,8 @@ def build_calendar(
     ]
     events += blackouts(roster) + holidays(roster, now)
     for rec in sorted(roster.recommenders, key=lambda r: r.id):
-        told = inbox_events(own.recommenders_by_id[rec.id], inbox, now)
-        events += builder.recommender_events(rec, by_recommender.pop(rec.id, ()), told)
+        shown = inbox_events(own.recommenders_by_id[rec.id], told.get(rec.id, ()), now)
+        events += builder.recommender_events(rec, by_recommender.pop(rec.id, ()), shown)
     events += builder.message_events(m for ms in by_recommender.values() for m in ms)
 
     cal = _calendar("lormail — " + roster.applicant.name)
