@@ -13,21 +13,21 @@ import json
 import os
 import stat
 from collections.abc import Iterator
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
 
 import lormail.app.mark
 from lormail.app.context import App
-from lormail.app.inbox import classify_files
+from lormail.app.inbox import classify_files, scan
 from lormail.cli import main
 from lormail.core.inbox_marks import Submission, from_inbox
 from lormail.edge import inbox_store
 from lormail.edge.store import Store
 from lormail.load.roster import load_roster, parse_roster
 from lormail.model import InboxEvent, Roster
-from tests.conftest import ROOT
+from tests.conftest import ROOT, require_real
 from tests.test_mark_properties import real_size_roster
 
 CORPUS = ROOT / "tests" / "inbox"
@@ -332,13 +332,14 @@ programs:
   - {id: a, name: A, deadline: 2027-01-15}
   - {id: b, name: B, deadline: 2027-01-15}
   - {id: c, name: C, deadline: 2027-01-15}
+  - {id: d, name: D, deadline: 2027-01-15}
 recommenders:
   - id: patel
     name: Dr. Raj Patel
     email: rp@example.org
     timezone: Asia/Kolkata
     status: agreed
-    letters: [{program: a}, {program: b}, {program: c, submitted_on: 2026-12-01}]
+    letters: [{program: a}, {program: b}, {program: c, submitted_on: 2026-12-01}, {program: d}]
 """
 
 
@@ -346,20 +347,69 @@ def portal(letter: str, at: str) -> InboxEvent:
     return InboxEvent("portal", None, datetime.fromisoformat(at), "noreply@x", "patel", letter)
 
 
-def test_the_day_is_the_recommenders_and_the_earliest_mail_counts() -> None:
+def test_the_day_is_the_recommenders_the_earliest_mail_counts_and_one_day_is_one_mark() -> None:
     roster = parse_roster(ROSTER, Path("roster.yaml"))
     found = from_inbox(
         roster,
         [
-            # 20:00 UTC on 10 Dec is 11 Dec in Kolkata (and still 10 Dec in New York).
-            portal("a", "2026-12-10T20:00:00+00:00"),
-            portal("a", "2026-12-09T20:00:00+00:00"),  # an earlier mail, read later
+            portal("a", "2026-12-12T08:00:00+00:00"),  # a repeat, read first
+            # 20:00 UTC on 9 Dec is 10 Dec in Kolkata (and still 9 Dec in New York).
+            portal("a", "2026-12-09T20:00:00+00:00"),
+            portal("d", "2026-12-10T08:00:00+00:00"),
             portal("b", "2026-12-12T08:00:00+00:00"),
             portal("c", "2026-12-12T08:00:00+00:00"),  # the roster's date stays
         ],
     )
     assert found.submissions == (
-        Submission("patel", ("a",), date(2026, 12, 10)),
+        Submission("patel", ("a", "d"), date(2026, 12, 10)),
         Submission("patel", ("b",), date(2026, 12, 12)),
     )
-    assert (found.considered, found.portal, found.skipped, found.notes) == (4, 4, (), ())
+    assert (found.considered, found.portal, found.skipped, found.notes) == (5, 5, (), ())
+
+
+# --- from a real mailbox --------------------------------------------------------
+
+
+@pytest.mark.real
+def test_what_a_scan_of_a_real_mailbox_stored(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    trustme = pytest.importorskip("trustme")
+    from tests._imap_helpers import Dovecot, dovecot_binary
+    from tests.test_inbox_imap import connected, write_config
+
+    binary = dovecot_binary()
+    if binary is None:
+        require_real("dovecot (Debian package dovecot-imapd) is not installed")
+    server = Dovecot(binary, trustme.CA())
+    try:
+        server.start()
+        monkeypatch.setenv("SSL_CERT_FILE", str(server.ca_file))
+        server.append((CORPUS / "portal_eras.eml").read_bytes())
+        server.append((CORPUS / "reply_in_thread.eml").read_bytes())
+        config = write_config(tmp_path, server)
+        box = connected(server)
+        try:
+            scan(App(config), datetime(2026, 12, 20, 12, 0, tzinfo=UTC), box)
+        finally:
+            box.close()
+    finally:
+        server.cleanup()
+    # The server is gone: mark --inbox reads only what the scan stored.
+    monkeypatch.chdir(tmp_path)
+    before = (tmp_path / "roster.yaml").read_text()
+    try:
+        assert main(["--config", "config.yaml", "mark", "--inbox"]) == 0
+    finally:
+        gc.enable()
+    after = (tmp_path / "roster.yaml").read_text()
+    assert changes(before, after) == [
+        (
+            ['      - {program: im-residency, letter_id: "LoR-12345"}'],
+            ['      - {program: im-residency, letter_id: "LoR-12345", submitted_on: 2026-12-10}'],
+        )
+    ]
+    assert capsys.readouterr().out == (
+        unified(before, after)
+        + "inbox: 2 events considered (1 portal mail)\nroster.yaml: written\n"
+    )
