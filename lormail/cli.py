@@ -134,7 +134,11 @@ def _commands() -> argparse.ArgumentParser:
         "--on", metavar="DATE", help="the day it happened (default: today in your zone)"
     )
     sp.add_argument("--dry-run", action="store_true", help="print the diff, write nothing")
-    sp.add_argument("--inbox", action="store_true", help="record what the inbox saw (not yet)")
+    sp.add_argument(
+        "--inbox",
+        action="store_true",
+        help="record the letters portal mails confirmed (read by inbox scan or the daemon)",
+    )
 
     sp = sub.add_parser("retry", help="plan a failed message again (same key and Message-ID)")
     sp.add_argument("key", metavar="KEY", help="a failed message's key from 'lormail log'")

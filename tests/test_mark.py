@@ -249,10 +249,7 @@ ERRORS = [
         "mark: give a recommender and asked, agreed, declined, planned or submitted, "
         "or a program and its outcome",
     ),
-    (
-        ["--inbox"],
-        "mark --inbox: not yet available; record each event with 'lormail mark'",
-    ),
+    (["--inbox", "lee", "asked"], "mark --inbox takes no recommender, program or --on"),
 ]
 
 

@@ -10,17 +10,20 @@ sees the rename as it sees any other save.
 from __future__ import annotations
 
 import difflib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from lormail.core.inbox_marks import FromInbox, from_inbox
 from lormail.edge.files import write_atomic
 from lormail.errors import LormailError, Problem, RuntimeFailure
 from lormail.load.roster import parse_roster
-from lormail.load.roundtrip import Edit, Mark, mark_roster
+from lormail.load.roundtrip import SUBMITTED, Edit, Mark, mark_roster, mark_roster_all
 from lormail.load.yamlsrc import display_name, read_text
+from lormail.model import InboxEvent
 
-__all__ = ["Marked", "prepare_mark", "write_mark"]
+__all__ = ["Marked", "MarkedFromInbox", "prepare_inbox", "prepare_mark", "write_mark"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +54,30 @@ def prepare_mark(path: Path, mark: Mark, now: datetime) -> Marked:
     """Read the roster at ``path``, apply ``mark`` as of ``now`` and validate the result."""
     file = display_name(path)
     before = read_text(path, file, "check 'roster' in config.yaml")
-    edit = mark_roster(before, file, mark, now)
+    return _validated(path, file, before, mark_roster(before, file, mark, now))
+
+
+@dataclass(frozen=True, slots=True)
+class MarkedFromInbox:
+    """The inbox's submissions written into the roster's text, validated, not yet written."""
+
+    marked: Marked
+    found: FromInbox
+
+
+def prepare_inbox(path: Path, events: Sequence[InboxEvent], now: datetime) -> MarkedFromInbox:
+    """Read the roster at ``path`` and mark what ``events`` confirm and it does not say yet:
+    every letter in one edit, decided on the very text that is edited."""
+    file = display_name(path)
+    before = read_text(path, file, "check 'roster' in config.yaml")
+    found = from_inbox(parse_roster(before, path), events)
+    marks = [Mark(s.recommender, SUBMITTED, letters=s.letters, on=s.on) for s in found.submissions]
+    edit = mark_roster_all(before, file, marks, now)
+    return MarkedFromInbox(_validated(path, file, before, edit), found)
+
+
+def _validated(path: Path, file: str, before: str, edit: Edit) -> Marked:
+    """The edit, once the loader ``check`` uses accepts its result."""
     if edit.changes:
         try:
             parse_roster(edit.text, path)

@@ -42,6 +42,7 @@ from email.headerregistry import Address
 from email.message import EmailMessage
 from email.parser import BytesParser
 from email.utils import format_datetime, formataddr
+from functools import cache
 from pathlib import Path
 from typing import Protocol
 
@@ -108,16 +109,21 @@ def sender(roster: Roster, config: Config) -> tuple[str, str]:
     """The From display name and address: config ``smtp.from``, else the applicant."""
     configured = config.smtp.from_addr.strip()
     if configured:
-        _no_breaks("smtp.from", configured)
-        mailboxes: tuple[Address, ...] = ()
-        # An encoded word in it that decodes to a line break is a ValueError.
-        with contextlib.suppress(ValueError):
-            header = policy.default.header_factory("From", configured)
-            mailboxes = tuple(getattr(header, "addresses", ()))
-        if len(mailboxes) != 1 or "@" not in mailboxes[0].addr_spec:
-            raise ComposeError(f"smtp.from: {configured!r} is not one e-mail address")
-        return str(mailboxes[0].display_name), str(mailboxes[0].addr_spec)
+        return _configured_sender(configured)
     return roster.applicant.name, roster.applicant.email
+
+
+@cache  # one address per run: parsed once, not once per message
+def _configured_sender(configured: str) -> tuple[str, str]:
+    _no_breaks("smtp.from", configured)
+    mailboxes: tuple[Address, ...] = ()
+    # An encoded word in it that decodes to a line break is a ValueError.
+    with contextlib.suppress(ValueError):
+        header = policy.default.header_factory("From", configured)
+        mailboxes = tuple(getattr(header, "addresses", ()))
+    if len(mailboxes) != 1 or "@" not in mailboxes[0].addr_spec:
+        raise ComposeError(f"smtp.from: {configured!r} is not one e-mail address")
+    return str(mailboxes[0].display_name), str(mailboxes[0].addr_spec)
 
 
 def message_id(key: str, secret: bytes, domain: str) -> str:

@@ -34,7 +34,16 @@ from lormail.model import (
     Unavailable,
 )
 
-__all__ = ["HELD", "Hold", "apply_holds", "entry_digest", "holds", "reply_times", "with_inbox"]
+__all__ = [
+    "HELD",
+    "Hold",
+    "apply_holds",
+    "entry_digest",
+    "holds",
+    "portal_confirmed",
+    "reply_times",
+    "with_inbox",
+]
 
 # Kinds a reply holds; a bounce holds every kind.
 REPLY_HELD_KINDS = frozenset({"reminder", "request_followup"})
@@ -72,10 +81,27 @@ def _short(day: date) -> str:
     return f"{day.day} {day:%b}"
 
 
+def portal_confirmed(roster: Roster, events: Iterable[InboxEvent]) -> dict[tuple[str, str], date]:
+    """(recommender, letter key) → the day a portal mail confirmed that letter: the
+    message's date in the recommender's zone, the earliest mail's (a later one is a
+    repeat).  Letters the roster already dates are in it too."""
+    submitted: dict[tuple[str, str], date] = {}
+    by_id = roster.recommenders_by_id
+    for e in events:
+        r = by_id.get(e.recommender or "")
+        if r is None or e.at is None or e.kind != "portal" or e.letter is None:
+            continue
+        day = _day(e.at, r.timezone)
+        key = (r.id, e.letter)
+        submitted[key] = min(day, submitted.get(key, day))
+    return submitted
+
+
 def with_inbox(roster: Roster, events: Iterable[InboxEvent]) -> Roster:
     """The roster with the absences auto-replies named and the letters portals confirmed."""
+    events = tuple(events)
     away: dict[str, list[Unavailable]] = {}
-    submitted: dict[tuple[str, str], date] = {}
+    submitted = portal_confirmed(roster, events)
     by_id = roster.recommenders_by_id
     for e in events:
         r = by_id.get(e.recommender or "")
@@ -85,9 +111,6 @@ def with_inbox(roster: Roster, events: Iterable[InboxEvent]) -> Roster:
         if e.kind == "auto_reply" and e.until is not None and e.until > start:
             note = f"absence (automatic reply of {_short(start)})"
             away.setdefault(r.id, []).append(Unavailable(start, e.until - timedelta(days=1), note))
-        elif e.kind == "portal" and e.letter is not None:
-            # The earliest confirmation counts; a later one is a repeat.
-            submitted.setdefault((r.id, e.letter), start)
     if not away and not submitted:
         return roster
     recommenders = []

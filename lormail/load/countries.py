@@ -15,6 +15,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import holidays
+from holidays.registry import EntityLoader
 
 __all__ = ["check_holidays", "resolve_holidays", "zone_country"]
 
@@ -40,6 +41,13 @@ def _zone_table() -> dict[str, str]:
     return table
 
 
+@cache
+def _countries() -> frozenset[str]:
+    """The country codes the holidays package knows, read from its registry: listing
+    them through ``holidays.list_supported_countries`` loads every country's tables."""
+    return frozenset(EntityLoader.get_country_codes(include_aliases=True))
+
+
 def zone_country(zone: ZoneInfo) -> str | None:
     """The country of ``zone`` (``America/Chicago`` → ``US``), if the table has one."""
     return _zone_table().get(zone.key)
@@ -50,10 +58,10 @@ def check_holidays(code: str) -> str | None:
     if code in ("auto", "none"):
         return None
     country, _, subdiv = code.partition("-")
-    supported = holidays.list_supported_countries()
-    if country not in supported:
+    if country not in _countries():
         return f"'{code}' is not a country the holidays calendar knows (like US, DE-BY, auto, none)"
-    if subdiv and subdiv not in supported[country]:
+    # Only a subdivision loads the holidays package's country tables.
+    if subdiv and subdiv not in getattr(holidays, country).subdivisions:
         return f"'{subdiv}' is not a subdivision of {country} the holidays calendar knows"
     return None
 
@@ -64,7 +72,7 @@ def resolve_holidays(code: str, zone: ZoneInfo) -> tuple[str, str | None] | None
         return None
     if code == "auto":
         country = zone_country(zone)
-        if country is None or country not in holidays.list_supported_countries():
+        if country is None or country not in _countries():
             return None
         return country, None
     country, _, subdiv = code.partition("-")

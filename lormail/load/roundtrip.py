@@ -32,7 +32,15 @@ from lormail.load.fields import did_you_mean, zone
 from lormail.load.samelines import LinesWouldChange, keep_untouched
 from lormail.model import OUTCOMES, STATUSES
 
-__all__ = ["RECOMMENDER_MARKS", "Edit", "Mark", "letter_key", "mark_roster"]
+__all__ = [
+    "RECOMMENDER_MARKS",
+    "SUBMITTED",
+    "Edit",
+    "Mark",
+    "letter_key",
+    "mark_roster",
+    "mark_roster_all",
+]
 
 SUBMITTED = "submitted"
 RECOMMENDER_MARKS: tuple[str, ...] = (*STATUSES, SUBMITTED)
@@ -78,14 +86,20 @@ def letter_key(letter: object) -> str | None:
 
 def mark_roster(text: str, file: str, mark: Mark, now: datetime) -> Edit:
     """Apply ``mark`` to roster ``text`` (read from ``file``) as of ``now``."""
+    return mark_roster_all(text, file, (mark,), now)
+
+
+def mark_roster_all(text: str, file: str, marks: Iterable[Mark], now: datetime) -> Edit:
+    """Apply every one of ``marks`` to roster ``text``, in order, as one edit."""
     doc = _Document(text, file)
-    on = mark.on or now.astimezone(doc.applicant_zone()).date()
-    if mark.what in RECOMMENDER_MARKS and mark.target in doc.entries("recommenders"):
-        doc.mark_recommender(mark, on)
-    elif mark.what in OUTCOMES and mark.target in doc.entries("programs"):
-        doc.mark_program(mark.target, mark.what, on)
-    else:
-        raise doc.no_target(mark)
+    for mark in marks:
+        on = mark.on or now.astimezone(doc.applicant_zone()).date()
+        if mark.what in RECOMMENDER_MARKS and mark.target in doc.entries("recommenders"):
+            doc.mark_recommender(mark, on)
+        elif mark.what in OUTCOMES and mark.target in doc.entries("programs"):
+            doc.mark_program(mark.target, mark.what, on)
+        else:
+            raise doc.no_target(mark)
     if not doc.changes:
         return Edit(text, (), tuple(doc.notes))
     return Edit(doc.dump(), tuple(doc.changes), tuple(doc.notes))
