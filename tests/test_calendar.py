@@ -17,10 +17,10 @@ from lormail.core.calendar import (
     message_uid,
 )
 from lormail.core.plan import ask_by_date, plan
-from lormail.edge.store import EventStamp
 from lormail.model import (
     EMPTY_SNAPSHOT,
     CalendarConfig,
+    EventStamp,
     Letter,
     Plan,
     PlannedMessage,

@@ -7,7 +7,8 @@ from pathlib import Path
 
 from lormail.edge import inbox_store
 from lormail.edge.inbox_store import FolderMark
-from lormail.edge.store import Outbound, Store
+from lormail.edge.logrows import Outbound
+from lormail.edge.store import Store
 from lormail.model import InboxEvent
 
 AT = datetime(2026, 12, 3, 15, 2, tzinfo=UTC)

@@ -38,7 +38,8 @@ from lormail.app.context import App
 from lormail.app.send import send_due, sender_lock
 from lormail.commands.send import cmd_log
 from lormail.core.compose import message_id
-from lormail.edge.store import Outbound, Store
+from lormail.edge.logrows import Outbound
+from lormail.edge.store import Store
 
 pytestmark = pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
 

@@ -38,9 +38,10 @@ from lormail.app.report import SendReport as SendReport
 from lormail.app.report import Tally
 from lormail.core.instants import utc_z
 from lormail.edge.files import read_attachment
+from lormail.edge.logrows import Outbound
 from lormail.edge.statedir import StateError
 from lormail.edge.statedir import sender_lock as sender_lock
-from lormail.edge.store import Outbound, Store
+from lormail.edge.store import Store
 from lormail.model import (
     DRY_RUN,
     DUE,

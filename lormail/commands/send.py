@@ -26,7 +26,7 @@ from lormail.errors import EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, LormailError, Prob
 if TYPE_CHECKING:
     from lormail.app.context import App
     from lormail.app.send import SendReport
-    from lormail.edge.store import LogRow
+    from lormail.edge.logrows import LogRow
 
 
 def ensure_logging() -> None:

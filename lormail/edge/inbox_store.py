@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from datetime import date
 
 from lormail.core.inbox import clip
-from lormail.edge.store import Store, from_text, to_text
+from lormail.edge.logrows import from_text, to_text
+from lormail.edge.store import Store
 from lormail.model import LOG_LOCAL, LOG_SENT, InboxEvent
 
 __all__ = ["FolderMark", "add_events", "events", "folder_marks", "sent_message_ids"]

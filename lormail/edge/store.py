@@ -18,13 +18,23 @@ import contextlib
 import os
 import sqlite3
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
-from lormail.core.instants import utc_z
 from lormail.edge.files import ensure_private_dir
+from lormail.edge.logrows import (
+    LOG_COLUMNS,
+    SCHEMA,
+    SCHEMA_VERSION,
+    UPSERT,
+    UPSERT_JOINED,
+    UPSERT_SENDING,
+    LogRow,
+    Outbound,
+    from_text,
+    to_log_row,
+    to_text,
+)
 from lormail.edge.statedir import (
     DB_NAME,
     SECRET_FILE,
@@ -49,148 +59,6 @@ from lormail.model import (
     LogEntry,
     Snapshot,
 )
-
-SCHEMA_VERSION = 2
-
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (
-    name  TEXT PRIMARY KEY,
-    value TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS log (
-    key         TEXT PRIMARY KEY,
-    kind        TEXT NOT NULL,
-    recommender TEXT NOT NULL,
-    state       TEXT NOT NULL,   -- queued | sending | sent | failed | skipped | dry-run
-    message_id  TEXT,
-    to_addr     TEXT,
-    subject     TEXT,
-    attempts    INTEGER NOT NULL DEFAULT 0,
-    created_at  TEXT NOT NULL,
-    updated_at  TEXT NOT NULL,
-    sent_at     TEXT,
-    retry_at    TEXT,
-    error       TEXT,
-    reply       TEXT,
-    -- how often a run died with this row in `sending` (SPEC §4: retried, reported)
-    interruptions INTEGER NOT NULL DEFAULT 0
-);
-CREATE INDEX IF NOT EXISTS log_state ON log(state);
-CREATE TABLE IF NOT EXISTS first_seen (
-    key TEXT PRIMARY KEY,
-    at  TEXT NOT NULL
-);
--- until when the daemon holds what an edit made due (core/holds.py)
-CREATE TABLE IF NOT EXISTS edit_holds (
-    key   TEXT PRIMARY KEY,
-    until TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS events (
-    uid      TEXT PRIMARY KEY,
-    hash     TEXT NOT NULL,
-    sequence INTEGER NOT NULL,
-    stamp    TEXT NOT NULL
-);
-"""
-
-
-to_text = utc_z
-
-
-def from_text(text: str) -> datetime:
-    return datetime.fromisoformat(text)
-
-
-@dataclass(frozen=True, slots=True)
-class LogRow:
-    """One key's full row in the send log, as ``lormail log`` shows it."""
-
-    key: str
-    kind: str
-    recommender: str
-    state: str
-    message_id: str | None
-    to: str | None
-    subject: str | None
-    attempts: int
-    created_at: datetime
-    updated_at: datetime
-    sent_at: datetime | None
-    retry_at: datetime | None
-    error: str | None
-    reply: str | None
-    interruptions: int
-
-
-@dataclass(frozen=True, slots=True)
-class Outbound:
-    """What the log records about a message as it is about to go (or be dry-run)."""
-
-    key: str
-    kind: str
-    recommender: str
-    message_id: str
-    to: str
-    subject: str
-    joined: tuple[str, ...] = ()  # a reminder round: every reminder key it stands for
-
-
-_LOG_COLUMNS = (
-    "key, kind, recommender, state, message_id, to_addr, subject, attempts, created_at, "
-    "updated_at, sent_at, retry_at, error, reply, interruptions"
-)
-
-
-# A row's new state and what the message is; created_at only when the row is new.
-_UPSERT = (
-    "INSERT INTO log(key, kind, recommender, state, message_id, to_addr, subject, "
-    "created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8) "
-    "ON CONFLICT(key) DO UPDATE SET kind = excluded.kind, "
-    "recommender = excluded.recommender, state = excluded.state, "
-    "message_id = excluded.message_id, to_addr = excluded.to_addr, "
-    "subject = excluded.subject, updated_at = excluded.updated_at"
-)
-# A reminder that went in another's round: its row copies the round's.
-_JOINED = (
-    "INSERT INTO log(key, kind, recommender, state, message_id, to_addr, subject, "
-    "created_at, updated_at, sent_at, reply) "
-    "SELECT ?1, kind, recommender, state, message_id, to_addr, subject, updated_at, "
-    "updated_at, sent_at, 'in the round of ' || key FROM log WHERE key = ?2 "
-    "ON CONFLICT(key) DO UPDATE SET state = excluded.state, sent_at = excluded.sent_at, "
-    "updated_at = excluded.updated_at, reply = excluded.reply, retry_at = NULL, error = NULL"
-)
-# The same for `sending`, which also counts the attempt and clears retry_at.
-_UPSERT_SENDING = (
-    "INSERT INTO log(key, kind, recommender, state, message_id, to_addr, subject, "
-    "created_at, updated_at, attempts) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, 1) "
-    "ON CONFLICT(key) DO UPDATE SET kind = excluded.kind, "
-    "recommender = excluded.recommender, state = excluded.state, "
-    "message_id = excluded.message_id, to_addr = excluded.to_addr, "
-    "subject = excluded.subject, updated_at = excluded.updated_at, "
-    "attempts = attempts + 1, retry_at = NULL"
-)
-
-
-def _row(v: Sequence[Any]) -> LogRow:
-    """A row selected with ``_LOG_COLUMNS``, in that order."""
-    return LogRow(
-        key=v[0],
-        kind=v[1],
-        recommender=v[2],
-        state=v[3],
-        message_id=v[4],
-        to=v[5],
-        subject=v[6],
-        attempts=int(v[7]),
-        created_at=from_text(v[8]),
-        updated_at=from_text(v[9]),
-        sent_at=from_text(v[10]) if v[10] else None,
-        retry_at=from_text(v[11]) if v[11] else None,
-        error=v[12],
-        reply=v[13],
-        interruptions=int(v[14]),
-    )
 
 
 class Store:
@@ -278,7 +146,7 @@ class Store:
 
     def _migrate(self) -> None:
         with self.transaction() as conn:
-            for statement in _SCHEMA.split(";"):
+            for statement in SCHEMA.split(";"):
                 if statement.strip():
                     conn.execute(statement)
             columns = {r[1] for r in conn.execute("PRAGMA table_info(log)")}
@@ -400,20 +268,20 @@ class Store:
 
     def log_rows(self) -> list[LogRow]:
         """Every row, oldest activity first (then by key)."""
-        rows = [_row(r) for r in self.conn.execute(f"SELECT {_LOG_COLUMNS} FROM log")]
+        rows = [to_log_row(r) for r in self.conn.execute(f"SELECT {LOG_COLUMNS} FROM log")]
         rows.sort(key=lambda r: (r.sent_at or r.updated_at, r.key))
         return rows
 
     def log_row(self, key: str) -> LogRow | None:
-        found = self.conn.execute(f"SELECT {_LOG_COLUMNS} FROM log WHERE key = ?", (key,))
+        found = self.conn.execute(f"SELECT {LOG_COLUMNS} FROM log WHERE key = ?", (key,))
         values = found.fetchone()
-        return None if values is None else _row(values)
+        return None if values is None else to_log_row(values)
 
     def rows_in_state(self, state: str) -> list[LogRow]:
         found = self.conn.execute(
-            f"SELECT {_LOG_COLUMNS} FROM log WHERE state = ? ORDER BY key", (state,)
+            f"SELECT {LOG_COLUMNS} FROM log WHERE state = ? ORDER BY key", (state,)
         )
-        return [_row(r) for r in found]
+        return [to_log_row(r) for r in found]
 
     def sent_since(self, since: datetime) -> list[datetime]:
         """When each message sent after ``since`` went, oldest first."""
@@ -428,7 +296,7 @@ class Store:
     def _upsert(self, conn: sqlite3.Connection, out: Outbound, state: str, at: datetime) -> None:
         now = to_text(at)
         conn.execute(
-            _UPSERT,
+            UPSERT,
             (out.key, out.kind, out.recommender, state, out.message_id, out.to, out.subject, now),
         )
 
@@ -439,7 +307,7 @@ class Store:
 
     def _sending(self, conn: sqlite3.Connection, out: Outbound, at: datetime) -> None:
         values = (out.key, out.kind, out.recommender, LOG_SENDING, out.message_id, out.to)
-        conn.execute(_UPSERT_SENDING, (*values, out.subject, to_text(at)))
+        conn.execute(UPSERT_SENDING, (*values, out.subject, to_text(at)))
 
     def mark_sent(
         self,
@@ -477,7 +345,7 @@ class Store:
             )
             for other in joined:
                 if other != key:
-                    conn.execute(_JOINED, (other, key))
+                    conn.execute(UPSERT_JOINED, (other, key))
 
     def mark_queued(self, out: Outbound, at: datetime, retry_at: datetime, error: str) -> None:
         """Waiting (transient failure, rate limit, outage): not before ``retry_at``."""

@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import TypeVar
 from zoneinfo import ZoneInfo
 
-from lormail.core.plan import ask_by_date
 from lormail.errors import LormailError, Problem
 from lormail.load import fields as F
 from lormail.load.countries import resolve_holidays
@@ -36,6 +35,7 @@ from lormail.load.fields import BODY, LINE, Source, join
 from lormail.load.letters import ID as _ID
 from lormail.load.letters import LetterReader
 from lormail.load.policy import POLICY_KEYS, read_policy
+from lormail.load.roster_warnings import Where, roster_warnings, warnings_at
 from lormail.load.yamlsrc import Node, display_name, parse, read_text
 from lormail.model import (
     OUTCOMES,
@@ -78,7 +78,6 @@ _DEADLINE_EXAMPLE = "a date like 2026-09-24 or a timestamp like 2026-08-01T17:00
 _END_OF_DAY = time(23, 59, 59)
 
 # Positions of the values warnings point at, for the rosters built last.
-_Where = dict[str, tuple[int, int]]
 _T = TypeVar("_T")
 
 
@@ -93,7 +92,7 @@ def load_roster_checked(path: Path, now: datetime) -> tuple[Roster, list[Problem
     file = display_name(path)
     text = read_text(path, file, "check 'roster' in config.yaml")
     roster, where = _read(text, path)
-    return roster, _warnings(roster, now, file, where)
+    return roster, warnings_at(roster, now, file, where)
 
 
 def parse_roster(text: str, path: Path) -> Roster:
@@ -101,7 +100,7 @@ def parse_roster(text: str, path: Path) -> Roster:
     return _read(text, path)[0]
 
 
-def _read(text: str, path: Path) -> tuple[Roster, _Where]:
+def _read(text: str, path: Path) -> tuple[Roster, Where]:
     """The roster, and where the values that warnings point at stand."""
     file = display_name(path)
     root = parse(text, file)
@@ -129,7 +128,7 @@ class _RosterReader:
         self.src = src
         self.base = Path(os.path.abspath(path)).parent
         self.path = path
-        self.where: _Where = {}
+        self.where: Where = {}
         self.applicant_zone: ZoneInfo = ZoneInfo("UTC")
         self.programs_by_id: dict[str, Program] = {}
         # Every id as written, valid or not: one bad id is one problem, not one per letter.
@@ -441,71 +440,3 @@ class _RosterReader:
             src.add(f["to"], join(path, "to"), f"{end} is before 'from' ({start})")
             return None
         return Unavailable(start=start, end=end, note=note or "")
-
-
-def roster_warnings(roster: Roster, now: datetime) -> list[Problem]:
-    """SPEC's warnings as of ``now``: things that are probably mistakes but stop nothing.
-
-    A deadline passed with letters not yet in; ``asked_on`` after a deadline of
-    one of the recommender's programs; ``ask_on`` after the ask-by date;
-    ``submitted_on`` in the future.  They
-    name the file and path (:func:`load_roster_checked` adds line and column).
-    """
-    file = display_name(roster.path) if roster.path is not None else None
-    return _warnings(roster, now, file, {})
-
-
-def _warnings(roster: Roster, now: datetime, file: str | None, where: _Where) -> list[Problem]:
-    out: list[Problem] = []
-
-    def warn(path: str, message: str) -> None:
-        line, col = where.get(path, (None, None))
-        out.append(Problem(message, file, line, col, path))
-
-    waiting: dict[str, list[str]] = {}
-    for r in roster.recommenders:
-        if r.status == "declined":
-            continue
-        for letter in r.letters:
-            if letter.submitted_on is None:
-                for pid in letter.programs:
-                    waiting.setdefault(pid, []).append(r.id)
-    for i, p in enumerate(roster.programs):
-        if p.deadline < now and p.id in waiting:
-            who = waiting[p.id]
-            count = f"{len(who)} letter is" if len(who) == 1 else f"{len(who)} letters are"
-            names = ", ".join(who[:5]) + (", …" if len(who) > 5 else "")
-            warn(
-                f"programs[{i}].deadline",
-                f"the deadline {p.deadline_date} has passed and {count} not in ({names})",
-            )
-    for i, r in enumerate(roster.recommenders):
-        today = now.astimezone(r.timezone).date()
-        if r.asked_on is not None:
-            late = [
-                f"{q.id} ({q.deadline_date})"
-                for letter in r.letters
-                for pid in letter.programs
-                if (q := roster.programs_by_id.get(pid)) is not None
-                and r.asked_on > q.deadline_date
-            ]
-            if late:
-                warn(
-                    f"recommenders[{i}].asked_on",
-                    f"{r.asked_on} is after the deadline of {', '.join(late)}",
-                )
-        ask_by = ask_by_date(r, roster) if r.ask_on is not None else None
-        if r.ask_on is not None and ask_by is not None and r.ask_on > ask_by:
-            warn(
-                f"recommenders[{i}].ask_on",
-                f"{r.ask_on} is after the ask-by date {ask_by} "
-                f"({r.policy.ask_lead} days before the first deadline)",
-            )
-        for j, letter in enumerate(r.letters):
-            if letter.submitted_on is not None and letter.submitted_on > today:
-                warn(
-                    f"recommenders[{i}].letters[{j}].submitted_on",
-                    f"{letter.submitted_on} is in the future",
-                )
-    out.sort(key=lambda p: (p.line or 0, p.col or 0))
-    return out
