@@ -37,6 +37,14 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         )
 
 
+@pytest.fixture(autouse=True)
+def _page_width(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Commands print for a pipe as they do anywhere: pytest-xdist's workers set
+    COLUMNS=80, which the CLI would rightly obey."""
+    monkeypatch.delenv("COLUMNS", raising=False)
+    monkeypatch.delenv("LINES", raising=False)
+
+
 @pytest.fixture
 def root() -> Path:
     return ROOT

@@ -74,6 +74,7 @@ class Daemon:
         self.watcher: Watcher | None = None
         self.inbox = DaemonInbox(self._app, self.kick, lambda: self._write_health(running=True))
         self._lock = threading.Lock()
+        self._health_lock = threading.Lock()
         self._kicked: str | None = None  # why a kick is waiting to run (under _lock)
         self._next_at: datetime | None = None  # the earliest job; the tick checks it
         self._outcome: Outcome | None = None
@@ -331,6 +332,12 @@ class Daemon:
         return self._outcome.now if self._outcome is not None else None
 
     def _write_health(self, running: bool) -> None:
+        # The check and the inbox thread both write it: one at a time, each reading
+        # the state inside the lock, so the last write is never an older state.
+        with self._health_lock:
+            self._write_health_locked(running)
+
+    def _write_health_locked(self, running: bool) -> None:
         # Once stopping, a check or the inbox thread finishing late must not
         # overwrite the final 'not running' heartbeat.
         if self.checker is None or (running and self.stopping.is_set()):
