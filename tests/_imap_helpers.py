@@ -159,10 +159,8 @@ service stats {{
             return
         if graceful:  # as a server goes down for a restart (about a second)
             proc.send_signal(signal.SIGTERM)
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                pass
         proc.kill()
         proc.wait()
         # Dovecot's master lets running IMAP sessions linger after it exits; a

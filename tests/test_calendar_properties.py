@@ -6,6 +6,7 @@ import re
 from dataclasses import replace
 from datetime import date, timedelta
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -48,6 +49,7 @@ def _expected(text: str) -> str:
     return "".join(c for c in text if c in "\t\n" or not (ord(c) < 0x20 or ord(c) == 0x7F))
 
 
+@pytest.mark.slow
 @settings(max_examples=40, deadline=None)
 @given(
     name=_TEXT,

@@ -440,6 +440,7 @@ _HOSTILE = (
 )
 
 
+@pytest.mark.slow
 @given(name=_HOSTILE, sender_name=_HOSTILE, subject=_HOSTILE, body=_HOSTILE)
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 def test_no_text_adds_a_header_or_a_recipient(

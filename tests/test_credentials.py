@@ -91,6 +91,7 @@ def _files_containing(root: Path, needle: bytes) -> list[Path]:
     return [p for p in root.rglob("*") if p.is_file() and needle in p.read_bytes()]
 
 
+@pytest.mark.slow
 @pytest.mark.real
 def test_set_test_send_delete_through_the_secret_service(tmp_path: Path) -> None:
     ca = trustme.CA()
@@ -165,6 +166,7 @@ def test_set_test_send_delete_through_the_secret_service(tmp_path: Path) -> None
     assert all(PASSWORD not in " ".join(step["argv"]) for step in steps)
 
 
+@pytest.mark.slow
 @pytest.mark.real
 def test_a_locked_keyring_is_one_clear_line(tmp_path: Path) -> None:
     with smtp_server(users={USER: PASSWORD}) as server:

@@ -156,6 +156,7 @@ def test_template_that_does_not_render_at_start_exits_2(tmp_path: Path) -> None:
     assert "nickname" in proc.stderr
 
 
+@pytest.mark.slow
 def test_a_template_that_never_finishes_at_start_exits_2_with_its_place(tmp_path: Path) -> None:
     cfg = _with_templates(tmp_path, roster({"im": "2027-01-15"}, [QUIET_LEE]), free_port())
     template = tmp_path / "templates" / "reminder.txt.j2"
@@ -350,6 +351,7 @@ def test_what_an_edit_made_due_waits_edit_grace_but_send_due_by_hand_does_not(
     assert len(ids) == 3 and set(ids.values()) == {1}
 
 
+@pytest.mark.slow
 def test_a_dry_run_is_logged_once(tmp_path: Path) -> None:
     d = today()
     text = roster(

@@ -146,6 +146,7 @@ def _cli(cfg: Path, *args: str) -> str:
     ).stdout
 
 
+@pytest.mark.slow
 def test_plan_and_status_show_a_held_message_as_waiting_after_the_edit(tmp_path: Path) -> None:
     cfg = write_setup(tmp_path, ROSTER, 2525)
     state = tmp_path / "state"

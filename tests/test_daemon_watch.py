@@ -98,6 +98,7 @@ def test_stop_is_prompt(tmp_path: Path, backend: str) -> None:
     assert time.monotonic() - t0 < 1.5
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="inotify is Linux's")
 def test_inotify_watcher_sleeps_when_idle(tmp_path: Path) -> None:
     watcher, _ = _watch(tmp_path, "inotify")

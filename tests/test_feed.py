@@ -268,6 +268,7 @@ def test_malformed_requests_reveal_nothing(server: FeedServer, request_bytes: by
     assert_bare_404(raw(server, request_bytes))
 
 
+@pytest.mark.slow
 def test_http09_request_gets_nothing(server: FeedServer) -> None:
     assert raw(server, b"GET /nope\r\n") == b""
 
@@ -326,11 +327,13 @@ def test_a_silent_client_does_not_stall_others(server: FeedServer) -> None:
         half.close()
 
 
+@pytest.mark.slow
 def test_a_silent_client_is_timed_out(server: FeedServer) -> None:
     with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
         assert sock.recv(100) == b""  # the server hangs up (Limits.request is 1 s)
 
 
+@pytest.mark.slow
 def test_a_request_trickling_in_is_cut_off_as_a_whole(server: FeedServer) -> None:
     # One byte every 0.2 s never leaves the connection silent for long, but
     # the head as a whole must arrive within Limits.request (1 s here).
@@ -352,6 +355,7 @@ def test_a_request_trickling_in_is_cut_off_as_a_whole(server: FeedServer) -> Non
     assert sent < 50
 
 
+@pytest.mark.slow
 def test_a_client_that_does_not_take_its_reply_is_cut_off() -> None:
     big = b"X" * 32_000_000  # far more than the socket buffers hold
     with FeedServer("127.0.0.1", 0, TOKEN, Limits(reply=0.5)) as srv:

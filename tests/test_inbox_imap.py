@@ -266,6 +266,7 @@ def test_watcher_idles_and_survives_a_restart_and_a_changed_password(
     assert not any(b"\\Seen" in flags for flags in dovecot.flags().values())
 
 
+@pytest.mark.slow
 def test_watcher_polls_a_server_without_idle(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -301,6 +302,7 @@ def _wait_until(check: object) -> None:
     raise AssertionError("the condition never held")
 
 
+@pytest.mark.slow
 def test_inbox_scan_command(dovecot: Dovecot, tmp_path: Path) -> None:
     from tests._smtp_helpers import subprocess_env
 

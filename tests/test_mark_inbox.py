@@ -370,6 +370,7 @@ def test_the_day_is_the_recommenders_the_earliest_mail_counts_and_one_day_is_one
 # --- from a real mailbox --------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.real
 def test_what_a_scan_of_a_real_mailbox_stored(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]

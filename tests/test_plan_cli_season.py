@@ -6,6 +6,7 @@ import json
 import subprocess
 from pathlib import Path
 
+import pytest
 from _smtp_helpers import lormail, subprocess_env
 
 ROSTER = """\
@@ -46,6 +47,7 @@ def plan_json(config: Path, now: str) -> dict[str, dict[str, str]]:
     return {m["key"]: m for m in json.loads(result.stdout)["messages"]}
 
 
+@pytest.mark.slow
 def test_a_season_through_the_command_line(tmp_path: Path) -> None:
     (tmp_path / "roster.yaml").write_text(ROSTER)
     config = tmp_path / "config.yaml"

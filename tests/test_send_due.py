@@ -63,6 +63,7 @@ def run(argv: list[str], **env: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.slow
 def test_outage_loses_nothing_and_sends_everything_once_when_back(tmp_path: Path) -> None:
     port = free_port()  # nothing listens here yet
     config = write_setup(tmp_path, 5, smtp={"host": "127.0.0.1", "port": port, "timeout": "5s"})
@@ -160,6 +161,7 @@ def test_stop_finishes_the_message_in_flight(tmp_path: Path) -> None:
     assert list(rows(app)) == ["request:r0000"]  # the rest is still simply due
 
 
+@pytest.mark.slow
 def test_sigterm_in_the_command_finishes_the_message_in_flight(tmp_path: Path) -> None:
     record = tmp_path / "record.jsonl"
     sink_spec = write_spec(

@@ -306,6 +306,7 @@ def test_bcc_self_goes_to_the_envelope_only(tmp_path: Path) -> None:
     assert got.message["Bcc"] is None
 
 
+@pytest.mark.slow
 def test_silent_server_times_out(tmp_path: Path) -> None:
     with silent_server() as port:
         app = app_for(tmp_path, port, n=2, timeout=timedelta(seconds=1))

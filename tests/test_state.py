@@ -115,6 +115,7 @@ LOST = (
 )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("how", ["missing", "empty"])
 def test_a_lost_log_sends_nothing_until_state_reset(tmp_path: Path, how: str) -> None:
     config = write_setup(tmp_path, 2)

@@ -1418,6 +1418,7 @@ def loads_or_refuses(text: str) -> None:
 SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
+@pytest.mark.slow
 @SETTINGS
 @given(mutated(EXAMPLE))
 def test_mutated_roster_never_escapes(text: str) -> None:
