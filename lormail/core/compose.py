@@ -38,15 +38,35 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from email import policy
-from email.headerregistry import Address
+from email.headerregistry import Address, BaseHeader, HeaderRegistry
 from email.message import EmailMessage
 from email.parser import BytesParser
 from email.utils import format_datetime, formataddr
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from lormail.model import LOG_SENT, Config, LogEntry, PlannedMessage, Roster
+
+
+class _Registry(HeaderRegistry):
+    """The standard header registry, keeping what it makes: the class for a header
+    name (the registry builds a new one each time it is asked), and the headers
+    made from the values seen last, so that the parse-back reads a run's one From
+    and its few subjects once, not once a message.  The same (name, text) always
+    makes the same header, and the email package never changes a header once made."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._classes = lru_cache(maxsize=64)(super().__getitem__)
+        self._made = lru_cache(maxsize=256)(super().__call__)
+
+    def __getitem__(self, name: str) -> type[BaseHeader]:
+        return self._classes(name)
+
+    def __call__(self, name: str, value: Any) -> BaseHeader:
+        return self._made(name, value)  # a parsed value: text, so hashable
+
 
 # The SMTP policy, told to write a header value given as text exactly as given:
 # by default it re-folds one with a line over 78 characters through the header
@@ -54,6 +74,8 @@ from lormail.model import LOG_SENT, Config, LogEntry, PlannedMessage, Roster
 # (a non-ASCII address) are folded by the registry as ever.
 POLICY = policy.SMTP.clone(refold_source="none")
 _FOLD_AT = POLICY.max_line_length or 78
+# The parse-back's reader: the default policy, with the registry above.
+_READ_BACK = policy.default.clone(header_factory=_Registry())
 MAX_LINE = 998  # RFC 5322 §2.1.1: no line of a message may be longer (CRLF apart)
 
 # What may stand in a header as it is: printable ASCII words, no encoded-word opener.
@@ -316,7 +338,7 @@ def _check_wire(data: bytes, meant: _Meant) -> None:
     for line in head.split(b"\r\n"):
         if len(line) > MAX_LINE:
             raise ComposeError(f"a header line is {len(line)} bytes long, over the limit of 998")
-    parsed = BytesParser(policy=policy.default).parsebytes(data, headersonly=True)
+    parsed = BytesParser(policy=_READ_BACK).parsebytes(data, headersonly=True)
     names = tuple(parsed.keys())
     if names[: len(meant.names)] != meant.names or any(
         n.lower() in ("bcc", "cc", "to", "from", "subject", "resent-to", "resent-bcc")
