@@ -107,7 +107,9 @@ def _commands() -> argparse.ArgumentParser:
     sp.add_argument("-o", "--output", metavar="FILE", type=Path, default=None)
     now_opt(sp)
 
-    sp = sub.add_parser("credentials", help="store, test or delete the SMTP secret in the keyring")
+    sp = sub.add_parser(
+        "credentials", help="store, test or delete the mail password in the keyring (SMTP and IMAP)"
+    )
     sp.add_argument("action", choices=["set", "test", "delete"])
 
     sp = sub.add_parser("feed-url", help="the calendar subscription URL")

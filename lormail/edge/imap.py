@@ -61,7 +61,7 @@ def imap_secret(imap: ImapConfig) -> Secret:
     proxy = SmtpConfig(
         host=imap.host, username=imap.username, auth=imap.auth, token_command=imap.token_command
     )
-    return secret_source(proxy)
+    return secret_source(proxy, section="imap")
 
 
 def _text(value: object) -> str:
