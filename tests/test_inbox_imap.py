@@ -14,7 +14,6 @@ import sqlite3
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
@@ -37,20 +36,6 @@ from tests._imap_helpers import PASSWORD, USER, Dovecot, dovecot_binary
 pytestmark = pytest.mark.real
 CORPUS = Path(__file__).parent / "inbox"
 NOW = datetime(2026, 12, 20, 12, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def dovecot(monkeypatch: pytest.MonkeyPatch) -> Iterator[Dovecot]:
-    binary = dovecot_binary()
-    if binary is None:
-        require_real("dovecot (Debian package dovecot-imapd) is not installed")
-    server = Dovecot(binary, trustme.CA())
-    try:
-        server.start()
-        monkeypatch.setenv("SSL_CERT_FILE", str(server.ca_file))
-        yield server
-    finally:
-        server.cleanup()
 
 
 def imap_for(server: Dovecot, **changes: object) -> ImapConfig:
