@@ -278,6 +278,27 @@ def test_watcher_polls_a_server_without_idle(
         server.cleanup()
 
 
+def test_idle_watches_the_first_folder_and_polls_the_others(
+    dovecot: Dovecot, tmp_path: Path
+) -> None:
+    """A reply filed into a second folder (a Gmail label, a filter) is seen within
+    ``poll``, not only when IDLE on the first is renewed 24 minutes later."""
+    dovecot.append(corpus("newsletter_list_id.eml"), folder="Letters")  # the folder exists
+    app = App(write_config(tmp_path, dovecot, folders="[INBOX, Letters]"))
+    imap = replace(app.config().imap, poll=timedelta(seconds=0.3))  # type: ignore[arg-type]
+    app._config = replace(app.config(), imap=imap)
+    events = Events()
+    watcher = Watcher(lambda: app, events, now=lambda: NOW, secret=lambda: Secret(PASSWORD))
+    watcher.start()
+    try:
+        _wait_until(lambda: watcher.state.detail.startswith("watching"))
+        assert watcher.state.detail == "watching INBOX (IDLE), Letters (a poll every 0.3 s)"
+        dovecot.append(corpus("reply_in_thread.eml"), folder="Letters")
+        assert kinds(events.wait_for(1)) == [("reply", "johnson")]
+    finally:
+        watcher.stop()
+
+
 def _wait_until(check: object) -> None:
     event = threading.Event()
     for _ in range(300):
