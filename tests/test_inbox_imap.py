@@ -348,6 +348,53 @@ def test_inbox_scan_command(dovecot: Dovecot, tmp_path: Path) -> None:
     assert done.stderr.decode() == f"connection refused by 127.0.0.1:{dovecot.ssl_port}\n"
 
 
+@pytest.mark.slow
+def test_credentials_for_an_inbox_with_its_own_login(dovecot: Dovecot, tmp_path: Path) -> None:
+    """imap.username differs from smtp.username: `--imap` stores, tests and deletes the
+    inbox's own keyring entry; the password is read from stdin and never printed."""
+    from tests._smtp_helpers import subprocess_env
+
+    config = write_config(tmp_path, dovecot)
+    text = config.read_text().replace("username: sarah@example.edu", "username: other@example.edu")
+    config.write_text(text.replace("imap: {", f"imap: {{username: {USER}, "))
+    keyring_file = tmp_path / "keyring.json"
+    env = subprocess_env(
+        PYTHON_KEYRING_BACKEND="_smtp_helpers.FileKeyring",
+        LORMAIL_TEST_KEYRING=str(keyring_file),
+        SSL_CERT_FILE=str(dovecot.ca_file),
+    )
+
+    def credentials(*args: str, stdin: str = "") -> tuple[int, str, str]:
+        argv = [sys.executable, "-m", "lormail", "--config", str(config), "credentials", *args]
+        done = subprocess.run(argv, capture_output=True, text=True, env=env, input=stdin)
+        assert PASSWORD not in done.stdout + done.stderr
+        return done.returncode, done.stdout, done.stderr
+
+    assert credentials("set", "--imap", stdin="wrong\n") == (
+        0,
+        f"stored the password for lormail/{USER} in the keyring\n",
+        "",
+    )
+    assert credentials("test", "--imap") == (
+        1,
+        "",
+        f"lormail: IMAP test failed: 127.0.0.1:{dovecot.ssl_port} refused the login for {USER}\n",
+    )
+    assert credentials("set", "--imap", stdin=PASSWORD + "\n")[0] == 0
+    assert json.loads(keyring_file.read_text()) == {f"lormail/{USER}": PASSWORD}
+    assert credentials("test", "--imap") == (
+        0,
+        f"ok: IMAP 127.0.0.1:{dovecot.ssl_port} over TLS, authenticated as {USER} (IDLE)\n",
+        "",
+    )
+    assert credentials("delete", "--imap") == (
+        0,
+        f"deleted the password for lormail/{USER} from the keyring\n",
+        "",
+    )
+    assert json.loads(keyring_file.read_text()) == {}
+
+
 E2E_ROSTER = """\
 applicant: {name: Sarah Chen, email: sarah.chen@example.edu, timezone: America/New_York}
 programs:

@@ -161,17 +161,17 @@ def get_password(smtp: SmtpConfig, section: str = "smtp") -> Secret:
     return Secret(str(value))
 
 
-def set_password(smtp: SmtpConfig, secret: Secret) -> None:
-    user = _require_username(smtp)
+def set_password(smtp: SmtpConfig, secret: Secret, section: str = "smtp") -> None:
+    user = _require_username(smtp, section)
     backend = keyring_backend()
     _keyring_call("storing the password", backend.set_password, SERVICE, user, secret.reveal())
 
 
-def delete_password(smtp: SmtpConfig) -> bool:
+def delete_password(smtp: SmtpConfig, section: str = "smtp") -> bool:
     """Remove the entry; False when there was none."""
     import keyring.errors
 
-    user = _require_username(smtp)
+    user = _require_username(smtp, section)
     backend = keyring_backend()
     try:
         _keyring_call("deleting the password", backend.delete_password, SERVICE, user)
