@@ -18,6 +18,7 @@ from pathlib import Path
 
 from common import (
     BASELINE,
+    FLOOR,
     PY,
     Roster,
     Row,
@@ -49,6 +50,17 @@ def measure(roster: Roster, baseline: float, repeat: int, targets: bool) -> list
     # Once, untimed: the state folder and the calendar's stored stamps.
     run_once(cmds["ics"], roster.folder)
     rows = []
+    if targets:
+        wall, times = median_wall([PY, "-c", FLOOR], repeat)
+        rows.append(
+            Row(
+                "floor: the libraries these commands need, and one country's holidays",
+                wall,
+                "s",
+                f"{spread(times)}; python -c {FLOOR!r}",
+                baseline=baseline,
+            )
+        )
     for name in ("check", "plan", "status"):
         wall, times = median_wall(cmds[name], repeat, roster.folder)
         rows.append(

@@ -21,6 +21,13 @@ ROOT = HERE.parent
 # The baseline for whole-process commands: the libraries lormail is built on,
 # imported and nothing else.
 BASELINE = "import yaml, jinja2, icalendar, keyring, apscheduler"
+# What `check`, `plan` and `status` cannot do without on a roster with public
+# holidays: the libraries they use, and one country's holidays (the holidays
+# package loads every country's tables for the first).
+FLOOR = (
+    "import yaml, jinja2, email.message, email.policy, sqlite3, holidays; "
+    "holidays.country_holidays('US', years=2026)"
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,7 +34,7 @@ COMMANDS: dict[str, str] = {
     "send-due": "lormail.commands.send:cmd_send_due",
     "run": "lormail.daemon.main:cmd_run",
     "ics": "lormail.commands.calendar:cmd_ics",
-    "credentials": "lormail.commands.send:cmd_credentials",
+    "credentials": "lormail.commands.credentials:cmd_credentials",
     "feed-url": "lormail.commands.calendar:cmd_feed_url",
     "log": "lormail.commands.send:cmd_log",
     "mark": "lormail.commands.mark:cmd_mark",
@@ -107,8 +107,15 @@ def _commands() -> argparse.ArgumentParser:
     sp.add_argument("-o", "--output", metavar="FILE", type=Path, default=None)
     now_opt(sp)
 
-    sp = sub.add_parser("credentials", help="store, test or delete the SMTP secret in the keyring")
+    sp = sub.add_parser(
+        "credentials", help="store, test or delete the mail password in the keyring (SMTP and IMAP)"
+    )
     sp.add_argument("action", choices=["set", "test", "delete"])
+    sp.add_argument(
+        "--imap",
+        action="store_true",
+        help="the inbox's entry (imap.username), or only the IMAP login for 'test'",
+    )
 
     sp = sub.add_parser("feed-url", help="the calendar subscription URL")
     sp.add_argument("--rotate", action="store_true", help="make a new token (old URL stops)")

@@ -10,9 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta
-from operator import attrgetter
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
 # The message kinds, in the order SPEC §3 lists them; that order also breaks
@@ -386,13 +385,6 @@ class PlannedMessage:
     # send_at is null; ``send_at`` keeps the time it would have had.
     held_open: bool = False
 
-    def __reduce__(self) -> tuple[Any, ...]:
-        # By its fields: restoring a slotted dataclass's state is several times slower.
-        return PlannedMessage, _message_fields(self)
-
-
-_message_fields = attrgetter(*PlannedMessage.__slots__)
-
 
 @dataclass(frozen=True, slots=True)
 class Plan:
@@ -409,10 +401,6 @@ class EventStamp(NamedTuple):
     hash: str
     sequence: int
     stamp: datetime
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        # Unpickled by tuple.__new__ (in C), not by the class's own __new__.
-        return tuple.__new__, (EventStamp, tuple(self))
 
 
 # --- inbox (SPEC §8) -----------------------------------------------------------

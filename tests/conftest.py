@@ -10,10 +10,13 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import pytest
 import trustme
+
+if TYPE_CHECKING:
+    from tests._imap_helpers import Dovecot
 
 ROOT = Path(__file__).resolve().parent.parent
 REQUIRE_REAL = os.environ.get("LORMAIL_REQUIRE_REAL") == "1"
@@ -63,3 +66,20 @@ def trusted(ca: trustme.CA, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("SSL_CERT_FILE", str(bundle))
     monkeypatch.delenv("SSL_CERT_DIR", raising=False)
     return ca.issue_cert("127.0.0.1", "localhost")
+
+
+@pytest.fixture
+def dovecot(monkeypatch: pytest.MonkeyPatch) -> Iterator[Dovecot]:
+    """A real IMAP server (Dovecot) on loopback, TLS from its own CA, for one test."""
+    from tests._imap_helpers import Dovecot, dovecot_binary
+
+    binary = dovecot_binary()
+    if binary is None:
+        require_real("dovecot (Debian package dovecot-imapd) is not installed")
+    server = Dovecot(binary, trustme.CA())
+    try:
+        server.start()
+        monkeypatch.setenv("SSL_CERT_FILE", str(server.ca_file))
+        yield server
+    finally:
+        server.cleanup()

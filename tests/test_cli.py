@@ -58,8 +58,12 @@ def test_help_lists_every_command(state: Path) -> None:
         "credentials",
         "feed-url",
         "log",
+        "mark",
+        "retry",
+        "state",
+        "inbox",
     ):
-        assert command in res.stdout
+        assert f"\n    {command} " in res.stdout, command
 
 
 def test_no_command_and_unknown_command_are_usage_errors(state: Path) -> None:

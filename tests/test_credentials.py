@@ -286,6 +286,24 @@ def test_token_command_times_out(monkeypatch: pytest.MonkeyPatch) -> None:
         credentials.run_token_command(_smtp(f'{sys.executable} -c "import time; time.sleep(5)"'))
 
 
+def test_the_inbox_s_token_command_is_named_as_the_imap_setting() -> None:
+    from lormail.edge.imap import imap_secret
+    from lormail.model import ImapConfig
+
+    imap = ImapConfig(host="imap.example.edu", username=USER, auth="xoauth2", token_command="")
+    with pytest.raises(CredentialError) as caught:
+        imap_secret(imap)
+    assert str(caught.value) == "imap.auth is xoauth2 but imap.token_command is empty"
+    failing = ImapConfig(
+        host="imap.example.edu", username=USER, auth="xoauth2", token_command="false"
+    )
+    with pytest.raises(CredentialError) as caught:
+        imap_secret(failing)
+    assert str(caught.value) == (
+        "imap.token_command exited with status 1; run it by hand to see why"
+    )
+
+
 def test_secret_hides_its_value() -> None:
     secret = Secret(PASSWORD)
     assert PASSWORD not in repr(secret) and PASSWORD not in str(secret)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -68,3 +68,32 @@ def test_files_whose_check_was_cut_short_stay_refused(tmp_path: Path) -> None:
     with guard.running(5, 0.0):
         checker.load("SIGHUP")
     assert checker.inputs is good and checker.refusal is not None
+
+
+def test_a_check_wakes_when_a_replys_hold_ends(tmp_path: Path) -> None:
+    """The calendar drops "replied — update the roster" when the hold ends, not at
+    the next hourly check: the check asks to run again at that instant."""
+    from lormail.core.inbox_plan import entry_digest
+    from lormail.edge import inbox_store
+    from lormail.edge.store import Store
+    from lormail.model import InboxEvent
+
+    cfg = write_setup(tmp_path, roster({"im": "2027-01-15"}, [QUIET_LEE]), 2525)
+    checker = Checker(cfg, tmp_path / "state", timedelta(minutes=1))
+    checker.load("start")
+    assert checker.inputs is not None
+    lee = checker.inputs.roster.recommenders_by_id["lee"]
+    ends = datetime.now(UTC).replace(microsecond=0) + timedelta(minutes=20)
+    event = InboxEvent(
+        kind="reply",
+        message_id="<r1@lab.example.org>",
+        at=ends - lee.policy.reply_hold,
+        sender=lee.email,
+        recommender="lee",
+        detail="Dr. Lee replied: Re: my letter",
+        entry=entry_digest(lee),
+    )
+    with Store.open(tmp_path / "state") as store:
+        inbox_store.add_events(store, {}, [event])
+    outcome = checker.run(threading.Event())
+    assert ends in outcome.wake_times

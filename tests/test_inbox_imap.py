@@ -14,7 +14,6 @@ import sqlite3
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
@@ -37,20 +36,6 @@ from tests._imap_helpers import PASSWORD, USER, Dovecot, dovecot_binary
 pytestmark = pytest.mark.real
 CORPUS = Path(__file__).parent / "inbox"
 NOW = datetime(2026, 12, 20, 12, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def dovecot(monkeypatch: pytest.MonkeyPatch) -> Iterator[Dovecot]:
-    binary = dovecot_binary()
-    if binary is None:
-        require_real("dovecot (Debian package dovecot-imapd) is not installed")
-    server = Dovecot(binary, trustme.CA())
-    try:
-        server.start()
-        monkeypatch.setenv("SSL_CERT_FILE", str(server.ca_file))
-        yield server
-    finally:
-        server.cleanup()
 
 
 def imap_for(server: Dovecot, **changes: object) -> ImapConfig:
@@ -293,6 +278,27 @@ def test_watcher_polls_a_server_without_idle(
         server.cleanup()
 
 
+def test_idle_watches_the_first_folder_and_polls_the_others(
+    dovecot: Dovecot, tmp_path: Path
+) -> None:
+    """A reply filed into a second folder (a Gmail label, a filter) is seen within
+    ``poll``, not only when IDLE on the first is renewed 24 minutes later."""
+    dovecot.append(corpus("newsletter_list_id.eml"), folder="Letters")  # the folder exists
+    app = App(write_config(tmp_path, dovecot, folders="[INBOX, Letters]"))
+    imap = replace(app.config().imap, poll=timedelta(seconds=0.3))  # type: ignore[arg-type]
+    app._config = replace(app.config(), imap=imap)
+    events = Events()
+    watcher = Watcher(lambda: app, events, now=lambda: NOW, secret=lambda: Secret(PASSWORD))
+    watcher.start()
+    try:
+        _wait_until(lambda: watcher.state.detail.startswith("watching"))
+        assert watcher.state.detail == "watching INBOX (IDLE), Letters (a poll every 0.3 s)"
+        dovecot.append(corpus("reply_in_thread.eml"), folder="Letters")
+        assert kinds(events.wait_for(1)) == [("reply", "johnson")]
+    finally:
+        watcher.stop()
+
+
 def _wait_until(check: object) -> None:
     event = threading.Event()
     for _ in range(300):
@@ -340,6 +346,53 @@ def test_inbox_scan_command(dovecot: Dovecot, tmp_path: Path) -> None:
     done = subprocess.run(argv, capture_output=True, env=env, timeout=60)
     assert (done.returncode, done.stdout) == (1, b"")
     assert done.stderr.decode() == f"connection refused by 127.0.0.1:{dovecot.ssl_port}\n"
+
+
+@pytest.mark.slow
+def test_credentials_for_an_inbox_with_its_own_login(dovecot: Dovecot, tmp_path: Path) -> None:
+    """imap.username differs from smtp.username: `--imap` stores, tests and deletes the
+    inbox's own keyring entry; the password is read from stdin and never printed."""
+    from tests._smtp_helpers import subprocess_env
+
+    config = write_config(tmp_path, dovecot)
+    text = config.read_text().replace("username: sarah@example.edu", "username: other@example.edu")
+    config.write_text(text.replace("imap: {", f"imap: {{username: {USER}, "))
+    keyring_file = tmp_path / "keyring.json"
+    env = subprocess_env(
+        PYTHON_KEYRING_BACKEND="_smtp_helpers.FileKeyring",
+        LORMAIL_TEST_KEYRING=str(keyring_file),
+        SSL_CERT_FILE=str(dovecot.ca_file),
+    )
+
+    def credentials(*args: str, stdin: str = "") -> tuple[int, str, str]:
+        argv = [sys.executable, "-m", "lormail", "--config", str(config), "credentials", *args]
+        done = subprocess.run(argv, capture_output=True, text=True, env=env, input=stdin)
+        assert PASSWORD not in done.stdout + done.stderr
+        return done.returncode, done.stdout, done.stderr
+
+    assert credentials("set", "--imap", stdin="wrong\n") == (
+        0,
+        f"stored the password for lormail/{USER} in the keyring\n",
+        "",
+    )
+    assert credentials("test", "--imap") == (
+        1,
+        "",
+        f"lormail: IMAP test failed: 127.0.0.1:{dovecot.ssl_port} refused the login for {USER}\n",
+    )
+    assert credentials("set", "--imap", stdin=PASSWORD + "\n")[0] == 0
+    assert json.loads(keyring_file.read_text()) == {f"lormail/{USER}": PASSWORD}
+    assert credentials("test", "--imap") == (
+        0,
+        f"ok: IMAP 127.0.0.1:{dovecot.ssl_port} over TLS, authenticated as {USER} (IDLE)\n",
+        "",
+    )
+    assert credentials("delete", "--imap") == (
+        0,
+        f"deleted the password for lormail/{USER} from the keyring\n",
+        "",
+    )
+    assert json.loads(keyring_file.read_text()) == {}
 
 
 E2E_ROSTER = """\

@@ -27,7 +27,8 @@ from lormail.edge import inbox_store
 from lormail.edge.store import Store
 from lormail.load.roster import load_roster, parse_roster
 from lormail.model import InboxEvent, Roster
-from tests.conftest import ROOT, require_real
+from tests._imap_helpers import Dovecot
+from tests.conftest import ROOT
 from tests.test_mark_properties import real_size_roster
 
 CORPUS = ROOT / "tests" / "inbox"
@@ -373,29 +374,22 @@ def test_the_day_is_the_recommenders_the_earliest_mail_counts_and_one_day_is_one
 @pytest.mark.slow
 @pytest.mark.real
 def test_what_a_scan_of_a_real_mailbox_stored(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    dovecot: Dovecot,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    trustme = pytest.importorskip("trustme")
-    from tests._imap_helpers import Dovecot, dovecot_binary
     from tests.test_inbox_imap import connected, write_config
 
-    binary = dovecot_binary()
-    if binary is None:
-        require_real("dovecot (Debian package dovecot-imapd) is not installed")
-    server = Dovecot(binary, trustme.CA())
+    dovecot.append((CORPUS / "portal_eras.eml").read_bytes())
+    dovecot.append((CORPUS / "reply_in_thread.eml").read_bytes())
+    config = write_config(tmp_path, dovecot)
+    box = connected(dovecot)
     try:
-        server.start()
-        monkeypatch.setenv("SSL_CERT_FILE", str(server.ca_file))
-        server.append((CORPUS / "portal_eras.eml").read_bytes())
-        server.append((CORPUS / "reply_in_thread.eml").read_bytes())
-        config = write_config(tmp_path, server)
-        box = connected(server)
-        try:
-            scan(App(config), datetime(2026, 12, 20, 12, 0, tzinfo=UTC), box)
-        finally:
-            box.close()
+        scan(App(config), datetime(2026, 12, 20, 12, 0, tzinfo=UTC), box)
     finally:
-        server.cleanup()
+        box.close()
+    dovecot.stop()
     # The server is gone: mark --inbox reads only what the scan stored.
     monkeypatch.chdir(tmp_path)
     before = (tmp_path / "roster.yaml").read_text()

@@ -92,6 +92,25 @@ def test_a_huge_range_is_refused_by_the_sandbox(tmp_path: Path) -> None:
     )
 
 
+def test_a_huge_string_or_number_is_refused_before_it_takes_the_memory(tmp_path: Path) -> None:
+    text = "Subject: Hi\n\n{{ 'x' * 10**10 }}\n"
+    assert problem_text(tmp_path, text) == (
+        f"{tmp_path}/request.txt.j2:3:1: '*' would make 10,000,000,000 items (at most 1,000,000)"
+    )
+    text = "Subject: Hi\n{{ [recommender.name] * 10**7 }}\n"
+    assert problem_text(tmp_path, text) == (
+        f"{tmp_path}/request.txt.j2:2:1: '*' would make 10,000,000 items (at most 1,000,000)"
+    )
+    text = "Subject: Hi\n{{ 7 ** (10**9) }}\n"
+    assert problem_text(tmp_path, text) == (
+        f"{tmp_path}/request.txt.j2:2:1: '**' would make a number of about 3,000,000,000 bits"
+    )
+    # What a letter might do still works.
+    (tmp_path / "request.txt.j2").write_text("Subject: Hi\n{{ '-' * 4 }} {{ 2 ** 10 }}\n")
+    roster = make_roster(1)
+    assert Templates(tmp_path).render(request(roster), roster).body == "---- 1024\n"
+
+
 def test_unsafe_attributes_are_refused(tmp_path: Path) -> None:
     text = "Subject: Hi\n{{ recommender.__class__.__mro__ }}\n"
     assert problem_text(tmp_path, text) == (

@@ -732,6 +732,11 @@ def test_material_file_must_exist(here: Path) -> None:
     assert roster_problems(here, text) == [
         f"roster.yaml:6:25: applicant.materials[0].path: no such file: {here / 'cv.pdf'}"
     ]
+    os.mkfifo(here / "cv.pdf")  # a pipe would block the packet, and is not "missing"
+    assert roster_problems(here, text) == [
+        f"roster.yaml:6:25: applicant.materials[0].path: not a regular file: {here / 'cv.pdf'}"
+    ]
+    (here / "cv.pdf").unlink()
     (here / "cv.pdf").write_bytes(b"%PDF-1.4\n")
     roster = load_roster(Path("roster.yaml"))
     assert [m.path for m in roster.applicant.materials] == [here / "cv.pdf", here / "ps.pdf"]

@@ -202,8 +202,18 @@ class Watcher:
         if self._stop.is_set():
             return
         box.connect()
-        how = "IDLE" if box.idle_capable else f"a poll every {_shown(imap.poll)}"
-        self._set(WatchState(True, f"watching {', '.join(imap.folders)} ({how})"))
+        poll = f"a poll every {_shown(imap.poll)}"
+        first, *others = imap.folders
+        if not box.idle_capable:
+            watching = f"{', '.join(imap.folders)} ({poll})"
+        elif others:
+            # IDLE watches one folder; the others are read every `poll` (and before
+            # every send batch, as all are).
+            watching = f"{first} (IDLE), {', '.join(others)} ({poll})"
+        else:
+            watching = f"{first} (IDLE)"
+        self._set(WatchState(True, f"watching {watching}"))
+        idle_for = min(IDLE_RENEW, imap.poll.total_seconds()) if others else IDLE_RENEW
         while not self._stop.is_set():
             found = scan(self.app(), self.now(), box)
             news = [e for e in found if e.kind != "unrelated"]
@@ -212,7 +222,7 @@ class Watcher:
             if news:
                 self.on_events(news)
             if box.idle_capable:
-                box.idle(imap.folders[0], IDLE_RENEW)
+                box.idle(first, idle_for)
             else:
                 if self._stop.wait(imap.poll.total_seconds()):
                     break

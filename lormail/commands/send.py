@@ -1,8 +1,7 @@
-"""The commands ``send-due``, ``log``, ``retry``, ``state reset`` and ``credentials``
-(SPEC §6): parse, call, print.
+"""The commands ``send-due``, ``log``, ``retry`` and ``state reset`` (SPEC §6): parse,
+call, print.
 
-The work is in :mod:`lormail.app.send`, :mod:`lormail.edge.store`,
-:mod:`lormail.edge.credentials` and :mod:`lormail.edge.transport`; this module only
+The work is in :mod:`lormail.app.send` and :mod:`lormail.edge.store`; this module only
 wires signals and logging for a one-shot run and turns results into lines
 and exit codes.
 """
@@ -21,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from lormail.commands.output import print_json
 from lormail.core.instants import utc_text
-from lormail.errors import EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, LormailError, Problem
+from lormail.errors import EXIT_OK, EXIT_RUNTIME, LormailError, Problem
 
 if TYPE_CHECKING:
     from lormail.app.context import App
@@ -209,74 +208,4 @@ def cmd_state(app: App, args: argparse.Namespace) -> int:
         kept = Store.reset(state_dir, app.now())
     where = f"; the old one is kept as {kept}" if kept is not None else ""
     print(f"started a new send log in {state_dir}{where}")
-    return EXIT_OK
-
-
-# --- credentials ---------------------------------------------------------------
-
-_FAILURE_LABEL = {
-    "dns": "DNS lookup failed",
-    "refused": "connection refused",
-    "tls": "TLS verification failed",
-    "no-starttls": "STARTTLS missing",
-    "auth": "authentication rejected",
-    "timeout": "timed out",
-    "network": "connection failed",
-    "credentials": "no usable secret",
-}
-
-
-def _read_secret(prompt: str) -> str:
-    if sys.stdin.isatty():
-        import getpass
-
-        return getpass.getpass(prompt)
-    return sys.stdin.readline().rstrip("\r\n")
-
-
-def cmd_credentials(app: App, args: argparse.Namespace) -> int:
-    from lormail.edge import credentials
-
-    smtp = app.config().smtp
-    action: str = args.action
-    if action == "test":
-        return _credentials_test(app)
-    if not smtp.username:
-        raise LormailError([Problem("smtp.username is empty in the config; set it first")])
-    where = f"{credentials.SERVICE}/{smtp.username}"
-    if action == "delete":
-        if credentials.delete_password(smtp):
-            print(f"deleted the password for {where} from the keyring")
-        else:
-            print(f"no password was stored for {where}")
-        return EXIT_OK
-    if smtp.auth != "password":
-        raise LormailError(
-            [Problem(f"smtp.auth is {smtp.auth}: there is no password to store")], EXIT_USAGE
-        )
-    value = _read_secret(f"SMTP password for {smtp.username} at {smtp.host}: ")
-    if not value:
-        raise LormailError([Problem("no password given; nothing stored")], EXIT_USAGE)
-    credentials.set_password(smtp, credentials.Secret(value))
-    print(f"stored the password for {where} in the keyring")
-    return EXIT_OK
-
-
-def _credentials_test(app: App) -> int:
-    from lormail.edge.credentials import secret_source
-    from lormail.edge.transport import SmtpTransport, TransportError
-
-    smtp = app.config().smtp
-    transport = SmtpTransport(smtp, lambda: secret_source(smtp))
-    try:
-        transport.connect()
-    except TransportError as err:
-        label = _FAILURE_LABEL.get(err.kind, "failed")
-        print(f"lormail: SMTP test failed: {label}: {err}", file=sys.stderr)
-        return EXIT_RUNTIME
-    finally:
-        transport.close()
-    security = {"ssl": "TLS", "starttls": "STARTTLS", "none": "no TLS (loopback)"}
-    who = f", authenticated as {smtp.username}" if smtp.auth != "none" else ""
-    print(f"ok: {smtp.host}:{smtp.port} over {security.get(smtp.security, smtp.security)}{who}")
     return EXIT_OK

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+from jinja2.exceptions import SecurityError
 from jinja2.sandbox import SandboxedEnvironment
 
 from lormail.core.plan import open_letters
@@ -50,6 +51,44 @@ def default_templates_dir() -> Path:
     return Path(__file__).resolve().parents[2] / "templates"
 
 
+# The most a template may make with ``*`` (characters or items) or ``**`` (bits):
+# far beyond any letter, far below what would exhaust the laptop's memory.
+_MAX_REPEAT = 1_000_000
+_MAX_POWER_BITS = 4096
+
+
+class _BoundedSandbox(SandboxedEnvironment):
+    """Jinja2's sandbox, which bounds ``range``, with ``*`` and ``**`` bounded too: a
+    daemon's time limit stops a slow template, but ``'x' * 10**10`` would take the
+    memory first."""
+
+    intercepted_binops = frozenset(("*", "**"))
+
+    def call_binop(
+        self, context: jinja2.runtime.Context, operator: str, left: Any, right: Any
+    ) -> Any:
+        if operator == "*":
+            for seq, times in ((left, right), (right, left)):
+                if (
+                    isinstance(seq, str | list | tuple)
+                    and isinstance(times, int)
+                    and len(seq) * times > _MAX_REPEAT
+                ):
+                    raise SecurityError(
+                        f"'*' would make {len(seq) * times:,} items (at most {_MAX_REPEAT:,})"
+                    )
+        if (
+            operator == "**"
+            and isinstance(left, int)
+            and isinstance(right, int)
+            and abs(left).bit_length() * right > _MAX_POWER_BITS
+        ):
+            raise SecurityError(
+                f"'**' would make a number of about {abs(left).bit_length() * right:,} bits"
+            )
+        return super().call_binop(context, operator, left, right)
+
+
 class Templates:
     """The six kinds' templates: the user's overrides first, then the defaults.
 
@@ -63,7 +102,7 @@ class Templates:
         self.override_dir = override_dir
         self.default_dir = default_templates_dir()
         search = [str(d) for d in (override_dir, self.default_dir) if d is not None]
-        self.env = SandboxedEnvironment(
+        self.env = _BoundedSandbox(
             loader=jinja2.FileSystemLoader(search),
             undefined=jinja2.StrictUndefined,
             keep_trailing_newline=True,

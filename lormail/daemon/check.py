@@ -157,6 +157,7 @@ class Checker:
     def run(self, stop: threading.Event) -> Outcome:
         """Send, plan, publish (after :meth:`load`); raises on a failure of the world."""
         from lormail.app.send import send_due
+        from lormail.core.inbox_plan import holds as inbox_holds
         from lormail.edge.store import read_edit_holds
 
         inputs = self.inputs
@@ -181,6 +182,9 @@ class Checker:
             for m in final.messages
             if m.status in (SCHEDULED, HELD) and not m.held_open and m.send_at > now
         ]
+        # A reply's hold ending changes the calendar, even when it held nothing.
+        in_force = inbox_holds(inputs.roster, inputs.app().snapshot().inbox, now)
+        times += [h.until for h in in_force.values() if h.until is not None and h.until > now]
         # When a deadline passes, the next letter's reminders start.
         times += [p.deadline for p in inputs.roster.programs if p.deadline > now]
         if report.next_retry is not None:

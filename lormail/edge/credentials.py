@@ -142,14 +142,16 @@ def _keyring_call(what: str, func: Any, *args: str) -> Any:
         ) from None
 
 
-def _require_username(smtp: SmtpConfig) -> str:
+def _require_username(smtp: SmtpConfig, section: str = "smtp") -> str:
     if not smtp.username:
-        raise CredentialError("smtp.username is empty in the config; the keyring entry needs it")
+        raise CredentialError(
+            f"{section}.username is empty in the config; the keyring entry needs it"
+        )
     return smtp.username
 
 
-def get_password(smtp: SmtpConfig) -> Secret:
-    user = _require_username(smtp)
+def get_password(smtp: SmtpConfig, section: str = "smtp") -> Secret:
+    user = _require_username(smtp, section)
     backend = keyring_backend()
     value = _keyring_call("reading the password", backend.get_password, SERVICE, user)
     if not value:
@@ -159,17 +161,17 @@ def get_password(smtp: SmtpConfig) -> Secret:
     return Secret(str(value))
 
 
-def set_password(smtp: SmtpConfig, secret: Secret) -> None:
-    user = _require_username(smtp)
+def set_password(smtp: SmtpConfig, secret: Secret, section: str = "smtp") -> None:
+    user = _require_username(smtp, section)
     backend = keyring_backend()
     _keyring_call("storing the password", backend.set_password, SERVICE, user, secret.reveal())
 
 
-def delete_password(smtp: SmtpConfig) -> bool:
+def delete_password(smtp: SmtpConfig, section: str = "smtp") -> bool:
     """Remove the entry; False when there was none."""
     import keyring.errors
 
-    user = _require_username(smtp)
+    user = _require_username(smtp, section)
     backend = keyring_backend()
     try:
         _keyring_call("deleting the password", backend.delete_password, SERVICE, user)
@@ -178,15 +180,18 @@ def delete_password(smtp: SmtpConfig) -> bool:
     return True
 
 
-def run_token_command(smtp: SmtpConfig) -> Secret:
-    """Run ``token_command`` (no shell) and return its first output line as the token."""
+def run_token_command(smtp: SmtpConfig, section: str = "smtp") -> Secret:
+    """Run ``token_command`` (no shell) and return its first output line as the token.
+
+    ``section``: the config section the settings came from, as messages name them.
+    """
     command = smtp.token_command or ""
     try:
         argv = shlex.split(command)
     except ValueError as err:
-        raise CredentialError(f"smtp.token_command cannot be parsed: {err}") from None
+        raise CredentialError(f"{section}.token_command cannot be parsed: {err}") from None
     if not argv:
-        raise CredentialError("smtp.auth is xoauth2 but smtp.token_command is empty")
+        raise CredentialError(f"{section}.auth is xoauth2 but {section}.token_command is empty")
     try:
         done = subprocess.run(
             argv,
@@ -196,26 +201,27 @@ def run_token_command(smtp: SmtpConfig) -> Secret:
             check=False,
         )
     except FileNotFoundError:
-        raise CredentialError(f"smtp.token_command: {argv[0]!r} not found") from None
+        raise CredentialError(f"{section}.token_command: {argv[0]!r} not found") from None
     except subprocess.TimeoutExpired:
         raise CredentialError(
-            f"smtp.token_command did not finish within {TOKEN_TIMEOUT:g}s"
+            f"{section}.token_command did not finish within {TOKEN_TIMEOUT:g}s"
         ) from None
     except OSError as err:
-        raise CredentialError(f"smtp.token_command failed to start: {err.strerror}") from None
+        raise CredentialError(f"{section}.token_command failed to start: {err.strerror}") from None
     # Its output is a secret: neither stdout nor stderr goes into a message.
     if done.returncode != 0:
         raise CredentialError(
-            f"smtp.token_command exited with status {done.returncode}; run it by hand to see why"
+            f"{section}.token_command exited with status {done.returncode}; "
+            "run it by hand to see why"
         )
     lines = done.stdout.decode("utf-8", "replace").strip().splitlines()
     if not lines or not lines[0].strip():
-        raise CredentialError("smtp.token_command printed no token")
+        raise CredentialError(f"{section}.token_command printed no token")
     return Secret(lines[0].strip())
 
 
-def secret_source(smtp: SmtpConfig) -> Secret:
+def secret_source(smtp: SmtpConfig, section: str = "smtp") -> Secret:
     """The secret for ``smtp.auth``: the keyring password, or a fresh XOAUTH2 token."""
     if smtp.auth == "xoauth2":
-        return run_token_command(smtp)
-    return get_password(smtp)
+        return run_token_command(smtp, section)
+    return get_password(smtp, section)

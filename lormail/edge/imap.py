@@ -56,12 +56,17 @@ class Fetched:
     received: datetime | None  # the server's INTERNALDATE
 
 
-def imap_secret(imap: ImapConfig) -> Secret:
-    """The IMAP secret from the same keyring entry (or token command) as SMTP's."""
-    proxy = SmtpConfig(
+def imap_account(imap: ImapConfig) -> SmtpConfig:
+    """The inbox's login as the keyring code takes one: host, user, auth, token command."""
+    return SmtpConfig(
         host=imap.host, username=imap.username, auth=imap.auth, token_command=imap.token_command
     )
-    return secret_source(proxy)
+
+
+def imap_secret(imap: ImapConfig) -> Secret:
+    """The IMAP secret from its keyring entry (SMTP's, unless imap.username differs) or
+    token command."""
+    return secret_source(imap_account(imap), section="imap")
 
 
 def _text(value: object) -> str:

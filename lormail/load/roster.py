@@ -214,7 +214,13 @@ class _RosterReader:
             if not file.is_absolute():
                 file = self.base / file
             if not file.is_file():
-                why = "is a folder, not a file" if file.is_dir() else "no such file"
+                why = (
+                    "is a folder, not a file"
+                    if file.is_dir()
+                    else "not a regular file"
+                    if file.exists()
+                    else "no such file"
+                )
                 src.add(f["path"], join(path, "path"), f"{why}: {file}")
                 return None
             return Material(label=label or "", path=file)
