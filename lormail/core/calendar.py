@@ -356,7 +356,10 @@ def _stamped(
 ) -> Event:
     """The event with its UID and stamp: the stored one while its content is the
     same, else SEQUENCE 0 (new) or the stored SEQUENCE + 1 (changed), at ``now``."""
-    digest = hashlib.blake2b(ev.event.to_ical(), digest_size=16).hexdigest()
+    # The content lines unfolded: the same text as the file's, without folding
+    # it a second time (folding walks every character; the file folds it once).
+    content = "\r\n".join(ev.event.content_lines()).encode()
+    digest = hashlib.blake2b(content, digest_size=16).hexdigest()
     stamp = stamps.get(ev.uid)
     if stamp is None or stamp.hash != digest:
         seq = 0 if stamp is None else stamp.sequence + 1
