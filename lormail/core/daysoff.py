@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import date, datetime
 
 from lormail.core.ical import UID_DOMAIN, CalEvent, all_day, text_event, who
-from lormail.core.slots import day_label
+from lormail.core.slots import day_label, holidays_in
 from lormail.model import Recommender, Roster
 
 
@@ -47,16 +47,14 @@ def holidays(roster: Roster, now: datetime) -> list[CalEvent]:
             spans.append((rec, rec.holidays, today, max(open_dates)))
     if not spans:
         return []
-    import holidays as calendars  # here: a roster without holidays never loads it
-
     days: dict[date, dict[str, list[str]]] = {}
     for rec, (country, subdiv), first, last in spans:
         where = country + (f"-{subdiv}" if subdiv else "")
-        years = list(range(first.year, last.year + 1))
-        found = calendars.country_holidays(country, subdiv=subdiv, years=years, language="en_US")
-        for day, name in found.items():
-            if first <= day <= last:
-                days.setdefault(day, {}).setdefault(f"{name} ({where})", []).append(who(rec))
+        # A country's year, as the planner already read it: recommenders share countries.
+        for year in range(first.year, last.year + 1):
+            for day, name in holidays_in((country, subdiv), year).items():
+                if first <= day <= last:
+                    days.setdefault(day, {}).setdefault(f"{name} ({where})", []).append(who(rec))
     out = []
     for day in sorted(days):
         labels = days[day]

@@ -109,11 +109,12 @@ class Clock:
 
 def holiday_name(country: tuple[str, str | None], day: date) -> str | None:
     """The public holiday on ``day`` in ``country`` (code, subdivision), if any."""
-    return _holidays(country, day.year).get(day)
+    return holidays_in(country, day.year).get(day)
 
 
 @lru_cache(maxsize=256)
-def _holidays(country: tuple[str, str | None], year: int) -> dict[date, str]:
+def holidays_in(country: tuple[str, str | None], year: int) -> dict[date, str]:
+    """The public holidays of ``country`` (code, subdivision) in ``year``, by day."""
     table = holiday_calendars.country_holidays(
         country[0], subdiv=country[1], years=year, language="en_US"
     )
