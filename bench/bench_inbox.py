@@ -1,6 +1,6 @@
 """The inbox in the running daemon: a reply's APPEND to its reminder held, and idle wake-ups.
 
-    python bench/bench_inbox.py         # --replies 5 --idle 60
+    python bench/bench_inbox.py         # --replies 5 --idle 120
 
 Starts Dovecot on loopback (the tests' server, tests/_imap_helpers.py:
 implicit TLS with a trustme CA, IDLE on) and ``lormail run`` with an
@@ -11,7 +11,10 @@ daemon's.
 
 - idle wake-ups with IMAP on: voluntary context switches over every thread
   of the daemon (as bench_daemon.py counts them) over ``--idle`` seconds
-  while it sits in IDLE, scaled to one minute;
+  while it sits in IDLE, scaled to one minute.  The target is the daemon's
+  own tick (one a minute) plus one for each keep-alive the server sends an
+  idling client (Dovecot's "* OK Still here", every 2 minutes here): nothing
+  of lormail's own;
 - reply → held: from the APPEND of a recommender's reply (on a connection
   already logged in) until the feed shows the reply's event ("Dr. X replied
   — update the roster") and no longer the reminder's: the check that
@@ -122,6 +125,9 @@ def _reply(i: int, nonce: str) -> tuple[bytes, str]:
     return text.encode(), mid
 
 
+KEEP_ALIVE = 120.0  # seconds between Dovecot's keep-alives (imap_idle_notify_interval)
+
+
 def measure(replies: int, idle: float) -> list[Row]:
     binary = dovecot_binary()
     if binary is None:
@@ -180,15 +186,15 @@ def measure(replies: int, idle: float) -> list[Row]:
             "median of " + ", ".join(f"{t:.2f}" for t in latencies) + "; IDLE, seen in the feed",
             target="≤ 2 s", met=med <= 2.0),
         Row("daemon idle wake-ups, IMAP IDLE on", wakes, "/min",
-            f"{s1.wakeups - s0.wakeups} over {idle:.0f} s", target="≤ 1 a minute",
-            met=wakes <= 1.0),
+            f"{s1.wakeups - s0.wakeups} over {idle:.0f} s",
+            target="≤ 1 a minute + keep-alives", met=wakes <= 1.0 + 60 / KEEP_ALIVE),
     ]  # fmt: skip
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--replies", type=int, default=5, help="replies timed, one per recommender")
-    ap.add_argument("--idle", type=float, default=60.0, help="seconds of idle measurement")
+    ap.add_argument("--idle", type=float, default=120.0, help="seconds of idle measurement")
     args = ap.parse_args()
     compile_lormail()
     print_rows(measure(args.replies, args.idle))

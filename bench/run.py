@@ -82,7 +82,7 @@ def main() -> int:
         live = generate(folder / "daemon", 6, 100, today=bench_daemon.TODAY)
         rows += bench_daemon.measure(live, starts, edits, idle, targets=True)
         print_rows(rows[-5:])
-        rows += bench_inbox.measure(3 if args.quick else 5, 30.0 if args.quick else 60.0)
+        rows += bench_inbox.measure(3 if args.quick else 5, 30.0 if args.quick else 120.0)
         print_rows(rows[-2:])
         rows += bench_send.measure(1000, rounds)
         print_rows(rows[-2:])

@@ -46,9 +46,10 @@ def _free_port() -> int:
 
 
 class Dovecot:
-    def __init__(self, binary: str, ca: Any, idle: bool = True) -> None:
+    def __init__(self, binary: str, ca: Any, idle: bool = True, still_here: str = "2 mins") -> None:
         self.binary = binary
         self.idle = idle
+        self.still_here = still_here  # how often an IDLE client hears "* OK Still here"
         # Not pytest's tmp_path: as root, Dovecot's unprivileged processes must reach it.
         self.dir = Path(tempfile.mkdtemp(prefix="lormail-dovecot-"))
         self.dir.chmod(0o755)
@@ -94,7 +95,7 @@ default_internal_user = {internal}
 default_internal_group = {group}
 default_login_user = {login}
 first_valid_uid = {min(mail.pw_uid, 500)}
-imap_idle_notify_interval = 2 mins
+imap_idle_notify_interval = {self.still_here}
 {"" if self.idle else "imap_capability = IMAP4rev1 SASL-IR LITERAL+ ENABLE UIDPLUS"}
 auth_failure_delay = 0
 passdb {{

@@ -299,6 +299,28 @@ def test_idle_watches_the_first_folder_and_polls_the_others(
         watcher.stop()
 
 
+@pytest.mark.slow
+def test_a_keep_alive_during_idle_is_not_news(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Dovecot says "* OK Still here" while a client idles: no mail, so the wait goes on
+    (a scan for each keep-alive would wake the laptop for nothing)."""
+    binary = dovecot_binary()
+    if binary is None:
+        require_real("dovecot (Debian package dovecot-imapd) is not installed")
+    server = Dovecot(binary, trustme.CA(), still_here="1 secs")
+    try:
+        server.start()
+        monkeypatch.setenv("SSL_CERT_FILE", str(server.ca_file))
+        box = connected(server)
+        try:
+            assert box.idle("INBOX", 3.5) is False  # three keep-alives heard, none news
+            threading.Timer(0.5, server.append, [corpus("reply_in_thread.eml")]).start()
+            assert box.idle("INBOX", 30) is True
+        finally:
+            box.close()
+    finally:
+        server.cleanup()
+
+
 def _wait_until(check: object) -> None:
     event = threading.Event()
     for _ in range(300):

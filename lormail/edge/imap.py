@@ -21,6 +21,7 @@ import email.policy
 import imaplib
 import socket
 import ssl
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -236,18 +237,34 @@ class Mailbox:
         """Wait in IDLE on ``folder`` for at most ``seconds``; True when the server told
         of a change.  The caller re-issues it: every call ends with DONE."""
         self.examine(folder)
+        deadline = time.monotonic() + seconds
         with self._guard(f"IDLE on {folder}"):
             self.client.idle()
             try:
-                responses = self.client.idle_check(timeout=seconds)
+                while (left := deadline - time.monotonic()) > 0:
+                    responses = self.client.idle_check(timeout=left)
+                    if not responses:
+                        return False  # the time is up
+                    if any(_tells_of_mail(r) for r in responses):
+                        return True
+                    # A keep-alive ("* OK Still here", Dovecot's every 2 minutes):
+                    # nothing to read, so no scan; wait on.
+                return False
             finally:
                 with contextlib.suppress(Exception):
                     self.client.idle_done()
-            return bool(responses)
 
     def noop(self) -> None:
         with self._guard("NOOP"):
             self.client.noop()
+
+
+# Untagged IDLE responses that say the folder changed (RFC 3501 §7.3, §7.4).
+_MAIL_NEWS = frozenset((b"EXISTS", b"RECENT", b"EXPUNGE", b"FETCH"))
+
+
+def _tells_of_mail(response: Any) -> bool:
+    return isinstance(response, tuple) and len(response) > 1 and response[1] in _MAIL_NEWS
 
 
 def _text_parts(structure: Any, prefix: str) -> Iterator[tuple[str, int]]:
