@@ -638,3 +638,17 @@ def test_inbox_classify_problems(tmp_path: Path, capfd: pytest.CaptureFixture[st
     assert capfd.readouterr().err == (
         f"{config}: no imap section, so lormail reads no mail; add one (see README, Inbox)\n"
     )
+
+
+@pytest.mark.parametrize("charset", [".utf-8", "utf\x00-8", "no-such-charset"])
+def test_a_charset_no_codec_knows_is_read_as_utf8(charset: str) -> None:
+    data = (
+        "From: Emily Johnson <ejohnson@hospital.example.org>\r\n"
+        "To: sarah.chen@stateu.edu\r\nSubject: Re: my letter\r\n"
+        "Date: Thu, 03 Dec 2026 15:02:00 +0000\r\nMessage-ID: <cs@hospital.example.org>\r\n"
+        f'Content-Type: text/plain; charset="{charset}"\r\n\r\n'
+        "Uploaded it this morning!\r\n"
+    ).encode()
+    msg = email.message_from_bytes(data, policy=email.policy.default)
+    assert body_text(msg) == "Uploaded it this morning!\r\n"
+    assert classify(KNOWN, msg).kind == "reply"

@@ -123,9 +123,12 @@ def _part_text(part: Message) -> str:
     except Exception:
         pass  # an unknown charset or a broken transfer encoding: decode by hand below
     payload = part.get_payload(decode=True)
-    if isinstance(payload, bytes):
+    if not isinstance(payload, bytes):
+        return ""
+    try:
         return payload.decode(part.get_content_charset() or "utf-8", "replace")
-    return ""
+    except (LookupError, ValueError):  # a charset no codec knows (".utf-8", "utf\0-8")
+        return payload.decode("utf-8", "replace")
 
 
 _TAG = re.compile(r"<(?:script|style)\b.*?</(?:script|style)\s*>|<[^>]*>", re.S | re.I)
