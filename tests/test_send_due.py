@@ -158,36 +158,7 @@ def test_stop_finishes_the_message_in_flight(tmp_path: Path) -> None:
     assert report.stopped and report.sent == ("request:r0000",)
     assert report.exit_code == 0
     assert len(server.sink.received) == 1
-    assert {k: r.state for k, r in rows(app).items()} == {"request:r0000": "sent"}
-    # (the rest is still simply due)
-
-
-def test_the_log_says_a_message_went_before_the_next_goes(tmp_path: Path) -> None:
-    """One commit a message: the one before it is ``sent`` (or ``failed``) and this one
-    ``sending`` whenever a message is on the wire; the last one is logged on its own."""
-    seen: list[dict[str, str]] = []
-
-    class Reader(Sink):
-        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-            # Another connection, as a crash-restarted run would read the log.
-            with Store.open(app.state_dir()) as store:
-                seen.append({r.key: r.state for r in store.log_rows()})
-            return await super().handle_DATA(server, session, envelope)
-
-    with smtp_server(Reader(script={3: "550 5.1.1 no such user"})) as server:
-        app = smtp_app(tmp_path, server.port, n=4)
-        report = send_due(app, NOW)
-    keys = [f"request:r000{i}" for i in range(4)]
-    assert seen == [
-        {keys[0]: "sending"},
-        {keys[0]: "sent", keys[1]: "sending"},
-        {keys[0]: "sent", keys[1]: "sent", keys[2]: "sending"},
-        {keys[0]: "sent", keys[1]: "sent", keys[2]: "failed", keys[3]: "sending"},
-    ]
-    assert (report.sent, report.failed) == ((keys[0], keys[1], keys[3]), (keys[2],))
-    assert {k: r.state for k, r in rows(app).items()} == dict(
-        zip(keys, ["sent", "sent", "failed", "sent"], strict=True)
-    )
+    assert list(rows(app)) == ["request:r0000"]  # the rest is still simply due
 
 
 @pytest.mark.slow

@@ -4,11 +4,9 @@
 every message the plan says is due, in plan order, over one connection, moving
 each log row ``queued → sending → sent | failed | skipped``:
 
-- the ``sending`` row is committed (durably) before the SMTP transaction
-  starts, and the ``sent`` row once the server accepts: with the next
-  message's ``sending`` row, in one commit, or on its own when the batch ends
-  or the next message does not go; so a crash can at worst repeat the one
-  message in flight (sent, not yet logged), with the same Message-ID;
+- the ``sending`` row is committed (durably) before the SMTP transaction starts
+  and the ``sent`` row right after the server accepts, so a crash can at worst
+  repeat the one message in flight, with the same Message-ID;
 - a row found in ``sending`` at start-up (a run died mid-send) is reported and
   put back in the queue, so it is retried at once with the same Message-ID; a
   key interrupted :data:`MAX_INTERRUPTIONS` times is marked ``failed`` rather
@@ -40,7 +38,7 @@ from lormail.app.report import SendReport as SendReport
 from lormail.app.report import Tally
 from lormail.core.instants import utc_z
 from lormail.edge.files import read_attachment
-from lormail.edge.logrows import Delivered, Outbound
+from lormail.edge.logrows import Outbound
 from lormail.edge.statedir import StateError
 from lormail.edge.statedir import sender_lock as sender_lock
 from lormail.edge.store import Store
@@ -67,11 +65,23 @@ log = logging.getLogger("lormail.send")
 MAX_INTERRUPTIONS = 3  # a key found in `sending` this often is failed, not resent
 
 
+@dataclass(frozen=True, slots=True)
+class _Unlogged:
+    """A delivery the log could not record (the state folder was full or read-only)."""
+
+    key: str
+    at: datetime
+    reply: str
+    note: str | None
+    local: bool
+    joined: tuple[str, ...] = ()  # a reminder round's other keys
+
+
 # By state database: deliveries this process made but could not log.  The next
 # batch in the same process (the daemon's) records them before anything else,
 # so that a message that went is neither sent again nor, after repeated
 # failures of the disk, counted as interrupted and marked failed.
-_UNLOGGED: dict[Path, dict[str, Delivered]] = {}
+_UNLOGGED: dict[Path, dict[str, _Unlogged]] = {}
 
 
 def _utc_now() -> datetime:
@@ -98,8 +108,6 @@ class Batch:
     tally: Tally = field(default_factory=Tally)
     # The snapshot's log plus what this batch sent: reminders thread under it.
     log_view: dict[str, LogEntry] = field(default_factory=dict)
-    # The last message accepted, until the log says so (see _log).
-    _accepted: tuple[Outbound, Delivered] | None = field(default=None, init=False, repr=False)
 
     # -- the steps ----------------------------------------------------------------
 
@@ -107,7 +115,10 @@ class Batch:
         """Log the deliveries an earlier batch of this process could not (see _UNLOGGED)."""
         waiting = _UNLOGGED.get(self.store.path, {})
         for key, done in list(waiting.items()):
-            self.store.mark_delivered(done)
+            if done.local:
+                self.store.mark_local(key, done.at, done.reply, done.joined)
+            else:
+                self.store.mark_sent(key, done.at, done.reply, done.note, done.joined)
             del waiting[key]
             log.info(
                 "logged %s, which went at %s while the state folder could not be written",
@@ -197,10 +208,7 @@ class Batch:
         if not todo:
             return
         with self.transport() as transport:
-            try:
-                self._send_all(transport, todo, ctx)
-            finally:
-                self._log()
+            self._send_all(transport, todo, ctx)
 
     # -- helpers ------------------------------------------------------------------
 
@@ -246,7 +254,7 @@ class Batch:
         self, transport: Transport, todo: Sequence[PlannedMessage], ctx: ComposeContext
     ) -> None:
         """Send in order over one connection; each log commit is durable before the
-        next step (see _log)."""
+        next step (``sending`` before the transaction, ``sent`` right after it)."""
         from lormail.edge.transport import TransportError
 
         reconnects, delivered = 1, 0
@@ -260,7 +268,7 @@ class Batch:
                 continue
             out = _outbound(msg, outgoing)
             while True:
-                self._log(out)
+                self.store.mark_sending(out, self.clock())
                 try:
                     accepted = transport.send(
                         outgoing.data, outgoing.envelope_from, outgoing.recipients
@@ -286,29 +294,26 @@ class Batch:
                 delivered += 1
                 break
 
-    def _log(self, sending: Outbound | None = None) -> None:
-        """Log the message accepted last (if any) as delivered and ``sending`` as such,
-        in one durable commit: one fsync a message, and no message goes on the wire
-        before the log says that the one before it went."""
-        accepted, self._accepted = self._accepted, None
-        try:
-            if sending is not None:
-                self.store.mark_sending(sending, self.clock(), accepted[1] if accepted else None)
-            elif accepted is not None:
-                self.store.mark_delivered(accepted[1])
-        except StateError as err:
-            if accepted is None:
-                raise
-            raise _unlogged(self.store.path, *accepted, err) from None
-
     def _sent(self, out: Outbound, accepted: Accepted) -> None:
-        """The server accepted ``out``: the log records it with the next commit."""
         at = self.clock()
         note = None
         if accepted.refused:
             note = "; ".join(f"copy to {addr} refused: {why}" for addr, why in accepted.refused)
-        done = Delivered(out.key, at, accepted.reply, note, accepted.local, out.joined)
-        self._accepted = (out, done)
+        try:
+            if accepted.local:
+                self.store.mark_local(out.key, at, accepted.reply, out.joined)
+            else:
+                self.store.mark_sent(out.key, at, accepted.reply, note, out.joined)
+        except StateError as err:
+            # It went; only the log cannot say so.  The next batch of this process
+            # logs it; a new process finds it `sending` and sends it once more,
+            # with the same Message-ID.
+            unlogged = _Unlogged(out.key, at, accepted.reply, note, accepted.local, out.joined)
+            _UNLOGGED.setdefault(self.store.path, {})[out.key] = unlogged
+            raise StateError(
+                f"{err.problems[0].message}; {out.key} went to {out.to} but could not be "
+                "logged, so it may go once more (with the same Message-ID)"
+            ) from None
         self.tally.sent.append(out.key)
         if accepted.local:
             self.tally.local.append(out.key)
@@ -327,14 +332,12 @@ class Batch:
             log.warning("sent %s, but %s", out.key, note)
 
     def _fail(self, out: Outbound, error: str, reply: str | None) -> None:
-        self._log()
         self.store.mark_failed(out, self.clock(), error, reply)
         self.tally.failed.append(out.key)
         log.error("failed %s to %s: %s", out.key, out.to, error)
 
     def _retry(self, msg: PlannedMessage, out: Outbound, error: str) -> datetime:
         """Queue after a transient failure, or skip when a retry would come too late."""
-        self._log()
         now = self.clock()
         row = self.store.log_row(out.key)
         attempts = row.attempts if row is not None else 0
@@ -374,17 +377,6 @@ class Batch:
             waiting += 1
         if waiting:
             log.warning("%d more message(s) wait until %s", waiting, utc_z(retry_at))
-
-
-def _unlogged(path: Path, out: Outbound, done: Delivered, err: StateError) -> StateError:
-    """The error for a delivery the log cannot record; it is kept for the next batch
-    of this process (see _UNLOGGED).  A new process finds the message ``sending``
-    and sends it once more, with the same Message-ID."""
-    _UNLOGGED.setdefault(path, {})[out.key] = done
-    return StateError(
-        f"{err.problems[0].message}; {out.key} went to {out.to} but could not be "
-        "logged, so it may go once more (with the same Message-ID)"
-    )
 
 
 def _outbound(msg: PlannedMessage, outgoing: Outgoing) -> Outbound:

@@ -20,7 +20,6 @@ __all__ = [
     "UPSERT",
     "UPSERT_JOINED",
     "UPSERT_SENDING",
-    "Delivered",
     "LogRow",
     "Outbound",
     "from_text",
@@ -112,18 +111,6 @@ class Outbound:
     to: str
     subject: str
     joined: tuple[str, ...] = ()  # a reminder round: every reminder key it stands for
-
-
-@dataclass(frozen=True, slots=True)
-class Delivered:
-    """A message the server (or the local Maildir) accepted, as the log records it."""
-
-    key: str
-    at: datetime
-    reply: str  # the server's reply, or where the Maildir put it
-    note: str | None = None  # e.g. a refused copy to the applicant
-    local: bool = False  # into the local Maildir: it reached nobody
-    joined: tuple[str, ...] = ()  # a reminder round's other keys, logged as sent with it
 
 
 LOG_COLUMNS = (

@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 
@@ -29,7 +29,6 @@ from lormail.edge.logrows import (
     UPSERT,
     UPSERT_JOINED,
     UPSERT_SENDING,
-    Delivered,
     LogRow,
     Outbound,
     from_text,
@@ -301,43 +300,52 @@ class Store:
             (out.key, out.kind, out.recommender, state, out.message_id, out.to, out.subject, now),
         )
 
-    def mark_sending(self, out: Outbound, at: datetime, done: Delivered | None = None) -> None:
-        """Committed before the SMTP transaction starts: a crash leaves ``sending``.
-
-        ``done``: the message before, which the server accepted, logged in the
-        same transaction; so a batch commits once a message, and each message is
-        logged delivered before the next one goes on the wire.
-        """
+    def mark_sending(self, out: Outbound, at: datetime) -> None:
+        """Committed before the SMTP transaction starts: a crash leaves ``sending``."""
         with self.transaction() as conn:
-            if done is not None:
-                self._delivered(conn, done)
-            values = (out.key, out.kind, out.recommender, LOG_SENDING, out.message_id, out.to)
-            conn.execute(UPSERT_SENDING, (*values, out.subject, to_text(at)))
+            self._sending(conn, out, at)
 
-    def mark_delivered(self, done: Delivered) -> None:
-        """Committed once the server accepted: ``sent``, or ``local`` for a delivery into
-        the local Maildir (which reached nobody, see :meth:`snapshot`).
+    def _sending(self, conn: sqlite3.Connection, out: Outbound, at: datetime) -> None:
+        values = (out.key, out.kind, out.recommender, LOG_SENDING, out.message_id, out.to)
+        conn.execute(UPSERT_SENDING, (*values, out.subject, to_text(at)))
 
-        ``done.joined``: the other reminders of a round (SPEC §3.0 rule 4), logged
-        as sent with it, in the same transaction, so that none goes again.
+    def mark_sent(
+        self,
+        key: str,
+        at: datetime,
+        reply: str,
+        note: str | None = None,
+        joined: Sequence[str] = (),
+    ) -> None:
+        """Committed right after the server accepted.  ``note``: e.g. a refused Bcc.
+
+        ``joined``: the other reminders of a round (SPEC §3.0 rule 4), logged as
+        sent with it, in the same transaction, so that none goes again.
         """
+        self._delivered(key, LOG_SENT, at, reply, note, joined)
+
+    def mark_local(self, key: str, at: datetime, where: str, joined: Sequence[str] = ()) -> None:
+        """Delivered into the local Maildir: no recommender got it (see :meth:`snapshot`)."""
+        self._delivered(key, LOG_LOCAL, at, where, None, joined)
+
+    def _delivered(
+        self,
+        key: str,
+        state: str,
+        at: datetime,
+        reply: str,
+        note: str | None,
+        joined: Sequence[str] = (),
+    ) -> None:
         with self.transaction() as conn:
-            self._delivered(conn, done)
-
-    def mark_sent(self, key: str, at: datetime, reply: str) -> None:
-        """``sent``, with the server's reply."""
-        self.mark_delivered(Delivered(key, at, reply))
-
-    def _delivered(self, conn: sqlite3.Connection, done: Delivered) -> None:
-        at = to_text(done.at)
-        conn.execute(
-            "UPDATE log SET state = ?, sent_at = ?, updated_at = ?, retry_at = NULL, "
-            "reply = ?, error = ? WHERE key = ?",
-            (LOG_LOCAL if done.local else LOG_SENT, at, at, done.reply, done.note, done.key),
-        )
-        for other in done.joined:
-            if other != done.key:
-                conn.execute(UPSERT_JOINED, (other, done.key))
+            conn.execute(
+                "UPDATE log SET state = ?, sent_at = ?, updated_at = ?, retry_at = NULL, "
+                "reply = ?, error = ? WHERE key = ?",
+                (state, to_text(at), to_text(at), reply, note, key),
+            )
+            for other in joined:
+                if other != key:
+                    conn.execute(UPSERT_JOINED, (other, key))
 
     def mark_queued(self, out: Outbound, at: datetime, retry_at: datetime, error: str) -> None:
         """Waiting (transient failure, rate limit, outage): not before ``retry_at``."""
