@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from datetime import datetime
 
 from lormail.core.ical import UID_DOMAIN, CalEvent, all_day, text_event, who
-from lormail.core.inbox_plan import entry_digest
+from lormail.core.inbox_plan import bounce_holds, reply_holds
 from lormail.core.slots import day_label
 from lormail.model import InboxEvent, Recommender
 
@@ -54,15 +54,12 @@ def inbox_events(rec: Recommender, events: Iterable[InboxEvent], now: datetime) 
     from), not one with the inbox's absences and submissions added.
     """
     out: list[CalEvent] = []
-    digest: str | None = None
     for e in events:
         if e.recommender != rec.id or e.at is None:
             continue
-        if e.kind == "reply":
-            digest = digest or entry_digest(rec)
-            if e.entry == digest and e.at + rec.policy.reply_hold > now:
-                out.append(_reply(rec, e, e.at))
-        elif e.kind == "bounce" and e.address and e.address.lower() == rec.email.lower():
+        if reply_holds(rec, e, now):
+            out.append(_reply(rec, e, e.at))
+        elif bounce_holds(rec, e):
             out.append(_bounce(rec, e, e.at))
     return out
 

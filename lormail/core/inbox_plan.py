@@ -38,9 +38,11 @@ __all__ = [
     "HELD",
     "Hold",
     "apply_holds",
+    "bounce_holds",
     "entry_digest",
     "holds",
     "portal_confirmed",
+    "reply_holds",
     "reply_times",
     "with_inbox",
 ]
@@ -137,6 +139,22 @@ class Hold:
     kinds: frozenset[str] | None  # the kinds held; None: every kind
 
 
+def bounce_holds(r: Recommender, e: InboxEvent) -> bool:
+    """Whether ``e`` is a bounce of ``r``'s address as the roster has it now."""
+    return e.kind == "bounce" and e.address is not None and e.address.lower() == r.email.lower()
+
+
+def reply_holds(r: Recommender, e: InboxEvent, now: datetime) -> bool:
+    """Whether ``e`` is a reply of ``r`` that still holds at ``now``: within ``reply_hold``
+    and with ``r``'s roster entry as it was when the reply was recorded."""
+    return (
+        e.kind == "reply"
+        and e.at is not None
+        and e.at + r.policy.reply_hold > now
+        and e.entry == entry_digest(r)
+    )
+
+
 def holds(roster: Roster, events: Iterable[InboxEvent], now: datetime) -> dict[str, Hold]:
     """The holds in force at ``now``, by recommender id; a bounce outranks a reply."""
     out: dict[str, Hold] = {}
@@ -145,17 +163,17 @@ def holds(roster: Roster, events: Iterable[InboxEvent], now: datetime) -> dict[s
         r = by_id.get(e.recommender or "")
         if r is None or e.at is None:
             continue
-        if e.kind == "bounce" and e.address and e.address.lower() == r.email.lower():
+        if bounce_holds(r, e):
             day = _short(_day(e.at, r.timezone))
             out[r.id] = Hold(
                 None,
                 f"held: mail to {r.email} bounced on {day}; correct the address in the roster",
                 None,
             )
-        elif e.kind == "reply" and e.entry == entry_digest(r):
+        elif reply_holds(r, e, now):
             until = e.at + r.policy.reply_hold
             current = out.get(r.id)
-            if until <= now or (current is not None and current.until is None):
+            if current is not None and current.until is None:
                 continue
             if current is not None and current.until is not None and current.until >= until:
                 continue
