@@ -42,7 +42,7 @@ from email.headerregistry import Address, BaseHeader, HeaderRegistry
 from email.message import EmailMessage
 from email.parser import BytesParser
 from email.utils import format_datetime, formataddr
-from functools import cache, lru_cache
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -135,13 +135,13 @@ def sender(roster: Roster, config: Config) -> tuple[str, str]:
     return roster.applicant.name, roster.applicant.email
 
 
-@cache  # one address per run: parsed once, not once per message
 def _configured_sender(configured: str) -> tuple[str, str]:
     _no_breaks("smtp.from", configured)
     mailboxes: tuple[Address, ...] = ()
-    # An encoded word in it that decodes to a line break is a ValueError.
+    # An encoded word in it that decodes to a line break is a ValueError.  Read
+    # through the parse-back's registry, which keeps the run's one From.
     with contextlib.suppress(ValueError):
-        header = policy.default.header_factory("From", configured)
+        header = _READ_BACK.header_factory("From", configured)
         mailboxes = tuple(getattr(header, "addresses", ()))
     if len(mailboxes) != 1 or "@" not in mailboxes[0].addr_spec:
         raise ComposeError(f"smtp.from: {configured!r} is not one e-mail address")
