@@ -158,6 +158,7 @@ class Checker:
         """Send, plan, publish (after :meth:`load`); raises on a failure of the world."""
         from lormail.app.send import send_due
         from lormail.core.inbox_plan import holds as inbox_holds
+        from lormail.core.plan import plan
         from lormail.edge.store import read_edit_holds
 
         inputs = self.inputs
@@ -171,7 +172,8 @@ class Checker:
         acted |= {*report.retrying, *report.deferred}
 
         now = utc_now()
-        final = apply_holds(inputs.app().plan(now), holds)
+        snapshot = inputs.app().snapshot()
+        final = apply_holds(plan(inputs.roster, snapshot, now), holds)
         self._log_changes(final, acted)
         calendar = self._publish(inputs, final, now)
 
@@ -183,7 +185,7 @@ class Checker:
             if m.status in (SCHEDULED, HELD) and not m.held_open and m.send_at > now
         ]
         # A reply's hold ending changes the calendar, even when it held nothing.
-        in_force = inbox_holds(inputs.roster, inputs.app().snapshot().inbox, now)
+        in_force = inbox_holds(inputs.roster, snapshot.inbox, now)
         times += [h.until for h in in_force.values() if h.until is not None and h.until > now]
         # When a deadline passes, the next letter's reminders start.
         times += [p.deadline for p in inputs.roster.programs if p.deadline > now]
