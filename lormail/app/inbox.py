@@ -34,7 +34,7 @@ from lormail.load.portals import load_rules
 from lormail.load.yamlsrc import display_name
 from lormail.model import ImapConfig, InboxEvent
 
-__all__ = ["FIRST_SCAN", "WatchState", "Watcher", "classify_files", "known", "scan"]
+__all__ = ["FIRST_SCAN", "WatchState", "Watcher", "classify_files", "known", "scan", "shown_wait"]
 
 # How far back the first scan of a folder (or one whose UIDVALIDITY changed) reads.
 FIRST_SCAN = timedelta(days=30)
@@ -186,7 +186,7 @@ class Watcher:
                 wait = self.pause(failures)
                 message = "; ".join(str(p) for p in err.problems)
                 self._set(WatchState(False, message, self.now() + wait))
-                log.warning("inbox: %s; retrying in %s", message, _shown(wait))
+                log.warning("inbox: %s; retrying in %s", message, shown_wait(wait))
                 self._stop.wait(wait.total_seconds())
             finally:
                 with self._lock:
@@ -202,7 +202,7 @@ class Watcher:
         if self._stop.is_set():
             return
         box.connect()
-        poll = f"a poll every {_shown(imap.poll)}"
+        poll = f"a poll every {shown_wait(imap.poll)}"
         first, *others = imap.folders
         if not box.idle_capable:
             watching = f"{', '.join(imap.folders)} ({poll})"
@@ -229,6 +229,7 @@ class Watcher:
                 box.noop()
 
 
-def _shown(wait: timedelta) -> str:
+def shown_wait(wait: timedelta) -> str:
+    """``5 min``, ``0.2 s``: a wait as the watcher's state and ``credentials test`` say it."""
     seconds = wait.total_seconds()
     return f"{seconds / 60:g} min" if seconds >= 60 else f"{seconds:g} s"

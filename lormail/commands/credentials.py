@@ -112,6 +112,7 @@ def _test_smtp(smtp: SmtpConfig) -> bool:
 
 
 def _test_imap(imap: ImapConfig) -> bool:
+    from lormail.app.inbox import shown_wait
     from lormail.edge.imap import ImapError, Mailbox, imap_secret
 
     box = Mailbox(imap, lambda: imap_secret(imap))
@@ -123,8 +124,7 @@ def _test_imap(imap: ImapConfig) -> bool:
     finally:
         box.close()
     who = f", authenticated as {imap.username}" if imap.auth != "none" else ""
-    minutes = imap.poll.total_seconds() / 60
-    how = "IDLE" if box.idle_capable else f"no IDLE: lormail reads it every {minutes:g} min"
+    how = "IDLE" if box.idle_capable else f"no IDLE: a poll every {shown_wait(imap.poll)}"
     security = _SECURITY.get(imap.security, imap.security)
     print(f"ok: IMAP {imap.host}:{imap.port} over {security}{who} ({how})")
     return True
