@@ -52,9 +52,11 @@ from lormail.model import LOG_SENT, Config, LogEntry, PlannedMessage, Roster
 class _Registry(HeaderRegistry):
     """The standard header registry, keeping what it makes: the class for a header
     name (the registry builds a new one each time it is asked), and the headers
-    made from the values seen last, so that the parse-back reads a run's one From
-    and its few subjects once, not once a message.  The same (name, text) always
-    makes the same header, and the email package never changes a header once made."""
+    made from the texts seen last, so that a run's messages share their one From,
+    their few subjects and their MIME headers instead of parsing them once a
+    message.  The same (name, text) always makes the same header, and the email
+    package never changes a header once made.  A value that is no text (an
+    ``Address`` given whole) is made afresh."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -65,17 +67,21 @@ class _Registry(HeaderRegistry):
         return self._classes(name)
 
     def __call__(self, name: str, value: Any) -> BaseHeader:
-        return self._made(name, value)  # a parsed value: text, so hashable
+        if isinstance(value, str):
+            return self._made(name, value)
+        return super().__call__(name, value)
 
 
 # The SMTP policy, told to write a header value given as text exactly as given:
 # by default it re-folds one with a line over 78 characters through the header
 # registry, which is what must never happen to roster text.  Header objects
 # (a non-ASCII address) are folded by the registry as ever.
-POLICY = policy.SMTP.clone(refold_source="none")
+# Both use the registry above: a run's messages share their MIME headers.
+_REGISTRY = _Registry()
+POLICY = policy.SMTP.clone(refold_source="none", header_factory=_REGISTRY)
 _FOLD_AT = POLICY.max_line_length or 78
 # The parse-back's reader: the default policy, with the registry above.
-_READ_BACK = policy.default.clone(header_factory=_Registry())
+_READ_BACK = policy.default.clone(header_factory=_REGISTRY)
 MAX_LINE = 998  # RFC 5322 §2.1.1: no line of a message may be longer (CRLF apart)
 
 # What may stand in a header as it is: printable ASCII words, no encoded-word opener.
