@@ -264,7 +264,8 @@ def test_log_text_is_colourless_when_piped(
     lines = out.splitlines()
     assert lines[0].split() == ["when", "(UTC)", "state", "key", "to", "subject", "tries", "note"]
     assert lines[1].startswith("2026-09-01 15:00:00  local  request:r0000")
-    assert "delivered to " in lines[1]  # the Maildir file it went into
+    assert "delivered to" in lines[1]  # the Maildir file it went into
+    assert all(line == line.rstrip() for line in lines)  # no padding left in a pipe
 
 
 # --- no secret leaks ---------------------------------------------------------------------

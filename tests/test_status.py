@@ -149,6 +149,15 @@ def test_everyone_fits_100_columns_and_declined_or_submitted_letters_are_not_to_
     assert any("✓ 18 Nov" in line for line in out)
 
 
+@pytest.mark.parametrize("command", ["status", "plan"])
+def test_a_pipe_gets_no_padding(config: Path, state: Path, command: str) -> None:
+    res = lormail(config, state, command)
+    assert res.returncode == 0, res.stderr
+    assert len(res.stdout.splitlines()) > 5
+    padded = [line for line in res.stdout.splitlines() if line != line.rstrip()]
+    assert padded == []
+
+
 def test_an_unknown_recommender_is_one_line_with_a_suggestion(config: Path, state: Path) -> None:
     res = lormail(config, state, "status", "jonson")
     assert (res.returncode, res.stdout) == (2, "")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -29,6 +29,33 @@ def print_json(obj: Any) -> None:
     sys.stdout.buffer.flush()
 
 
+class _Trimmed:
+    """A text stream for a pipe or a file: each line written without the spaces rich
+    pads a table's cells with, up to the page's width."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self._line = ""  # the start of a line not yet ended
+
+    def write(self, text: str) -> int:
+        lines = (self._line + text).split("\n")
+        self._line = lines.pop()
+        if lines:
+            self._stream.write("".join(line.rstrip(" ") + "\n" for line in lines))
+        return len(text)
+
+    def flush(self) -> None:
+        self._stream.write(self._line)
+        self._line = ""
+        self._stream.flush()
+
+    def isatty(self) -> bool:
+        return False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
 def console(stderr: bool = False) -> Console:
     from rich.console import Console
 
@@ -39,7 +66,7 @@ def console(stderr: bool = False) -> Console:
     columns = os.environ.get("COLUMNS", "")
     width = None if is_tty else int(columns) if columns.isdigit() and int(columns) > 0 else 200
     return Console(
-        file=stream,
+        file=stream if is_tty else _Trimmed(stream),  # type: ignore[arg-type]
         no_color=bool(os.environ.get("NO_COLOR")) or not is_tty,
         color_system="auto" if is_tty else None,
         highlight=False,
