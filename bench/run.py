@@ -63,7 +63,9 @@ def main() -> int:
     ap.add_argument("--no-stress", action="store_true", help="skip the 10,000-letter rows")
     ap.add_argument("--markdown", type=Path, help="also write the results there as a table")
     args = ap.parse_args()
-    repeat, starts, edits, idle, rounds = (3, 3, 5, 30.0, 1) if args.quick else (7, 5, 20, 120.0, 5)
+    repeat, starts, edits, idle, rounds = (
+        (3, 3, 12, 30.0, 1) if args.quick else (7, 5, 50, 120.0, 5)
+    )
     if not Path(bench_daemon.LIBFAKETIME).exists():
         sys.exit(f"needs libfaketime ({bench_daemon.LIBFAKETIME}): apt-get install libfaketime")
     if bench_inbox.dovecot_binary() is None:
@@ -80,8 +82,9 @@ def main() -> int:
         rows += bench_cli.measure(primary, base, repeat, targets=True)
         print_rows(rows[-4:])
         live = generate(folder / "daemon", 6, 100, today=bench_daemon.TODAY)
-        rows += bench_daemon.measure(live, starts, edits, idle, targets=True)
-        print_rows(rows[-5:])
+        daemon_rows = bench_daemon.measure(live, starts, edits, idle, targets=True)
+        rows += daemon_rows
+        print_rows(daemon_rows)
         rows += bench_inbox.measure(3 if args.quick else 5, 30.0 if args.quick else 120.0)
         print_rows(rows[-2:])
         rows += bench_send.measure(1000, rounds)
