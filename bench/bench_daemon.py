@@ -301,7 +301,7 @@ def measure(roster: Roster, starts: int, edits: int, idle: float, targets: bool)
             f"{s2.rss_mb:.1f} MB after {edits} edits", "≤ 45 MB", s1.rss_mb <= 45),
         row("idle baseline: a process that wakes once a minute, CPU per 10 min", waker10, "s",
             f"{(w1.cpu - w0.cpu) * 1000:.1f} ms over {idle:.0f} s (schedstat), "
-            f"{w1.wakeups - w0.wakeups} wake-ups", "", None),
+            f"wake-ups: {w1.wakeups - w0.wakeups}", "", None),
         row("daemon idle CPU per 10 min", cpu10, "s",
             f"{(s1.cpu - s0.cpu) * 1000:.1f} ms over {idle:.0f} s (schedstat), scaled to 10 min; "
             f"the bare waker's {waker10:.3f} s",
